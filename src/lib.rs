@@ -1,0 +1,27 @@
+//! layerscope: open any container image, straight from its registry, and see what every layer
+//! did to the filesystem.
+//!
+//! Data flows one way: a [`source`] resolves a reference to an [`image::ImageInfo`] and one byte
+//! stream per layer; [`layer`] turns each stream into a compact index; [`tree`] merges the
+//! indexes into one filesystem model; [`analysis`] computes the figures that [`ci`], [`export`],
+//! [`report`] and the explorer show. [`pipeline`] runs the flow without waiting on any view.
+//! [`toolbox`] holds the subcommands that talk to a registry directly (manifest, config,
+//! history, blob, tag, tags, catalog, diff); [`compare`] is the model of two images side by side.
+
+pub mod analysis;
+pub mod ci;
+pub mod cli;
+pub mod compare;
+pub mod digest;
+pub mod error;
+pub mod export;
+pub mod image;
+pub mod layer;
+pub mod pipeline;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod source;
+pub mod toolbox;
+pub mod tree;
