@@ -1,0 +1,380 @@
+//! The tar walk: headers (with PAX and GNU long names) become [`Entry`] records, whiteout
+//! markers go to their own lists, and every regular file's bytes are hashed as they stream.
+
+use sha2::Digest as _;
+
+use super::path::{join_into, normalize_into, split_last};
+use super::stream::{BlockRead, ChunkSource, TarStream};
+use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
+use super::{Entry, EntryKind, LayerError, Span};
+
+/// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
+/// hundred bytes, and garbage must not make us allocate gigabytes.
+const MAX_EXTENDED_HEADER: u64 = 16 * 1024 * 1024;
+
+/// Whiteout marker prefix (`DIR/.wh.NAME` deletes `NAME`).
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// Opaque-directory marker (`DIR/.wh..wh..opq`).
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// Prefix of aufs bookkeeping names, which are markers too (never files).
+const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
+
+/// What the walk collects; becomes a [`super::LayerIndex`].
+#[derive(Default)]
+pub struct Collected {
+    pub entries: Vec<Entry>,
+    pub paths: Vec<Span>,
+    pub arena: Vec<u8>,
+    pub whiteouts: Vec<Span>,
+    pub opaque_dirs: Vec<Span>,
+    pub size_bytes: u64,
+    pub skipped: u64,
+}
+
+impl Collected {
+    fn store(&mut self, bytes: &[u8]) -> Result<Span, LayerError> {
+        let too_large = || LayerError::TooLarge("the layer's path names exceed 4 GiB".to_string());
+        let start = u32::try_from(self.arena.len()).map_err(|_| too_large())?;
+        let len = u32::try_from(bytes.len()).map_err(|_| too_large())?;
+        start.checked_add(len).ok_or_else(too_large)?;
+        self.arena.extend_from_slice(bytes);
+        Ok(Span { start, len })
+    }
+}
+
+fn tar_error(offset: u64, message: impl Into<String>) -> LayerError {
+    LayerError::Tar {
+        offset,
+        message: message.into(),
+    }
+}
+
+fn truncated(offset: u64) -> LayerError {
+    tar_error(offset, "truncated tar: the stream ends inside an entry")
+}
+
+/// Pending extended-header state that applies to the next real entry.
+#[derive(Default)]
+struct Pending {
+    pax: PaxOverrides,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    any: bool,
+}
+
+/// Skip the padding after `size` data bytes.
+fn skip_padding<S: ChunkSource>(
+    stream: &mut TarStream<S>,
+    size: u64,
+    entry_offset: u64,
+) -> Result<(), LayerError> {
+    let padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+    if !stream.take(padding, |_| {})? {
+        return Err(truncated(entry_offset));
+    }
+    Ok(())
+}
+
+/// Read an extended header's data into memory.
+fn read_extended<S: ChunkSource>(
+    stream: &mut TarStream<S>,
+    size: u64,
+    header_offset: u64,
+) -> Result<Vec<u8>, LayerError> {
+    if size > MAX_EXTENDED_HEADER {
+        return Err(tar_error(
+            header_offset,
+            format!("extended header of {size} bytes is implausibly large"),
+        ));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    if !stream.take(size, |bytes| data.extend_from_slice(bytes))? {
+        return Err(truncated(header_offset));
+    }
+    skip_padding(stream, size, header_offset)?;
+    Ok(data)
+}
+
+/// Walk the whole tar stream, then drain what follows the end-of-archive marker.
+pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, LayerError> {
+    let mut out = Collected::default();
+    let mut block = [0u8; BLOCK];
+    let mut pending = Pending::default();
+    let mut raw_path = Vec::new();
+    let mut path = Vec::new();
+    let mut scratch = Vec::new();
+    loop {
+        let header_offset = stream.offset();
+        match stream.read_block(&mut block)? {
+            BlockRead::End => {
+                if pending.any {
+                    return Err(truncated(header_offset));
+                }
+                break;
+            }
+            BlockRead::Full => {}
+        }
+        if is_zero_block(&block) {
+            if pending.any {
+                return Err(tar_error(
+                    header_offset,
+                    "the archive ends right after an extended header",
+                ));
+            }
+            break;
+        }
+        let header =
+            RawHeader::parse(&block).map_err(|e| tar_error(header_offset, e.to_string()))?;
+        let number = |e: super::tar::HeaderError| tar_error(header_offset, e.to_string());
+        let typeflag = header.typeflag();
+        let header_size = header.size().map_err(number)?;
+        match typeflag {
+            b'x' => {
+                let data = read_extended(stream, header_size, header_offset)?;
+                parse_pax(&data, &mut pending.pax).map_err(|e| tar_error(header_offset, e))?;
+                pending.any = true;
+                continue;
+            }
+            b'L' | b'K' => {
+                let data = read_extended(stream, header_size, header_offset)?;
+                let name = gnu_long_name(&data);
+                if typeflag == b'L' {
+                    pending.long_name = Some(name);
+                } else {
+                    pending.long_link = Some(name);
+                }
+                pending.any = true;
+                continue;
+            }
+            _ => {}
+        }
+
+        let pending_now = std::mem::take(&mut pending);
+        match (pending_now.pax.path, pending_now.long_name) {
+            (Some(p), _) | (None, Some(p)) => raw_path = p,
+            (None, None) => header.name_into(&mut raw_path),
+        }
+        let kind = match typeflag {
+            // Pre-POSIX tars mark directories with a trailing slash on a regular entry.
+            0 if raw_path.last() == Some(&b'/') => Some(EntryKind::Dir),
+            b'0' | 0 | b'7' => Some(EntryKind::File),
+            b'1' => Some(EntryKind::Hardlink),
+            b'2' => Some(EntryKind::Symlink),
+            b'3' => Some(EntryKind::CharDevice),
+            b'4' => Some(EntryKind::BlockDevice),
+            b'5' => Some(EntryKind::Dir),
+            b'6' => Some(EntryKind::Fifo),
+            // Global PAX headers, GNU sparse/dump/volume entries: nothing an image shows.
+            _ => None,
+        };
+        // As Go's archive/tar (and so Docker) does: only regular files and unknown types
+        // carry data; links, directories and devices never do, whatever `size` says.
+        let data_size = match kind {
+            Some(EntryKind::File) => pending_now.pax.size.unwrap_or(header_size),
+            Some(_) => 0,
+            None => header_size,
+        };
+        let data_offset = stream.offset();
+
+        let Some(kind) = kind else {
+            if !stream.take(data_size, |_| {})? {
+                return Err(truncated(header_offset));
+            }
+            skip_padding(stream, data_size, header_offset)?;
+            continue;
+        };
+
+        if !normalize_into(&raw_path, &mut path) {
+            // A `..` component could point outside the image root: refuse the entry.
+            out.skipped += 1;
+            if !stream.take(data_size, |_| {})? {
+                return Err(truncated(header_offset));
+            }
+            skip_padding(stream, data_size, header_offset)?;
+            continue;
+        }
+
+        // aufs keeps bookkeeping under top-level `.wh..wh.*` directories; Docker skips them.
+        if path.starts_with(AUFS_META_PREFIX) && path != OPAQUE_MARKER {
+            if !stream.take(data_size, |_| {})? {
+                return Err(truncated(header_offset));
+            }
+            skip_padding(stream, data_size, header_offset)?;
+            continue;
+        }
+
+        // Whiteout markers: recorded apart, never entries.
+        if let Some((parent, name)) = split_last(&path) {
+            if name.starts_with(WHITEOUT_PREFIX) {
+                if name == OPAQUE_MARKER {
+                    let span = out.store(parent)?;
+                    out.opaque_dirs.push(span);
+                } else if !name.starts_with(AUFS_META_PREFIX) {
+                    let target = &name[WHITEOUT_PREFIX.len()..];
+                    if !target.is_empty() && target != b"." && target != b".." {
+                        join_into(parent, target, &mut scratch);
+                        let span = out.store(&scratch)?;
+                        out.whiteouts.push(span);
+                    }
+                }
+                if !stream.take(data_size, |_| {})? {
+                    return Err(truncated(header_offset));
+                }
+                skip_padding(stream, data_size, header_offset)?;
+                continue;
+            }
+        }
+
+        let mut content = None;
+        if kind == EntryKind::File {
+            let mut hasher = sha2::Sha256::new();
+            if !stream.take(data_size, |bytes| hasher.update(bytes))? {
+                return Err(truncated(header_offset));
+            }
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&hasher.finalize());
+            content = Some(hash);
+        } else if !stream.take(data_size, |_| {})? {
+            return Err(truncated(header_offset));
+        }
+        skip_padding(stream, data_size, header_offset)?;
+
+        if path.is_empty() && kind != EntryKind::Dir {
+            // Only a directory can stand at the root.
+            out.skipped += 1;
+            continue;
+        }
+
+        let link_target = match kind {
+            EntryKind::Symlink => Some(
+                pending_now
+                    .pax
+                    .link_path
+                    .or(pending_now.long_link)
+                    .unwrap_or_else(|| header.link_name().to_vec()),
+            ),
+            EntryKind::Hardlink => {
+                let raw = pending_now
+                    .pax
+                    .link_path
+                    .or(pending_now.long_link)
+                    .unwrap_or_else(|| header.link_name().to_vec());
+                let mut target = Vec::with_capacity(raw.len());
+                if !normalize_into(&raw, &mut target) || target.is_empty() {
+                    // A hard link must name a file inside the image.
+                    out.skipped += 1;
+                    continue;
+                }
+                Some(target)
+            }
+            _ => None,
+        };
+
+        let uid = pending_now
+            .pax
+            .uid
+            .map_or_else(|| header.uid(), Ok)
+            .map_err(number)?;
+        let gid = pending_now
+            .pax
+            .gid
+            .map_or_else(|| header.gid(), Ok)
+            .map_err(number)?;
+        let mtime = pending_now
+            .pax
+            .mtime
+            .map_or_else(|| header.mtime(), Ok)
+            .map_err(number)?;
+        let size = if kind == EntryKind::File {
+            data_size
+        } else {
+            0
+        };
+        out.size_bytes += size;
+        let span = out.store(&path)?;
+        out.paths.push(span);
+        out.entries.push(Entry {
+            kind,
+            mode: header.mode().map_err(number)?,
+            uid: u32::try_from(uid).unwrap_or(u32::MAX),
+            gid: u32::try_from(gid).unwrap_or(u32::MAX),
+            size,
+            mtime,
+            content,
+            link_target,
+            data_offset,
+        });
+    }
+    stream.drain()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stream::UnevenSource;
+    use super::*;
+    use crate::digest::{Algorithm, Digest};
+
+    /// A tar written by the `tar` crate (an independent writer, GNU long names included).
+    fn sample_tar() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for i in 0..40usize {
+            let data: Vec<u8> = (0..i * 97).map(|b| (b * 31 + i) as u8).collect();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o640);
+            header.set_entry_type(tar::EntryType::Regular);
+            let name = if i % 7 == 0 {
+                format!("deep/{}/file{i}", "x".repeat(120))
+            } else {
+                format!("dir{}/file{i}", i % 3)
+            };
+            builder
+                .append_data(&mut header, name, &data[..])
+                .expect("tar crate writes to memory");
+        }
+        builder.into_inner().expect("tar crate finishes")
+    }
+
+    fn walk_with(data: &[u8], sizes: &[usize]) -> (Vec<(Vec<u8>, Entry)>, Digest, u64) {
+        let source = UnevenSource {
+            data,
+            sizes,
+            step: 0,
+        };
+        let mut stream = TarStream::new(source, Algorithm::Sha256);
+        let collected = walk(&mut stream).expect("valid tar");
+        let (digest, size, _) = stream.finish();
+        let entries = collected
+            .paths
+            .iter()
+            .zip(collected.entries)
+            .map(|(span, e)| (span.get(&collected.arena).to_vec(), e))
+            .collect();
+        (entries, digest, size)
+    }
+
+    #[test]
+    fn chunk_boundaries_anywhere_give_the_same_index() {
+        let tar = sample_tar();
+        let reference = walk_with(&tar, &[tar.len()]);
+        assert_eq!(reference.0.len(), 40);
+        assert_eq!(reference.1, Digest::sha256_of(&tar));
+        assert_eq!(reference.2, tar.len() as u64);
+        for sizes in [&[1usize][..], &[7, 511, 513, 4096], &[512], &[100_000, 3]] {
+            assert_eq!(walk_with(&tar, sizes), reference, "chunks {sizes:?}");
+        }
+        let (entries, _, _) = reference;
+        for (path, entry) in &entries {
+            let start = entry.data_offset as usize;
+            let data = &tar[start..start + entry.size as usize];
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&sha2::Sha256::digest(data));
+            assert_eq!(entry.content, Some(hash), "{path:?}");
+            assert_eq!(entry.mode, 0o640);
+        }
+        assert!(entries
+            .iter()
+            .any(|(p, _)| p.len() > 120 && p.starts_with(b"deep/")));
+    }
+}

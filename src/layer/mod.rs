@@ -1,0 +1,387 @@
+//! One layer blob → a compact per-layer index (design §4).
+//!
+//! [`index_layer`] sniffs the compression from the magic bytes (never the media type),
+//! decompresses while it reads (gzip with several members, zstd, or plain tar), walks the tar
+//! headers, hashes every regular file's content and the whole uncompressed stream (the
+//! diff_id), and keeps only a [`LayerIndex`]: entries, whiteouts and opaque directories, with
+//! path bytes in one arena. Nothing else of the layer stays in memory.
+
+mod index;
+pub mod path;
+mod stream;
+mod tar;
+
+use std::fmt;
+use std::io::Read;
+
+use crate::digest::{Algorithm, Digest};
+
+pub use path::{normalize_path, split_last};
+pub use stream::sniff;
+
+/// What a tar entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Regular file (tar type `0`, the old `\0`, or `7`).
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Hard link to another path of the same or a lower layer.
+    Hardlink,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Named pipe.
+    Fifo,
+}
+
+impl EntryKind {
+    /// A one-letter tag as `ls -l` prints it (`-`, `d`, `l`, `h`, `c`, `b`, `p`).
+    pub fn tag(self) -> char {
+        match self {
+            EntryKind::File => '-',
+            EntryKind::Dir => 'd',
+            EntryKind::Symlink => 'l',
+            EntryKind::Hardlink => 'h',
+            EntryKind::CharDevice => 'c',
+            EntryKind::BlockDevice => 'b',
+            EntryKind::Fifo => 'p',
+        }
+    }
+}
+
+/// One filesystem entry of a layer, as its tar header (and content) describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// Permission bits, including setuid/setgid/sticky (`0o7777` mask; type bits dropped).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Content size for regular files; 0 for every other kind.
+    pub size: u64,
+    /// Modification time, seconds since the epoch (earlier times read as 0).
+    pub mtime: u64,
+    /// SHA-256 of the content, for regular files only.
+    pub content: Option<[u8; 32]>,
+    /// Symlinks: the target bytes as stored. Hard links: the normalised path of the target
+    /// (no leading `/`). `None` for other kinds.
+    pub link_target: Option<Vec<u8>>,
+    /// Offset of the entry's data in the uncompressed tar (where a file's bytes start; for
+    /// other kinds, the byte after the header), so a viewer can read the range again.
+    pub data_offset: u64,
+}
+
+/// A run of path bytes in an index's arena.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn get(self, arena: &[u8]) -> &[u8] {
+        let start = self.start as usize;
+        &arena[start..start + self.len as usize]
+    }
+}
+
+/// How a layer blob was compressed (found by sniffing its first bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip, possibly many members (eStargz).
+    Gzip,
+    /// zstd, possibly many frames.
+    Zstd,
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "tar",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
+/// Why a layer could not be indexed. Every variant displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerError {
+    /// Reading the blob failed (the source's own error, such as a network or digest failure).
+    Read(String),
+    /// The compressed stream is corrupt or cut short.
+    Decompress {
+        /// The compression that was sniffed.
+        compression: Compression,
+        /// What the decoder said.
+        message: String,
+    },
+    /// The uncompressed bytes are not a valid tar, or stop inside an entry.
+    Tar {
+        /// Offset in the uncompressed tar of the header concerned.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The uncompressed tar does not hash to the diff_id the image config promises.
+    DiffIdMismatch {
+        /// The diff_id from the config.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// The layer exceeds what an index can address.
+    TooLarge(String),
+}
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerError::Read(message) => write!(f, "reading the layer failed: {message}"),
+            LayerError::Decompress {
+                compression,
+                message,
+            } => write!(f, "corrupt {compression} stream: {message}"),
+            LayerError::Tar { offset, message } => {
+                write!(f, "corrupt layer tar at byte {offset}: {message}")
+            }
+            LayerError::DiffIdMismatch { expected, actual } => write!(
+                f,
+                "layer diff_id mismatch: the config says {expected}, the uncompressed tar is {actual}"
+            ),
+            LayerError::TooLarge(message) => write!(f, "layer too large: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for LayerError {}
+
+/// Everything kept of one layer: its entries in tar order, whiteouts, opaque directories, and
+/// the digest and size of its uncompressed tar.
+///
+/// Paths are normalised (`a/b`, no leading slash; the root is empty) and stored as raw bytes
+/// in one arena. Whiteout paths name what is deleted (`a/.wh.b` is stored as `a/b`); opaque
+/// directories name the directory (`a/.wh..wh..opq` is stored as `a`).
+#[derive(Debug)]
+pub struct LayerIndex {
+    entries: Vec<Entry>,
+    paths: Vec<Span>,
+    arena: Vec<u8>,
+    whiteouts: Vec<Span>,
+    opaque_dirs: Vec<Span>,
+    size_bytes: u64,
+    skipped: u64,
+    tar_size: u64,
+    compressed_size: u64,
+    diff_id: Digest,
+    compression: Compression,
+}
+
+impl LayerIndex {
+    /// Number of entries (whiteout markers not included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the layer holds no entries (it may still hold whiteouts).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in tar order with their normalised paths.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&[u8], &Entry)> + '_ {
+        self.paths
+            .iter()
+            .zip(&self.entries)
+            .map(|(span, entry)| (span.get(&self.arena), entry))
+    }
+
+    /// Paths deleted by whiteout markers, in tar order.
+    pub fn whiteouts(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.whiteouts.iter().map(|span| span.get(&self.arena))
+    }
+
+    /// Directories made opaque, in tar order (the root is the empty path).
+    pub fn opaque_dirs(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.opaque_dirs.iter().map(|span| span.get(&self.arena))
+    }
+
+    /// Σ sizes of the regular-file entries (design §5 `sizeBytes`).
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Entries left out because their path had a `..` component, a non-directory stood at
+    /// the root, or a hard link named no path inside the image.
+    pub fn skipped_entries(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Length of the uncompressed tar, trailing blocks included.
+    pub fn tar_size(&self) -> u64 {
+        self.tar_size
+    }
+
+    /// Length of the blob as read (compressed).
+    pub fn compressed_size(&self) -> u64 {
+        self.compressed_size
+    }
+
+    /// Digest of the uncompressed tar (the diff_id), verified when one was expected.
+    pub fn diff_id(&self) -> &Digest {
+        &self.diff_id
+    }
+
+    /// The compression that was sniffed.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Take the index apart for the tree: entries and their paths (the arena is dropped
+    /// by the caller once the paths are merged).
+    pub(crate) fn into_parts(self) -> LayerParts {
+        LayerParts {
+            entries: self.entries,
+            paths: self.paths,
+            arena: self.arena,
+            whiteouts: self.whiteouts,
+            opaque_dirs: self.opaque_dirs,
+            meta: LayerMeta {
+                diff_id: self.diff_id,
+                tar_size: self.tar_size,
+                compressed_size: self.compressed_size,
+                compression: self.compression,
+                size_bytes: self.size_bytes,
+                skipped_entries: self.skipped,
+            },
+        }
+    }
+}
+
+/// What is known of a layer besides its entries; kept by the tree after a merge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerMeta {
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Length of the uncompressed tar.
+    pub tar_size: u64,
+    /// Length of the blob as read.
+    pub compressed_size: u64,
+    /// The compression sniffed.
+    pub compression: Compression,
+    /// Σ sizes of regular-file entries.
+    pub size_bytes: u64,
+    /// Entries refused (see [`LayerIndex::skipped_entries`]).
+    pub skipped_entries: u64,
+}
+
+/// An index taken apart (see [`LayerIndex::into_parts`]).
+pub(crate) struct LayerParts {
+    pub entries: Vec<Entry>,
+    paths: Vec<Span>,
+    arena: Vec<u8>,
+    whiteouts: Vec<Span>,
+    opaque_dirs: Vec<Span>,
+    pub meta: LayerMeta,
+}
+
+impl LayerParts {
+    /// Path of entry `i`.
+    pub fn path(&self, i: usize) -> &[u8] {
+        self.paths[i].get(&self.arena)
+    }
+
+    /// Whiteout paths.
+    pub fn whiteouts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.whiteouts.iter().map(|span| span.get(&self.arena))
+    }
+
+    /// Opaque directories.
+    pub fn opaque_dirs(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.opaque_dirs.iter().map(|span| span.get(&self.arena))
+    }
+}
+
+/// How [`index_layer_with`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Decompress on a second thread while this one parses and hashes, so one big layer
+    /// keeps two cores busy. On by default.
+    pub decompress_thread: bool,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            decompress_thread: true,
+        }
+    }
+}
+
+/// Read one layer blob (gzip, zstd or plain tar, sniffed) into its index, verifying the
+/// uncompressed tar against `expected_diff_id` when given.
+///
+/// The stream is read to its end (the diff_id covers trailing blocks too) and never held in
+/// memory whole. Corrupt, truncated or non-tar input gives a one-line [`LayerError`].
+pub fn index_layer<R: Read + Send>(
+    compressed: R,
+    expected_diff_id: Option<&Digest>,
+) -> Result<LayerIndex, LayerError> {
+    index_layer_with(compressed, expected_diff_id, IndexOptions::default())
+}
+
+/// [`index_layer`] with explicit [`IndexOptions`].
+pub fn index_layer_with<R: Read + Send>(
+    compressed: R,
+    expected_diff_id: Option<&Digest>,
+    options: IndexOptions,
+) -> Result<LayerIndex, LayerError> {
+    let decoder = stream::Decoder::new(compressed)?;
+    let compression = decoder.compression();
+    let algorithm = expected_diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
+    let (collected, diff_id, tar_size, compressed_size) = if options.decompress_thread {
+        std::thread::scope(|scope| {
+            let (ends, source) = stream::decoder_channel();
+            scope.spawn(move || stream::run_decoder_thread(decoder, ends));
+            let mut tar = stream::TarStream::new(source, algorithm);
+            let collected = index::walk(&mut tar)?;
+            let (diff_id, tar_size, source) = tar.finish();
+            Ok::<_, LayerError>((collected, diff_id, tar_size, source.compressed_bytes()))
+        })?
+    } else {
+        let mut tar = stream::TarStream::new(stream::InlineSource::new(decoder), algorithm);
+        let collected = index::walk(&mut tar)?;
+        let (diff_id, tar_size, source) = tar.finish();
+        (collected, diff_id, tar_size, source.compressed_bytes())
+    };
+    if let Some(expected) = expected_diff_id {
+        if *expected != diff_id {
+            return Err(LayerError::DiffIdMismatch {
+                expected: expected.clone(),
+                actual: diff_id,
+            });
+        }
+    }
+    Ok(LayerIndex {
+        entries: collected.entries,
+        paths: collected.paths,
+        arena: collected.arena,
+        whiteouts: collected.whiteouts,
+        opaque_dirs: collected.opaque_dirs,
+        size_bytes: collected.size_bytes,
+        skipped: collected.skipped,
+        tar_size,
+        compressed_size,
+        diff_id,
+        compression,
+    })
+}

@@ -1,0 +1,446 @@
+//! From a layer blob to uncompressed tar bytes: compression sniffing, decoding (optionally on
+//! a second thread), and a block reader that hashes every byte for the diff_id as it passes.
+
+use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, OnceLock};
+
+use crate::digest::{Algorithm, Digest, DigestHasher};
+
+use super::tar::{Block, BLOCK};
+use super::{Compression, LayerError};
+
+/// Uncompressed bytes handed over at once; a multiple of [`BLOCK`] so headers rarely straddle.
+const CHUNK: usize = 256 * 1024;
+/// Chunks the decoder thread may run ahead of the parser (bounds memory to a few MB).
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// Read buffer between the source and the decompressor.
+const SOURCE_BUFFER: usize = 128 * 1024;
+
+/// The source reader, remembering its own failures so they are not blamed on the decoder.
+struct SourceReader<R> {
+    inner: R,
+    failure: Arc<OnceLock<String>>,
+    bytes_read: u64,
+}
+
+impl<R: Read> Read for SourceReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.bytes_read += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    let _ = self.failure.set(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sniff the compression from the first bytes: gzip `1f 8b`, zstd `28 b5 2f fd`, else tar.
+pub fn sniff(prefix: &[u8]) -> Compression {
+    if prefix.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+enum DecoderKind<R: Read> {
+    Plain(SourceReader<R>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<SourceReader<R>>>>),
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<SourceReader<R>>>),
+}
+
+/// A layer blob being decompressed.
+pub struct Decoder<R: Read> {
+    kind: DecoderKind<io::Chain<io::Cursor<Vec<u8>>, R>>,
+    compression: Compression,
+    failure: Arc<OnceLock<String>>,
+}
+
+impl<R: Read> Decoder<R> {
+    /// Read the magic bytes and set up the matching decoder.
+    pub fn new(mut source: R) -> Result<Self, LayerError> {
+        let mut prefix = vec![0u8; 4];
+        let mut got = 0;
+        while got < prefix.len() {
+            match source.read(&mut prefix[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(LayerError::Read(e.to_string())),
+            }
+        }
+        prefix.truncate(got);
+        let compression = sniff(&prefix);
+        let failure = Arc::new(OnceLock::new());
+        let reader = SourceReader {
+            inner: io::Cursor::new(prefix).chain(source),
+            failure: Arc::clone(&failure),
+            bytes_read: 0,
+        };
+        let kind = match compression {
+            Compression::None => DecoderKind::Plain(reader),
+            Compression::Gzip => DecoderKind::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::with_capacity(SOURCE_BUFFER, reader),
+            ))),
+            Compression::Zstd => {
+                let buffered = BufReader::with_capacity(SOURCE_BUFFER, reader);
+                let decoder = zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| {
+                    LayerError::Decompress {
+                        compression,
+                        message: e.to_string(),
+                    }
+                })?;
+                DecoderKind::Zstd(decoder)
+            }
+        };
+        Ok(Decoder {
+            kind,
+            compression,
+            failure,
+        })
+    }
+
+    /// The compression found.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Compressed bytes consumed from the source so far (including the sniffed prefix).
+    pub fn compressed_bytes(&self) -> u64 {
+        match &self.kind {
+            DecoderKind::Plain(r) => r.bytes_read,
+            DecoderKind::Gzip(d) => d.get_ref().get_ref().bytes_read,
+            DecoderKind::Zstd(d) => d.get_ref().get_ref().bytes_read,
+        }
+    }
+
+    /// Fill `buf` as far as the stream allows; returns the bytes written (0 only at the end).
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, LayerError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let result = match &mut self.kind {
+                DecoderKind::Plain(r) => r.read(&mut buf[filled..]),
+                DecoderKind::Gzip(d) => d.read(&mut buf[filled..]),
+                DecoderKind::Zstd(d) => d.read(&mut buf[filled..]),
+            };
+            match result {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error(&e)),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn error(&self, e: &io::Error) -> LayerError {
+        if let Some(message) = self.failure.get() {
+            return LayerError::Read(message.clone());
+        }
+        match self.compression {
+            Compression::None => LayerError::Read(e.to_string()),
+            compression => LayerError::Decompress {
+                compression,
+                message: if e.kind() == io::ErrorKind::UnexpectedEof {
+                    format!("stream cut short ({e})")
+                } else {
+                    e.to_string()
+                },
+            },
+        }
+    }
+}
+
+/// A chunk of uncompressed bytes: the buffer and how much of it is filled.
+pub struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+/// Where uncompressed chunks come from.
+pub trait ChunkSource {
+    /// The next chunk, reusing `spare` as its buffer when possible; `None` at the end.
+    fn next_chunk(&mut self, spare: Vec<u8>) -> Result<Option<Chunk>, LayerError>;
+}
+
+fn fill_chunk<R: Read>(
+    decoder: &mut Decoder<R>,
+    mut buf: Vec<u8>,
+) -> Result<Option<Chunk>, LayerError> {
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
+    let len = decoder.fill(&mut buf)?;
+    Ok((len > 0).then_some(Chunk { buf, len }))
+}
+
+/// Decompress on the calling thread.
+pub struct InlineSource<R: Read> {
+    decoder: Decoder<R>,
+}
+
+impl<R: Read> InlineSource<R> {
+    /// Read from `decoder` on this thread.
+    pub fn new(decoder: Decoder<R>) -> Self {
+        InlineSource { decoder }
+    }
+
+    /// Compressed bytes consumed so far.
+    pub fn compressed_bytes(&self) -> u64 {
+        self.decoder.compressed_bytes()
+    }
+}
+
+impl<R: Read> ChunkSource for InlineSource<R> {
+    fn next_chunk(&mut self, spare: Vec<u8>) -> Result<Option<Chunk>, LayerError> {
+        fill_chunk(&mut self.decoder, spare)
+    }
+}
+
+/// What the decoder thread reports: a chunk, an error, or the end with the compressed size.
+pub enum Message {
+    /// More bytes.
+    Data(Chunk),
+    /// The decoder failed; nothing follows.
+    Failed(LayerError),
+    /// The end of the stream, after this many compressed bytes.
+    End(u64),
+}
+
+/// Chunks decompressed on another thread (see [`run_decoder_thread`]).
+pub struct ThreadedSource {
+    chunks: Receiver<Message>,
+    spares: Sender<Vec<u8>>,
+    compressed_bytes: u64,
+}
+
+impl ThreadedSource {
+    /// Compressed bytes the decoder consumed (known once the end has been received).
+    pub fn compressed_bytes(&self) -> u64 {
+        self.compressed_bytes
+    }
+}
+
+impl ChunkSource for ThreadedSource {
+    fn next_chunk(&mut self, spare: Vec<u8>) -> Result<Option<Chunk>, LayerError> {
+        if spare.capacity() >= CHUNK {
+            // The decoder may have finished already; a lost spare is just freed.
+            let _ = self.spares.send(spare);
+        }
+        match self.chunks.recv() {
+            Ok(Message::Data(chunk)) => Ok(Some(chunk)),
+            Ok(Message::Failed(e)) => Err(e),
+            Ok(Message::End(bytes)) => {
+                self.compressed_bytes = bytes;
+                Ok(None)
+            }
+            Err(_) => Err(LayerError::Read(
+                "the decompression thread stopped unexpectedly".to_string(),
+            )),
+        }
+    }
+}
+
+/// The two ends of a decoder thread: give the first to [`run_decoder_thread`] on a scoped
+/// thread, read from the second.
+pub fn decoder_channel() -> (DecoderThreadEnds, ThreadedSource) {
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = mpsc::channel();
+    (
+        DecoderThreadEnds {
+            chunks: chunk_tx,
+            spares: spare_rx,
+        },
+        ThreadedSource {
+            chunks: chunk_rx,
+            spares: spare_tx,
+            compressed_bytes: 0,
+        },
+    )
+}
+
+/// The decoder thread's side of the channel.
+pub struct DecoderThreadEnds {
+    chunks: SyncSender<Message>,
+    spares: Receiver<Vec<u8>>,
+}
+
+/// Decompress `decoder` into chunks until the end, an error, or the reader hanging up.
+pub fn run_decoder_thread<R: Read>(mut decoder: Decoder<R>, ends: DecoderThreadEnds) {
+    loop {
+        let spare = ends.spares.try_recv().unwrap_or_default();
+        let message = match fill_chunk(&mut decoder, spare) {
+            Ok(Some(chunk)) => Message::Data(chunk),
+            Ok(None) => Message::End(decoder.compressed_bytes()),
+            Err(e) => Message::Failed(e),
+        };
+        let last = !matches!(message, Message::Data(_));
+        if ends.chunks.send(message).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Result of reading one header block.
+pub enum BlockRead {
+    /// A whole block was read.
+    Full,
+    /// The stream ended exactly at a block boundary.
+    End,
+}
+
+/// The uncompressed tar as a byte stream with an absolute offset; every byte that passes
+/// through is hashed for the diff_id.
+pub struct TarStream<S: ChunkSource> {
+    source: S,
+    chunk: Vec<u8>,
+    len: usize,
+    pos: usize,
+    /// Offset of `chunk[pos]` in the uncompressed tar.
+    offset: u64,
+    hasher: DigestHasher,
+    ended: bool,
+}
+
+impl<S: ChunkSource> TarStream<S> {
+    /// Read from `source`, hashing with `algorithm` (the expected diff_id's, else SHA-256).
+    pub fn new(source: S, algorithm: Algorithm) -> Self {
+        TarStream {
+            source,
+            chunk: Vec::new(),
+            len: 0,
+            pos: 0,
+            offset: 0,
+            hasher: DigestHasher::new(algorithm),
+            ended: false,
+        }
+    }
+
+    /// Offset of the next unread byte in the uncompressed tar.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Make bytes available; `false` at the end of the stream.
+    fn refill(&mut self) -> Result<bool, LayerError> {
+        if self.pos < self.len {
+            return Ok(true);
+        }
+        if self.ended {
+            return Ok(false);
+        }
+        let spare = std::mem::take(&mut self.chunk);
+        match self.source.next_chunk(spare)? {
+            Some(chunk) => {
+                self.hasher.update(&chunk.buf[..chunk.len]);
+                self.chunk = chunk.buf;
+                self.len = chunk.len;
+                self.pos = 0;
+                Ok(true)
+            }
+            None => {
+                self.ended = true;
+                self.len = 0;
+                self.pos = 0;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Read one block. A stream ending before the block starts is [`BlockRead::End`]; one
+    /// ending inside it is an error.
+    pub fn read_block(&mut self, out: &mut Block) -> Result<BlockRead, LayerError> {
+        if self.len - self.pos >= BLOCK {
+            out.copy_from_slice(&self.chunk[self.pos..self.pos + BLOCK]);
+            self.pos += BLOCK;
+            self.offset += BLOCK as u64;
+            return Ok(BlockRead::Full);
+        }
+        let start = self.offset;
+        let mut got = 0;
+        while got < BLOCK {
+            if !self.refill()? {
+                if got == 0 {
+                    return Ok(BlockRead::End);
+                }
+                return Err(LayerError::Tar {
+                    offset: start,
+                    message: "truncated tar: the stream ends inside a header".to_string(),
+                });
+            }
+            let n = (BLOCK - got).min(self.len - self.pos);
+            out[got..got + n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+            got += n;
+            self.pos += n;
+            self.offset += n as u64;
+        }
+        Ok(BlockRead::Full)
+    }
+
+    /// Pass the next `n` bytes to `sink`. Returns `false` if the stream ends first.
+    pub fn take(&mut self, mut n: u64, mut sink: impl FnMut(&[u8])) -> Result<bool, LayerError> {
+        while n > 0 {
+            if !self.refill()? {
+                return Ok(false);
+            }
+            let available = self.len - self.pos;
+            let step = usize::try_from(n).map_or(available, |n| n.min(available));
+            sink(&self.chunk[self.pos..self.pos + step]);
+            self.pos += step;
+            self.offset += step as u64;
+            n -= step as u64;
+        }
+        Ok(true)
+    }
+
+    /// Read everything that is left (trailing zero blocks, padding), so the diff_id covers
+    /// the whole stream.
+    pub fn drain(&mut self) -> Result<(), LayerError> {
+        loop {
+            self.offset += (self.len - self.pos) as u64;
+            self.pos = self.len;
+            if !self.refill()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The digest of every byte read and the stream's length; call after [`Self::drain`].
+    pub fn finish(self) -> (Digest, u64, S) {
+        (self.hasher.finish(), self.offset, self.source)
+    }
+}
+
+/// Hands out a byte slice in chunks of cycling sizes, to test every straddling case.
+#[cfg(test)]
+pub struct UnevenSource<'a> {
+    pub data: &'a [u8],
+    pub sizes: &'a [usize],
+    pub step: usize,
+}
+
+#[cfg(test)]
+impl ChunkSource for UnevenSource<'_> {
+    fn next_chunk(&mut self, _spare: Vec<u8>) -> Result<Option<Chunk>, LayerError> {
+        if self.data.is_empty() {
+            return Ok(None);
+        }
+        let n = self.sizes[self.step % self.sizes.len()].min(self.data.len());
+        self.step += 1;
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Ok(Some(Chunk {
+            buf: head.to_vec(),
+            len: n,
+        }))
+    }
+}

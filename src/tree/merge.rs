@@ -1,0 +1,329 @@
+//! Merging one layer index into the tree: whiteouts and opaque markers first, then entries in
+//! tar order; versions, visits and the layer's statistics are recorded on the way.
+
+use crate::layer::path::components;
+use crate::layer::LayerIndex;
+
+use super::changes::classify;
+use super::{
+    ChangeKind, EntryKind, FileTree, Layer, LayerStats, Node, NodeId, VersionRecord, IMPLICIT,
+    NONE, REMOVED,
+};
+
+/// A node's state while merging, enough to decide what an operation does to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Current {
+    Absent,
+    Dir,
+    File,
+    Other,
+}
+
+/// Per-merge bookkeeping.
+struct Merge<'t> {
+    tree: &'t mut FileTree,
+    layer: u32,
+    /// Nodes that got a version at this layer (may repeat).
+    touched: Vec<u32>,
+}
+
+impl Merge<'_> {
+    fn current(&self, node: u32) -> Current {
+        let v = self.tree.nodes[node as usize].latest;
+        if v == NONE {
+            return if node == 0 {
+                Current::Dir
+            } else {
+                Current::Absent
+            };
+        }
+        let record = self.tree.versions[v as usize];
+        match record.state {
+            REMOVED => Current::Absent,
+            IMPLICIT => Current::Dir,
+            index => match self.tree.layers[record.layer as usize].entries[index as usize].kind {
+                EntryKind::Dir => Current::Dir,
+                EntryKind::File => Current::File,
+                _ => Current::Other,
+            },
+        }
+    }
+
+    /// Make `state` the node's version at this layer.
+    fn set(&mut self, node: u32, state: u32) {
+        let latest = self.tree.nodes[node as usize].latest;
+        if latest != NONE && self.tree.versions[latest as usize].layer == self.layer {
+            let prev = self.tree.versions[latest as usize].prev;
+            let absent_below = prev == NONE || self.tree.versions[prev as usize].state == REMOVED;
+            if state == REMOVED && absent_below && node != 0 {
+                // Written and hidden within this layer, absent below: no change at all.
+                self.tree.nodes[node as usize].latest = prev;
+            } else {
+                self.tree.versions[latest as usize].state = state;
+            }
+            return;
+        }
+        let id = self.tree.versions.len() as u32;
+        self.tree.versions.push(VersionRecord {
+            layer: self.layer,
+            state,
+            prev: latest,
+        });
+        self.tree.nodes[node as usize].latest = id;
+        self.touched.push(node);
+    }
+
+    /// Hide `node` and everything below it that is present, visiting each regular file.
+    fn hide(&mut self, node: u32, stack: &mut Vec<u32>) {
+        stack.clear();
+        stack.push(node);
+        while let Some(n) = stack.pop() {
+            match self.current(n) {
+                Current::Absent => continue,
+                Current::File => self.tree.visits[n as usize].add(0),
+                Current::Dir => {
+                    let mut child = self.tree.nodes[n as usize].first_child;
+                    while child != NONE {
+                        stack.push(child);
+                        child = self.tree.nodes[child as usize].next_sibling;
+                    }
+                }
+                Current::Other => {}
+            }
+            self.set(n, REMOVED);
+        }
+    }
+
+    /// Hide every present child of `node`.
+    fn hide_children(&mut self, node: u32, stack: &mut Vec<u32>) {
+        let mut child = self.tree.nodes[node as usize].first_child;
+        while child != NONE {
+            let next = self.tree.nodes[child as usize].next_sibling;
+            self.hide(child, stack);
+            child = next;
+        }
+    }
+
+    /// The child of `parent` called `name`, created if it never existed.
+    fn child(&mut self, parent: u32, name: &[u8]) -> u32 {
+        if let Some(found) = self.tree.find_child(parent, name) {
+            return found;
+        }
+        let tree = &mut *self.tree;
+        // Node ids are u32: four billion paths would need far more memory than exists.
+        let id = tree.nodes.len() as u32;
+        let name_start = tree.names.len() as u64;
+        tree.names.extend_from_slice(name);
+        let first_sibling = tree.nodes[parent as usize].first_child;
+        tree.nodes.push(Node {
+            name_start,
+            name_len: name.len() as u32,
+            parent,
+            first_child: NONE,
+            next_sibling: first_sibling,
+            latest: NONE,
+        });
+        tree.nodes[parent as usize].first_child = id;
+        tree.visits.push(super::Visits::default());
+        tree.children.insert(parent, name, id);
+        id
+    }
+
+    /// Make `node` a directory at this layer unless it already is one (an implicit parent).
+    fn ensure_dir(&mut self, node: u32) {
+        match self.current(node) {
+            Current::Dir => {}
+            Current::Absent | Current::Other => self.set(node, IMPLICIT),
+            Current::File => {
+                // The directory replaces the file: the replacement visits what it hides.
+                self.tree.visits[node as usize].add(0);
+                self.set(node, IMPLICIT);
+            }
+        }
+    }
+
+    /// Write entry `index` (of this layer) at `node`.
+    fn write(&mut self, node: u32, index: u32, kind: EntryKind, size: u64, stack: &mut Vec<u32>) {
+        let current = self.current(node);
+        if kind == EntryKind::Dir {
+            if current == Current::File {
+                self.tree.visits[node as usize].add(0);
+            }
+        } else if current == Current::Dir {
+            self.hide_children(node, stack);
+        }
+        self.set(node, index);
+        let visit = if kind == EntryKind::File { size } else { 0 };
+        self.tree.visits[node as usize].add(visit);
+    }
+}
+
+impl FileTree {
+    /// Merge the next layer (layers are pushed in order 0, 1, 2, …). The index is consumed:
+    /// its entries move into the tree and its path arena is freed.
+    pub fn push_layer(&mut self, index: LayerIndex) {
+        let mut parts = index.into_parts();
+        let entries = std::mem::take(&mut parts.entries);
+        let layer = self.layers.len() as u32;
+        let entry_count = entries.len() as u64;
+        self.layers.push(Layer {
+            entries,
+            stats: LayerStats {
+                size_bytes: parts.meta.size_bytes,
+                entry_count,
+                ..LayerStats::default()
+            },
+            meta: parts.meta.clone(),
+        });
+
+        let mut merge = Merge {
+            tree: self,
+            layer,
+            touched: Vec::new(),
+        };
+        let mut stack = Vec::new();
+
+        // Whiteouts and opaque markers act on the layers below only, so they go first.
+        for path in parts.whiteouts() {
+            if let Some(node) = merge.tree.lookup_normalized(path) {
+                if node != 0 {
+                    merge.hide(node, &mut stack);
+                }
+            }
+        }
+        for path in parts.opaque_dirs() {
+            if let Some(node) = merge.tree.lookup_normalized(path) {
+                if merge.current(node) == Current::Dir {
+                    merge.hide_children(node, &mut stack);
+                }
+            }
+        }
+
+        // Entries in tar order. Consecutive entries usually share their parent directories,
+        // so the previous path's nodes are remembered: (end of component in `prev_path`, node).
+        // The previous entry's ancestors are directories at this layer (its own write only
+        // touches itself and what lies below), so reused ones need no check: `prev_parents`.
+        let mut prev_path: Vec<u8> = Vec::new();
+        let mut prev_nodes: Vec<(usize, u32)> = Vec::new();
+        let mut prev_parents = 0;
+        for i in 0..entry_count as usize {
+            let path = parts.path(i);
+            let entry = &merge.tree.layers[layer as usize].entries[i];
+            let (kind, size) = (entry.kind, entry.size);
+            let mut parent = 0u32;
+            let mut reuse = true;
+            let mut depth = 0;
+            let mut start = 0;
+            let mut leaf = 0u32;
+            let count = components(path).count();
+            for (position, name) in components(path).enumerate() {
+                let end = start + name.len();
+                let mut known_dir = false;
+                let node = if reuse
+                    && depth < prev_nodes.len()
+                    && prev_nodes[depth].0 == end
+                    && prev_path.get(start..end) == Some(name)
+                {
+                    known_dir = depth < prev_parents;
+                    prev_nodes[depth].1
+                } else {
+                    reuse = false;
+                    prev_nodes.truncate(depth);
+                    let node = merge.child(parent, name);
+                    prev_nodes.push((end, node));
+                    node
+                };
+                depth += 1;
+                start = end + 1;
+                if position + 1 < count {
+                    if !known_dir {
+                        merge.ensure_dir(node);
+                    }
+                    parent = node;
+                } else {
+                    leaf = node;
+                }
+            }
+            prev_nodes.truncate(depth);
+            prev_parents = count.saturating_sub(1);
+            prev_path.clear();
+            prev_path.extend_from_slice(path);
+            merge.write(leaf, i as u32, kind, size, &mut stack);
+        }
+
+        let touched = std::mem::take(&mut merge.touched);
+        drop(parts);
+        self.layers[layer as usize].stats = self.stats_for(layer as usize, &touched);
+    }
+
+    /// Node of a normalised path, if it ever existed.
+    fn lookup_normalized(&self, path: &[u8]) -> Option<u32> {
+        let mut node = 0u32;
+        for name in components(path) {
+            node = self.find_child(node, name)?;
+        }
+        Some(node)
+    }
+
+    /// Statistics of `layer`, from the nodes it touched (and their ancestors).
+    fn stats_for(&self, layer: usize, touched: &[u32]) -> LayerStats {
+        /// Per-node marks: 0 = not seen, else 1 + the classification, or `PROPAGATED`.
+        const PROPAGATED: u8 = 10;
+        let mut stats = self.layers[layer].stats.clone();
+        let mut marks = vec![0u8; self.nodes.len()];
+        let base = layer.checked_sub(1);
+        let mut changed = Vec::new();
+        for &node in touched {
+            if marks[node as usize] != 0 {
+                continue;
+            }
+            let before = base.and_then(|b| self.entry_at(NodeId(node), b));
+            let after = self.entry_at(NodeId(node), layer);
+            let kind = classify(before, after);
+            marks[node as usize] = kind.map_or(1, |k| 2 + k as u8);
+            let file_size = |e: Option<&super::Entry>| {
+                e.filter(|e| e.kind == EntryKind::File)
+                    .map_or(0, |e| e.size)
+            };
+            if node == 0 {
+                if matches!(kind, Some(ChangeKind::Modified)) {
+                    changed.push(node);
+                }
+                continue;
+            }
+            match kind {
+                Some(ChangeKind::Added) => {
+                    stats.added += 1;
+                    stats.added_bytes += file_size(after);
+                }
+                Some(ChangeKind::Modified) => {
+                    stats.modified += 1;
+                    stats.modified_bytes += file_size(after);
+                }
+                Some(ChangeKind::Removed) => {
+                    stats.removed += 1;
+                    stats.removed_bytes += file_size(before);
+                }
+                Some(ChangeKind::Unmodified) | None => continue,
+            }
+            changed.push(node);
+        }
+        // A directory is modified when anything below it changed.
+        let unmodified = 2 + ChangeKind::Unmodified as u8;
+        for &node in &changed {
+            let mut up = self.nodes[node as usize].parent;
+            while up != NONE {
+                let mark = &mut marks[up as usize];
+                if *mark != 0 && *mark != unmodified {
+                    break;
+                }
+                *mark = PROPAGATED;
+                if up != 0 {
+                    stats.modified += 1;
+                }
+                up = self.nodes[up as usize].parent;
+            }
+        }
+        stats
+    }
+}

@@ -1,0 +1,426 @@
+//! The merged filesystem model (design §4, §8): every path once, with its per-layer history.
+//!
+//! Layers are pushed in order; each path becomes one node with a chain of versions (written,
+//! implicit directory, removed), so the view at any layer and the diff between any two layers
+//! are computed on demand, never by copying trees. Entries stay in the per-layer vectors the
+//! indexes produced (moved, not copied); nodes keep only a name span and four links.
+//!
+//! Merge rules, exactly as the design states them:
+//! - a layer's whiteouts and opaque markers are applied first, against the layers below, and
+//!   then its entries in tar order, so an entry the same layer writes is never hidden by that
+//!   layer's whiteouts, wherever they stand in the tar; a later duplicate in one tar wins;
+//! - parents of an entry exist as implicit directories (mode `0o755`, uid/gid 0) when no
+//!   entry names them, and can be whited out or replaced like explicit ones;
+//! - a non-directory over a directory replaces the directory and hides its whole subtree; a
+//!   directory (explicit or implicit) over a non-directory replaces it;
+//! - a whiteout or opaque marker of something absent is ignored; markers never create
+//!   parents.
+
+mod changes;
+mod lookup;
+mod merge;
+
+use std::borrow::Cow;
+
+use crate::layer::path::{components, normalize_into};
+use crate::layer::LayerMeta;
+
+pub use crate::layer::{Entry, EntryKind};
+pub use changes::ChangeKind;
+
+/// A node of the tree: one path that existed at some layer. Ids are dense (`0..node_count`),
+/// and a parent's id is always lower than its children's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The id as an index into per-node vectors such as [`FileTree::changes`]' result.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// "No node / no version" in the link fields.
+const NONE: u32 = u32::MAX;
+/// Version state: the path is absent (whited out or replaced) from this layer on.
+const REMOVED: u32 = u32::MAX;
+/// Version state: an implicit directory (a parent no entry names).
+const IMPLICIT: u32 = u32::MAX - 1;
+
+/// What an implicit directory looks like.
+static IMPLICIT_DIR: Entry = Entry {
+    kind: EntryKind::Dir,
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    content: None,
+    link_target: None,
+    data_offset: 0,
+};
+
+/// One path. 32 bytes.
+#[derive(Clone, Copy)]
+struct Node {
+    name_start: u64,
+    name_len: u32,
+    parent: u32,
+    first_child: u32,
+    next_sibling: u32,
+    /// The newest version, whose `prev` links lead to older ones.
+    latest: u32,
+}
+
+/// One step of a node's history. 12 bytes.
+#[derive(Clone, Copy)]
+struct VersionRecord {
+    layer: u32,
+    /// Index into the layer's entries, or [`REMOVED`] / [`IMPLICIT`].
+    state: u32,
+    prev: u32,
+}
+
+/// The visits a path received (design §5): how many, their sum and their minimum size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Visits {
+    /// Number of visits.
+    pub count: u32,
+    /// Σ visit sizes.
+    pub sum: u64,
+    /// Smallest visit size (0 when never visited).
+    pub min: u64,
+}
+
+impl Visits {
+    fn add(&mut self, size: u64) {
+        self.min = if self.count == 0 {
+            size
+        } else {
+            self.min.min(size)
+        };
+        self.count += 1;
+        self.sum += size;
+    }
+}
+
+/// What one layer changed, against the filesystem as of the layer below (design §4).
+///
+/// Counts are numbers of paths whose change kind at this layer is added / modified / removed,
+/// as [`FileTree::changes`]`(Some(n - 1), n)` (or `(None, 0)`) reports them, except that the
+/// root directory itself is never counted. `removed` counts every path hidden, including
+/// each one below a removed directory. Bytes are regular-file bytes of those paths: the new
+/// size for added and modified paths (0 when the new version is not a regular file), the
+/// size of what was hidden for removed ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Σ sizes of the layer's regular-file entries (design §5 `sizeBytes`).
+    pub size_bytes: u64,
+    /// Entries in the layer's tar (whiteout markers not included).
+    pub entry_count: u64,
+    /// Paths added.
+    pub added: u64,
+    /// Paths modified (directories count when anything below them changed).
+    pub modified: u64,
+    /// Paths removed.
+    pub removed: u64,
+    /// Regular-file bytes of added paths.
+    pub added_bytes: u64,
+    /// Regular-file bytes of modified paths, at their new size.
+    pub modified_bytes: u64,
+    /// Regular-file bytes of removed paths, at their hidden size.
+    pub removed_bytes: u64,
+}
+
+/// What a node's version at one layer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionState<'a> {
+    /// An entry of that layer's tar.
+    Written(&'a Entry),
+    /// A directory the layer needed as a parent but did not name.
+    ImplicitDir,
+    /// Hidden by a whiteout, an opaque directory or a replacement.
+    Removed,
+}
+
+/// One step of a node's history ([`FileTree::versions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version<'a> {
+    /// The layer that made the change.
+    pub layer: usize,
+    /// What the path became at that layer.
+    pub state: VersionState<'a>,
+}
+
+/// One merged layer.
+struct Layer {
+    entries: Vec<Entry>,
+    stats: LayerStats,
+    meta: LayerMeta,
+}
+
+/// The merged filesystem model; see the module documentation for the rules.
+pub struct FileTree {
+    nodes: Vec<Node>,
+    names: Vec<u8>,
+    children: lookup::ChildTable,
+    versions: Vec<VersionRecord>,
+    visits: Vec<Visits>,
+    layers: Vec<Layer>,
+}
+
+impl Default for FileTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FileTree {
+    /// An empty filesystem: only the root directory.
+    pub fn new() -> Self {
+        FileTree {
+            nodes: vec![Node {
+                name_start: 0,
+                name_len: 0,
+                parent: NONE,
+                first_child: NONE,
+                next_sibling: NONE,
+                latest: NONE,
+            }],
+            names: Vec::new(),
+            children: lookup::ChildTable::default(),
+            versions: Vec::new(),
+            visits: vec![Visits::default()],
+            layers: Vec::new(),
+        }
+    }
+
+    /// Layers merged so far.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The root directory `/`.
+    pub fn root(&self) -> NodeId {
+        NodeId(0)
+    }
+
+    /// Number of nodes (every path that existed at some layer, and the root).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every child that ever existed under `node`, in no particular order (callers sort).
+    /// Use [`Self::entry_at`] to see which exist at a given layer.
+    pub fn children(&self, node: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let mut next = self.nodes[node.index()].first_child;
+        std::iter::from_fn(move || {
+            if next == NONE {
+                return None;
+            }
+            let current = next;
+            next = self.nodes[current as usize].next_sibling;
+            Some(NodeId(current))
+        })
+    }
+
+    /// The parent directory; `None` for the root.
+    pub fn parent(&self, node: NodeId) -> Option<NodeId> {
+        let parent = self.nodes[node.index()].parent;
+        (parent != NONE).then_some(NodeId(parent))
+    }
+
+    /// The last path component as raw bytes (empty for the root).
+    pub fn name(&self, node: NodeId) -> &[u8] {
+        let n = &self.nodes[node.index()];
+        let start = n.name_start as usize;
+        &self.names[start..start + n.name_len as usize]
+    }
+
+    /// The absolute path, `/a/b`; the root is `/`.
+    pub fn path(&self, node: NodeId) -> Vec<u8> {
+        let mut chain = Vec::new();
+        let mut current = node;
+        while let Some(parent) = self.parent(current) {
+            chain.push(current);
+            current = parent;
+        }
+        if chain.is_empty() {
+            return b"/".to_vec();
+        }
+        let mut out = Vec::new();
+        for id in chain.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(self.name(*id));
+        }
+        out
+    }
+
+    /// The node for a path (`/a/b`, `a/b` and `./a/b` alike), if it ever existed.
+    pub fn lookup(&self, path: &[u8]) -> Option<NodeId> {
+        let mut normalized = Vec::with_capacity(path.len());
+        if !normalize_into(path, &mut normalized) {
+            return None;
+        }
+        let mut node = 0u32;
+        for name in components(&normalized) {
+            node = self.find_child(node, name)?;
+        }
+        Some(NodeId(node))
+    }
+
+    fn find_child(&self, parent: u32, name: &[u8]) -> Option<u32> {
+        self.children.find(parent, name, |candidate| {
+            self.nodes[candidate as usize].parent == parent && self.name(NodeId(candidate)) == name
+        })
+    }
+
+    /// The version record visible at `layer`, or [`NONE`].
+    fn visible_version(&self, node: u32, layer: usize) -> u32 {
+        let mut v = self.nodes[node as usize].latest;
+        while v != NONE && self.versions[v as usize].layer as usize > layer {
+            v = self.versions[v as usize].prev;
+        }
+        v
+    }
+
+    fn record_entry(&self, v: u32, node: u32) -> Option<&Entry> {
+        if v == NONE {
+            return (node == 0).then_some(&IMPLICIT_DIR);
+        }
+        let record = self.versions[v as usize];
+        match record.state {
+            REMOVED => None,
+            IMPLICIT => Some(&IMPLICIT_DIR),
+            index => Some(&self.layers[record.layer as usize].entries[index as usize]),
+        }
+    }
+
+    /// The node as it is after `layer` (0-based) has been applied; `None` when absent.
+    /// Implicit directories (and the root, until an entry names it) read as a directory with
+    /// mode `0o755`, uid/gid 0 and mtime 0.
+    pub fn entry_at(&self, node: NodeId, layer: usize) -> Option<&Entry> {
+        self.record_entry(self.visible_version(node.0, layer), node.0)
+    }
+
+    /// The layer whose version of the node is visible at `layer`; `None` when the node is
+    /// absent there, or is the root and no layer named it.
+    pub fn written_at(&self, node: NodeId, layer: usize) -> Option<usize> {
+        let v = self.visible_version(node.0, layer);
+        if v == NONE || self.versions[v as usize].state == REMOVED {
+            return None;
+        }
+        Some(self.versions[v as usize].layer as usize)
+    }
+
+    /// The node's history in layer order: one version per layer that changed it (its final
+    /// state at that layer).
+    pub fn versions(&self, node: NodeId) -> impl Iterator<Item = Version<'_>> + '_ {
+        let mut chain = Vec::new();
+        let mut v = self.nodes[node.index()].latest;
+        while v != NONE {
+            let record = self.versions[v as usize];
+            let state = match record.state {
+                REMOVED => VersionState::Removed,
+                IMPLICIT => VersionState::ImplicitDir,
+                index => VersionState::Written(
+                    &self.layers[record.layer as usize].entries[index as usize],
+                ),
+            };
+            chain.push(Version {
+                layer: record.layer as usize,
+                state,
+            });
+            v = record.prev;
+        }
+        chain.into_iter().rev()
+    }
+
+    /// What `layer` changed (see [`LayerStats`] for the exact definitions).
+    ///
+    /// # Panics
+    /// When `layer >= layer_count()`.
+    pub fn layer_stats(&self, layer: usize) -> &LayerStats {
+        &self.layers[layer].stats
+    }
+
+    /// The digest, sizes and compression of a merged layer.
+    ///
+    /// # Panics
+    /// When `layer >= layer_count()`.
+    pub fn layer_meta(&self, layer: usize) -> &LayerMeta {
+        &self.layers[layer].meta
+    }
+
+    /// Every entry of a layer's tar, in tar order (superseded duplicates included).
+    ///
+    /// # Panics
+    /// When `layer >= layer_count()`.
+    pub fn layer_entries(&self, layer: usize) -> &[Entry] {
+        &self.layers[layer].entries
+    }
+
+    /// The visits the path received across all layers (design §5).
+    pub fn visits(&self, node: NodeId) -> Visits {
+        self.visits[node.index()]
+    }
+
+    /// Heap bytes held by the model (an estimate from capacities), for benchmarks.
+    pub fn heap_bytes(&self) -> usize {
+        let entries: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.entries.capacity() * std::mem::size_of::<Entry>()
+                    + l.entries
+                        .iter()
+                        .filter_map(|e| e.link_target.as_ref().map(Vec::capacity))
+                        .sum::<usize>()
+            })
+            .sum();
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.names.capacity()
+            + self.children.heap_bytes()
+            + self.versions.capacity() * std::mem::size_of::<VersionRecord>()
+            + self.visits.capacity() * std::mem::size_of::<Visits>()
+            + entries
+    }
+}
+
+/// A path for people and JSON: UTF-8 as is, every invalid byte as `\xNN`.
+pub fn display_path(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_path_escapes_only_invalid_bytes() {
+        assert_eq!(display_path(b"/caf\xc3\xa9"), "/café");
+        assert_eq!(display_path(b"/caf\xe9/x\xff"), "/caf\\xe9/x\\xff");
+        assert!(matches!(display_path(b"/ok"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn empty_tree_has_an_implicit_root() {
+        let tree = FileTree::new();
+        assert_eq!(tree.node_count(), 1);
+        assert_eq!(tree.path(tree.root()), b"/");
+        assert_eq!(tree.lookup(b"/"), Some(tree.root()));
+        assert_eq!(tree.lookup(b"/nope"), None);
+        assert_eq!(tree.entry_at(tree.root(), 0), Some(&IMPLICIT_DIR));
+        assert_eq!(tree.children(tree.root()).count(), 0);
+    }
+}
