@@ -1,0 +1,259 @@
+//! The streaming pipeline (design §8): resolve the image, then download, verify, decompress and
+//! index up to [`CONCURRENT_LAYERS`] layers at once, and merge them into the shared model in
+//! layer order. Views learn what happened through [`Event`]s and read byte counts from
+//! [`Progress`]; nothing here waits on a view.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::error::Error;
+use crate::image::{ImageInfo, LayerInfo};
+use crate::layer::{index_layer, LayerIndex};
+use crate::source::Source;
+use crate::tree::FileTree;
+
+/// Layers fetched and indexed at the same time (design §3: three downloads per registry).
+pub const CONCURRENT_LAYERS: usize = 3;
+
+/// Chunks buffered between a download and its indexer: enough to ride out scheduling hiccups,
+/// small enough that a slow indexer slows the download instead of filling memory.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// What the pipeline tells its views.
+#[derive(Debug)]
+pub enum Event {
+    /// The manifest and config arrived: layers and history can be shown.
+    Resolved(Arc<ImageInfo>),
+    /// A layer's download began.
+    LayerStarted(usize),
+    /// A layer was downloaded, verified and indexed (not yet merged).
+    LayerIndexed(usize),
+    /// A layer was merged into the model: its tree can be browsed.
+    LayerMerged(usize),
+    /// Every layer is merged.
+    Finished,
+}
+
+/// Byte and layer counters, shared with views that poll them (cheaper than an event per chunk).
+#[derive(Debug, Default)]
+pub struct Progress {
+    downloaded: Vec<AtomicU64>,
+    total_bytes: AtomicU64,
+    layers_done: AtomicU64,
+}
+
+impl Progress {
+    fn for_layers(layers: &[LayerInfo]) -> Progress {
+        Progress {
+            downloaded: layers.iter().map(|_| AtomicU64::new(0)).collect(),
+            total_bytes: AtomicU64::new(layers.iter().map(|l| l.compressed_size).sum()),
+            layers_done: AtomicU64::new(0),
+        }
+    }
+
+    /// Compressed bytes downloaded so far for `layer`.
+    pub fn layer_bytes(&self, layer: usize) -> u64 {
+        self.downloaded
+            .get(layer)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Compressed bytes downloaded so far, all layers.
+    pub fn bytes(&self) -> u64 {
+        self.downloaded
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Compressed bytes of all layers.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Layers merged so far.
+    pub fn layers_done(&self) -> u64 {
+        self.layers_done.load(Ordering::Relaxed)
+    }
+
+    /// Number of layers.
+    pub fn layer_count(&self) -> usize {
+        self.downloaded.len()
+    }
+}
+
+/// The model that views read: the image as resolved and the merged filesystem tree, which
+/// grows one layer at a time while the pipeline runs.
+pub struct Loaded {
+    /// Manifest, config, layers and history.
+    pub info: Arc<ImageInfo>,
+    /// The merged tree (all layers once loading finished).
+    pub tree: Arc<RwLock<FileTree>>,
+    /// Download counters.
+    pub progress: Arc<Progress>,
+}
+
+/// Resolve `source` and load every layer into `tree`, sending events as things happen.
+/// `on_resolved` receives the progress counters as soon as the layer list is known, so a view
+/// can show them while layers download. Dropping the returned future cancels every download.
+pub async fn load(
+    source: Arc<Source>,
+    tree: Arc<RwLock<FileTree>>,
+    events: mpsc::UnboundedSender<Event>,
+    on_resolved: impl FnOnce(Arc<Progress>),
+) -> Result<Loaded, Error> {
+    let info = Arc::new(source.resolve().await?);
+    let progress = Arc::new(Progress::for_layers(&info.layers));
+    on_resolved(progress.clone());
+    // A view that went away is not an error for the loader.
+    let _ = events.send(Event::Resolved(info.clone()));
+
+    let permits = Arc::new(Semaphore::new(CONCURRENT_LAYERS));
+    let mut tasks = JoinSet::new();
+    for layer in info.layers.iter().cloned() {
+        let source = source.clone();
+        let permits = permits.clone();
+        let progress = progress.clone();
+        let events = events.clone();
+        tasks.spawn(async move {
+            let index = layer.index;
+            // The semaphore is never closed, so acquiring only fails if that invariant breaks.
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Other("layer scheduler closed".to_string()))?;
+            let _ = events.send(Event::LayerStarted(index));
+            let result = fetch_and_index(&source, &layer, &progress).await;
+            if result.is_ok() {
+                let _ = events.send(Event::LayerIndexed(index));
+            }
+            result.map(|idx| (index, idx))
+        });
+    }
+
+    let mut pending: BTreeMap<usize, LayerIndex> = BTreeMap::new();
+    let mut next = 0usize;
+    while let Some(joined) = tasks.join_next().await {
+        let (index, layer_index) = match joined {
+            Ok(result) => result?,
+            Err(e) => return Err(Error::Other(format!("a layer task failed: {e}"))),
+        };
+        pending.insert(index, layer_index);
+        while let Some(ready) = pending.remove(&next) {
+            merge(&tree, ready).await?;
+            progress.layers_done.fetch_add(1, Ordering::Relaxed);
+            let _ = events.send(Event::LayerMerged(next));
+            next += 1;
+        }
+    }
+    let _ = events.send(Event::Finished);
+    Ok(Loaded {
+        info,
+        tree,
+        progress,
+    })
+}
+
+/// Merge one layer on a blocking thread: it can take a while on big layers, and views keep
+/// reading the tree between merges.
+async fn merge(tree: &Arc<RwLock<FileTree>>, index: LayerIndex) -> Result<(), Error> {
+    let tree = tree.clone();
+    tokio::task::spawn_blocking(move || {
+        // A poisoned lock means a view panicked while reading; the tree itself is intact
+        // because readers never mutate it.
+        let mut guard = tree
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.push_layer(index);
+    })
+    .await
+    .map_err(|e| Error::Other(format!("merging a layer failed: {e}")))
+}
+
+/// Download one layer and index it while it streams: the download runs here, the
+/// decompression and tar reading on a blocking thread fed through a bounded channel.
+async fn fetch_and_index(
+    source: &Source,
+    layer: &LayerInfo,
+    progress: &Progress,
+) -> Result<LayerIndex, Error> {
+    let layer_error = |source| Error::Layer {
+        index: layer.index,
+        digest: layer.digest.clone(),
+        source,
+    };
+    let mut stream = source.open_layer(layer).await?;
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    let diff_id = layer.diff_id.clone();
+    let indexer =
+        tokio::task::spawn_blocking(move || index_layer(ChannelReader::new(rx), Some(&diff_id)));
+
+    let counter = progress.downloaded.get(layer.index);
+    let count = |n: usize| {
+        if let Some(c) = counter {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    let mut tx = Some(tx);
+    while let Some(chunk) = stream.next().await {
+        let bytes = match chunk {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Err(io::Error::other("the download failed"))).await;
+                }
+                return Err(e);
+            }
+        };
+        count(bytes.len());
+        let Some(sender) = &tx else { continue };
+        if sender.send(Ok(bytes)).await.is_err() {
+            // The indexer stopped before the blob ended. If it failed, its error explains why;
+            // if it finished, the rest of the blob must still be read to verify the digest.
+            tx = None;
+        }
+    }
+    drop(tx);
+    indexer
+        .await
+        .map_err(|e| Error::Other(format!("indexing layer {} failed: {e}", layer.index)))?
+        .map_err(layer_error)
+}
+
+/// A blocking `Read` over chunks sent from the async download.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
