@@ -1,0 +1,606 @@
+//! Comparing two images: which layers they share (by digest), where their layer lists diverge,
+//! and what differs between their final filesystems. Plain data computed from two loaded
+//! models ([`ImageInfo`] plus the merged [`FileTree`]); the `diff` subcommand renders it as
+//! text or JSON and the explorer's compare view marks its tree with it.
+//!
+//! Paths are compared by name, directory by directory, in both trees at their last layer. A
+//! path is **added** when only B has it, **removed** when only A has it, and **modified** when
+//! both have it with a different type, content hash, mode, uid, gid or link target (mtime does
+//! not count, as in design §4). Everything below an added or removed directory is listed too.
+//! A directory whose own attributes are equal is not listed when only its contents changed;
+//! the per-node marks ([`Comparison::a_marks`]) do mark it modified, as the layer views do.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use crate::digest::Digest;
+use crate::image::{ImageInfo, LayerInfo};
+use crate::tree::{ChangeKind, Entry, EntryKind, FileTree, NodeId};
+
+/// How the layers at one position of A and B compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerMatch {
+    /// The same blob digest.
+    Shared,
+    /// Different blobs of the same uncompressed tar (same diff_id, other compression).
+    SameContent,
+    /// Different layers.
+    Different,
+    /// Only A has a layer here.
+    OnlyInA,
+    /// Only B has a layer here.
+    OnlyInB,
+}
+
+impl LayerMatch {
+    /// The word used in text and JSON: `shared`, `same-content`, `different`, `only-a`,
+    /// `only-b`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerMatch::Shared => "shared",
+            LayerMatch::SameContent => "same-content",
+            LayerMatch::Different => "different",
+            LayerMatch::OnlyInA => "only-a",
+            LayerMatch::OnlyInB => "only-b",
+        }
+    }
+}
+
+/// The layers of A and B at one position (base first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerPair {
+    /// The position, 0 for the base layer.
+    pub index: usize,
+    /// A's layer there, if A has that many.
+    pub a: Option<LayerInfo>,
+    /// B's layer there, if B has that many.
+    pub b: Option<LayerInfo>,
+    /// How they compare.
+    pub status: LayerMatch,
+}
+
+/// A blob both images use, wherever it stands in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLayer {
+    /// The blob digest.
+    pub digest: Digest,
+    /// Its position in A.
+    pub a_index: usize,
+    /// Its position in B.
+    pub b_index: usize,
+    /// Its compressed size.
+    pub compressed_size: u64,
+}
+
+/// How the layer lists compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerComparison {
+    /// One row per position, up to the longer list.
+    pub pairs: Vec<LayerPair>,
+    /// How many leading layers have the same digest: the base both are built on.
+    pub common_prefix: usize,
+    /// The first layer of A after the common base (`None` when A has no more layers, or
+    /// when the lists are equal).
+    pub diverge_a: Option<usize>,
+    /// The first layer of B after the common base.
+    pub diverge_b: Option<usize>,
+    /// Every blob digest present in both images, in A's order (each digest once).
+    pub shared: Vec<SharedLayer>,
+    /// Compressed bytes of the shared blobs (each counted once).
+    pub shared_bytes: u64,
+}
+
+impl LayerComparison {
+    /// Whether both lists hold the same digests in the same order.
+    pub fn identical(&self) -> bool {
+        self.pairs.iter().all(|p| p.status == LayerMatch::Shared)
+    }
+}
+
+/// Which attributes of a path differ between A and B.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Differences {
+    /// File, directory, symlink, …
+    pub kind: bool,
+    /// The content hash (regular files).
+    pub content: bool,
+    /// Permission bits.
+    pub mode: bool,
+    /// Owner.
+    pub uid: bool,
+    /// Group.
+    pub gid: bool,
+    /// Symlink or hard-link target.
+    pub link_target: bool,
+}
+
+impl Differences {
+    /// Compare two entries the way design §4 does (mtime and offsets do not count).
+    pub fn between(a: &Entry, b: &Entry) -> Self {
+        Differences {
+            kind: a.kind != b.kind,
+            content: a.content != b.content,
+            mode: a.mode != b.mode,
+            uid: a.uid != b.uid,
+            gid: a.gid != b.gid,
+            link_target: a.link_target != b.link_target,
+        }
+    }
+
+    /// Whether anything differs.
+    pub fn any(self) -> bool {
+        self.kind || self.content || self.mode || self.uid || self.gid || self.link_target
+    }
+
+    /// The names of what differs: `type`, `content`, `mode`, `uid`, `gid`, `link`.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (on, name) in [
+            (self.kind, "type"),
+            (self.content, "content"),
+            (self.mode, "mode"),
+            (self.uid, "uid"),
+            (self.gid, "gid"),
+            (self.link_target, "link"),
+        ] {
+            if on {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
+/// One path that differs between the final filesystems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// The absolute path (`/a/b`) as raw bytes; see [`crate::tree::display_path`].
+    pub path: Vec<u8>,
+    /// [`ChangeKind::Added`] (only in B), [`ChangeKind::Removed`] (only in A) or
+    /// [`ChangeKind::Modified`].
+    pub kind: ChangeKind,
+    /// The path in A's final filesystem.
+    pub a: Option<Entry>,
+    /// The path in B's final filesystem.
+    pub b: Option<Entry>,
+    /// Its node in A's tree.
+    pub a_node: Option<NodeId>,
+    /// Its node in B's tree.
+    pub b_node: Option<NodeId>,
+    /// For modified paths, what differs (all false otherwise).
+    pub differences: Differences,
+}
+
+impl FileChange {
+    /// Regular-file bytes in A (0 when absent there or not a regular file).
+    pub fn a_size(&self) -> u64 {
+        file_size(self.a.as_ref())
+    }
+
+    /// Regular-file bytes in B (0 when absent there or not a regular file).
+    pub fn b_size(&self) -> u64 {
+        file_size(self.b.as_ref())
+    }
+}
+
+fn file_size(entry: Option<&Entry>) -> u64 {
+    entry
+        .filter(|e| e.kind == EntryKind::File)
+        .map_or(0, |e| e.size)
+}
+
+/// Counts and regular-file bytes of the path changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileSummary {
+    /// Paths only in B.
+    pub added: u64,
+    /// Paths only in A.
+    pub removed: u64,
+    /// Paths in both that differ.
+    pub modified: u64,
+    /// Regular-file bytes of the added paths.
+    pub added_bytes: u64,
+    /// Regular-file bytes of the removed paths.
+    pub removed_bytes: u64,
+    /// Regular-file bytes of the modified paths, as A has them.
+    pub modified_bytes_a: u64,
+    /// Regular-file bytes of the modified paths, as B has them.
+    pub modified_bytes_b: u64,
+}
+
+impl FileSummary {
+    /// Whether no path differs.
+    pub fn is_empty(&self) -> bool {
+        self.added == 0 && self.removed == 0 && self.modified == 0
+    }
+
+    /// Bytes B's filesystem holds more (or, negative, fewer) than A's among the changed paths.
+    pub fn net_bytes(&self) -> i128 {
+        i128::from(self.added_bytes) + i128::from(self.modified_bytes_b)
+            - i128::from(self.removed_bytes)
+            - i128::from(self.modified_bytes_a)
+    }
+}
+
+/// Everything that differs between image A and image B.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The layer lists side by side.
+    pub layers: LayerComparison,
+    /// Whether both have the same config blob (runtime settings, history).
+    pub same_config: bool,
+    /// Paths that differ between the final filesystems, in tree order (a directory before
+    /// what it holds, names byte-wise sorted within a directory).
+    pub files: Vec<FileChange>,
+    /// Counts and bytes of `files`.
+    pub summary: FileSummary,
+    /// Per node of A's tree ([`NodeId::index`]), its mark at A's last layer: `Removed` (not in
+    /// B), `Modified` (differs, or a directory with a change below), `Unmodified`; `None` for
+    /// nodes absent from A's final filesystem.
+    pub a_marks: Vec<Option<ChangeKind>>,
+    /// Per node of B's tree, its mark at B's last layer: `Added` (not in A), `Modified`,
+    /// `Unmodified`; `None` for nodes absent from B's final filesystem.
+    pub b_marks: Vec<Option<ChangeKind>>,
+}
+
+impl Comparison {
+    /// Whether the images are the same: the same config and the same layers in the same
+    /// order (which also means no file differs).
+    pub fn identical(&self) -> bool {
+        self.same_config && self.layers.identical() && self.summary.is_empty()
+    }
+}
+
+/// Compare image A (`a`, with its tree `tree_a` holding all its layers) with image B.
+/// Runs in time linear in the number of paths of both trees (plus sorting each directory).
+pub fn compare(a: &ImageInfo, tree_a: &FileTree, b: &ImageInfo, tree_b: &FileTree) -> Comparison {
+    let layers = compare_layers(&a.layers, &b.layers);
+    let mut walk = Walk::new(tree_a, tree_b);
+    walk.run();
+    let mut a_marks = walk.a_marks;
+    let mut b_marks = walk.b_marks;
+    bubble_up(tree_a, &mut a_marks);
+    bubble_up(tree_b, &mut b_marks);
+    let mut summary = FileSummary::default();
+    for change in &walk.files {
+        match change.kind {
+            ChangeKind::Added => {
+                summary.added += 1;
+                summary.added_bytes += change.b_size();
+            }
+            ChangeKind::Removed => {
+                summary.removed += 1;
+                summary.removed_bytes += change.a_size();
+            }
+            ChangeKind::Modified => {
+                summary.modified += 1;
+                summary.modified_bytes_a += change.a_size();
+                summary.modified_bytes_b += change.b_size();
+            }
+            ChangeKind::Unmodified => {}
+        }
+    }
+    Comparison {
+        layers,
+        same_config: a.manifest.config.digest == b.manifest.config.digest,
+        files: walk.files,
+        summary,
+        a_marks,
+        b_marks,
+    }
+}
+
+/// Pair the layer lists by position and find the blobs they share.
+pub fn compare_layers(a: &[LayerInfo], b: &[LayerInfo]) -> LayerComparison {
+    let positions = a.len().max(b.len());
+    let pairs: Vec<LayerPair> = (0..positions)
+        .map(|index| {
+            let (la, lb) = (a.get(index), b.get(index));
+            let status = match (la, lb) {
+                (Some(x), Some(y)) if x.digest == y.digest => LayerMatch::Shared,
+                (Some(x), Some(y)) if x.diff_id == y.diff_id => LayerMatch::SameContent,
+                (Some(_), Some(_)) => LayerMatch::Different,
+                (Some(_), None) => LayerMatch::OnlyInA,
+                // Both `None` cannot happen below `positions`.
+                (None, _) => LayerMatch::OnlyInB,
+            };
+            LayerPair {
+                index,
+                a: la.cloned(),
+                b: lb.cloned(),
+                status,
+            }
+        })
+        .collect();
+    let common_prefix = pairs
+        .iter()
+        .take_while(|p| p.status == LayerMatch::Shared)
+        .count();
+    let (diverge_a, diverge_b) = if common_prefix == positions {
+        (None, None)
+    } else {
+        (
+            (common_prefix < a.len()).then_some(common_prefix),
+            (common_prefix < b.len()).then_some(common_prefix),
+        )
+    };
+    let mut in_b: HashMap<&Digest, usize> = HashMap::new();
+    for layer in b.iter().rev() {
+        in_b.insert(&layer.digest, layer.index);
+    }
+    let mut shared: Vec<SharedLayer> = Vec::new();
+    for layer in a {
+        if shared.iter().any(|s| s.digest == layer.digest) {
+            continue;
+        }
+        if let Some(&b_index) = in_b.get(&layer.digest) {
+            shared.push(SharedLayer {
+                digest: layer.digest.clone(),
+                a_index: layer.index,
+                b_index,
+                compressed_size: layer.compressed_size,
+            });
+        }
+    }
+    let shared_bytes = shared.iter().map(|s| s.compressed_size).sum();
+    LayerComparison {
+        pairs,
+        common_prefix,
+        diverge_a,
+        diverge_b,
+        shared,
+        shared_bytes,
+    }
+}
+
+/// Mark every directory that holds a change as modified (children have higher ids).
+fn bubble_up(tree: &FileTree, marks: &mut [Option<ChangeKind>]) {
+    for index in (1..marks.len()).rev() {
+        if matches!(
+            marks[index],
+            Some(ChangeKind::Added | ChangeKind::Modified | ChangeKind::Removed)
+        ) {
+            let Ok(id) = u32::try_from(index) else {
+                continue;
+            };
+            if let Some(parent) = tree.parent(NodeId(id)) {
+                if marks[parent.index()] == Some(ChangeKind::Unmodified) {
+                    marks[parent.index()] = Some(ChangeKind::Modified);
+                }
+            }
+        }
+    }
+}
+
+/// The side-by-side walk of both final filesystems.
+struct Walk<'t> {
+    a: &'t FileTree,
+    b: &'t FileTree,
+    last_a: usize,
+    last_b: usize,
+    files: Vec<FileChange>,
+    a_marks: Vec<Option<ChangeKind>>,
+    b_marks: Vec<Option<ChangeKind>>,
+}
+
+impl<'t> Walk<'t> {
+    fn new(a: &'t FileTree, b: &'t FileTree) -> Self {
+        Walk {
+            a,
+            b,
+            // An image without layers is the empty filesystem: only the implicit root.
+            last_a: a.layer_count().saturating_sub(1),
+            last_b: b.layer_count().saturating_sub(1),
+            files: Vec::new(),
+            a_marks: vec![None; a.node_count()],
+            b_marks: vec![None; b.node_count()],
+        }
+    }
+
+    fn entry_a(&self, node: NodeId) -> Option<&'t Entry> {
+        self.a.entry_at(node, self.last_a)
+    }
+
+    fn entry_b(&self, node: NodeId) -> Option<&'t Entry> {
+        self.b.entry_at(node, self.last_b)
+    }
+
+    /// Children of a directory present at the last layer, sorted by name.
+    fn present_children(tree: &'t FileTree, dir: NodeId, last: usize) -> Vec<(&'t [u8], NodeId)> {
+        let mut children: Vec<(&[u8], NodeId)> = tree
+            .children(dir)
+            .filter(|&c| tree.entry_at(c, last).is_some())
+            .map(|c| (tree.name(c), c))
+            .collect();
+        children.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        children
+    }
+
+    /// Pre-order walk, children in name order, with an explicit stack (paths can be deep).
+    fn run(&mut self) {
+        let mut stack: Vec<(Option<NodeId>, Option<NodeId>)> =
+            vec![(Some(self.a.root()), Some(self.b.root()))];
+        while let Some((na, nb)) = stack.pop() {
+            let ea = na.and_then(|n| self.entry_a(n));
+            let eb = nb.and_then(|n| self.entry_b(n));
+            let (kind, differences) = match (ea, eb) {
+                (Some(x), Some(y)) => {
+                    let d = Differences::between(x, y);
+                    if d.any() {
+                        (ChangeKind::Modified, d)
+                    } else {
+                        (ChangeKind::Unmodified, d)
+                    }
+                }
+                (Some(_), None) => (ChangeKind::Removed, Differences::default()),
+                (None, Some(_)) => (ChangeKind::Added, Differences::default()),
+                (None, None) => continue,
+            };
+            if let (Some(n), Some(_)) = (na, ea) {
+                self.a_marks[n.index()] = Some(kind);
+            }
+            if let (Some(n), Some(_)) = (nb, eb) {
+                self.b_marks[n.index()] = Some(kind);
+            }
+            if kind != ChangeKind::Unmodified {
+                let path = match (na, nb) {
+                    (Some(n), _) => self.a.path(n),
+                    (None, Some(n)) => self.b.path(n),
+                    (None, None) => Vec::new(),
+                };
+                self.files.push(FileChange {
+                    path,
+                    kind,
+                    a: ea.cloned(),
+                    b: eb.cloned(),
+                    a_node: na.filter(|_| ea.is_some()),
+                    b_node: nb.filter(|_| eb.is_some()),
+                    differences,
+                });
+            }
+            let a_children = match (na, ea) {
+                (Some(n), Some(e)) if e.kind == EntryKind::Dir => {
+                    Self::present_children(self.a, n, self.last_a)
+                }
+                _ => Vec::new(),
+            };
+            let b_children = match (nb, eb) {
+                (Some(n), Some(e)) if e.kind == EntryKind::Dir => {
+                    Self::present_children(self.b, n, self.last_b)
+                }
+                _ => Vec::new(),
+            };
+            let merged = merge_by_name(&a_children, &b_children);
+            // Reversed, so the first name is visited first.
+            stack.extend(merged.into_iter().rev());
+        }
+    }
+}
+
+/// Pair two name-sorted child lists by name.
+fn merge_by_name(
+    a: &[(&[u8], NodeId)],
+    b: &[(&[u8], NodeId)],
+) -> Vec<(Option<NodeId>, Option<NodeId>)> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.0.cmp(y.0),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                out.push((Some(a[i].1), None));
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push((None, Some(b[j].1)));
+                j += 1;
+            }
+            Ordering::Equal => {
+                out.push((Some(a[i].1), Some(b[j].1)));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(index: usize, digest_seed: u8, diff_seed: u8) -> LayerInfo {
+        LayerInfo {
+            index,
+            digest: Digest::sha256_of(&[digest_seed]),
+            diff_id: Digest::sha256_of(&[diff_seed, 0xff]),
+            media_type: String::new(),
+            compressed_size: 100 + u64::from(digest_seed),
+        }
+    }
+
+    #[test]
+    fn layers_diverge_after_the_common_base() {
+        let a = vec![layer(0, 1, 1), layer(1, 2, 2), layer(2, 3, 3)];
+        let b = vec![
+            layer(0, 1, 1),
+            layer(1, 2, 2),
+            layer(2, 4, 4),
+            layer(3, 3, 3),
+        ];
+        let c = compare_layers(&a, &b);
+        assert_eq!(c.common_prefix, 2);
+        assert_eq!((c.diverge_a, c.diverge_b), (Some(2), Some(2)));
+        let statuses: Vec<LayerMatch> = c.pairs.iter().map(|p| p.status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                LayerMatch::Shared,
+                LayerMatch::Shared,
+                LayerMatch::Different,
+                LayerMatch::OnlyInB
+            ]
+        );
+        // Digest 3 sits at 2 in A and 3 in B: shared, though not in the common base.
+        let shared: Vec<(usize, usize)> = c.shared.iter().map(|s| (s.a_index, s.b_index)).collect();
+        assert_eq!(shared, vec![(0, 0), (1, 1), (2, 3)]);
+        assert_eq!(c.shared_bytes, 101 + 102 + 103);
+        assert!(!c.identical());
+    }
+
+    #[test]
+    fn a_prefix_of_the_other_diverges_only_on_the_longer_side() {
+        let a = vec![layer(0, 1, 1)];
+        let b = vec![layer(0, 1, 1), layer(1, 2, 2)];
+        let c = compare_layers(&a, &b);
+        assert_eq!(c.common_prefix, 1);
+        assert_eq!((c.diverge_a, c.diverge_b), (None, Some(1)));
+        let same = compare_layers(&a, &a);
+        assert!(same.identical());
+        assert_eq!((same.diverge_a, same.diverge_b), (None, None));
+    }
+
+    #[test]
+    fn recompressed_layers_have_the_same_content() {
+        let a = vec![layer(0, 1, 7)];
+        let b = vec![layer(0, 2, 7)];
+        let c = compare_layers(&a, &b);
+        assert_eq!(c.pairs[0].status, LayerMatch::SameContent);
+        assert_eq!(c.common_prefix, 0);
+        assert!(c.shared.is_empty());
+    }
+
+    #[test]
+    fn differences_ignore_mtime() {
+        let base = Entry {
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            mtime: 1,
+            content: Some([1; 32]),
+            link_target: None,
+            data_offset: 512,
+        };
+        let later = Entry {
+            mtime: 99,
+            data_offset: 4096,
+            ..base.clone()
+        };
+        assert!(!Differences::between(&base, &later).any());
+        let chmod = Entry {
+            mode: 0o755,
+            uid: 1,
+            ..base.clone()
+        };
+        assert_eq!(
+            Differences::between(&base, &chmod).names(),
+            vec!["mode", "uid"]
+        );
+    }
+}
