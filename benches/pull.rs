@@ -1,0 +1,273 @@
+//! Pull benchmark (design §9): synthetic images pushed to a real loopback registry, then
+//! analysed by the release binary exactly as a user runs it (`--json`), with wall time and the
+//! child's peak memory printed beside the targets, and the bare shell pipeline
+//! `curl | tee >(sha256sum) | gzip -dc | sha256sum` over the same layers for comparison.
+//!
+//! `cargo bench --bench pull [SCENARIO…]` with scenarios `110k`, `1M`, `600M` (default: all).
+//! Layer data is shared with the engine benchmark (`target/tmp/engine-bench/`).
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+#[allow(dead_code)]
+#[path = "../tests/common/push.rs"]
+mod push;
+
+#[allow(dead_code)]
+#[path = "../tests/common/registry.rs"]
+mod registry;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use layerscope::pipeline::{self, Event};
+use layerscope::reference::Reference;
+use layerscope::registry::{RegistryClient, RegistryOptions};
+use layerscope::source::{RegistrySource, Source};
+use layerscope::tree::FileTree;
+
+use push::{config_json, Pusher, Step};
+use registry::Registry;
+use synthetic::{ensure_layers, GeneratedLayer};
+
+/// Measurements per scenario.
+const RUNS: usize = 3;
+
+/// One run of the binary: wall time and the child's peak resident memory.
+struct Run {
+    wall: Duration,
+    max_rss_kib: i64,
+}
+
+/// Run `exe args` from a fresh, small copy of this benchmark. A forked child starts with its
+/// parent's resident pages counted against it until it execs, and this process holds pushed
+/// layers in memory, so measuring from here would charge them to layerscope.
+fn run_measured(exe: &str, args: &[&str]) -> Run {
+    let me = std::env::current_exe().expect("own executable");
+    let out = Command::new(me)
+        .arg("--measure")
+        .arg(exe)
+        .args(args)
+        .output()
+        .expect("start the measuring copy");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "measurement failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .split(' ')
+        .collect();
+    Run {
+        wall: Duration::from_secs_f64(fields[0].parse().expect("wall time")),
+        max_rss_kib: fields[1].parse().expect("peak RSS"),
+    }
+}
+
+/// In the measuring copy: run the command, waiting with `wait4` so the peak memory is this
+/// child's alone, and print `RESULT wall_seconds max_rss_kib`.
+fn measure_child(exe: &str, args: &[String]) {
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .args(args)
+        .env_remove("CI")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start layerscope");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own un-waited child; status and usage are valid for writing.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(waited, pid, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "layerscope failed (status {status})"
+    );
+    drop(child);
+    println!("RESULT {} {}", wall.as_secs_f64(), usage.ru_maxrss);
+}
+
+/// Push the scenario's layers with a config and a Docker v2 manifest; returns the layer digests.
+async fn push_scenario(registry: &Registry, repo: &str, layers: &[GeneratedLayer]) -> Vec<String> {
+    let pusher = Pusher::new(&registry.url());
+    let mut descriptors = Vec::new();
+    let mut digests = Vec::new();
+    for layer in layers {
+        let bytes = std::fs::read(&layer.path).expect("read layer");
+        let digest = pusher.push_blob(repo, &bytes).await;
+        descriptors.push(json!({
+            "mediaType": push::mt::DOCKER_LAYER,
+            "digest": digest,
+            "size": bytes.len(),
+        }));
+        digests.push(digest);
+    }
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let history: Vec<Step> = (0..layers.len())
+        .map(|i| Step::layer(&format!("RUN build step {i}")))
+        .collect();
+    let config = config_json("linux", "amd64", None, &diff_ids, &history);
+    let config_digest = pusher.push_blob(repo, &config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": push::mt::DOCKER_MANIFEST,
+        "config": {"mediaType": push::mt::DOCKER_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": descriptors,
+    }))
+    .expect("manifest JSON");
+    pusher
+        .push_manifest(repo, "latest", &manifest, push::mt::DOCKER_MANIFEST)
+        .await;
+    digests
+}
+
+/// Time from nothing to the manifest and config resolved (what the explorer's first frame
+/// needs), in process, with a fresh client each time.
+async fn time_to_resolved(reference: &str) -> Duration {
+    let started = Instant::now();
+    let reference: Reference = reference.parse().expect("reference");
+    let client = RegistryClient::new(RegistryOptions::default()).expect("client");
+    let source = Arc::new(Source::Registry(RegistrySource::new(
+        client, reference, None,
+    )));
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let tree = Arc::new(RwLock::new(FileTree::new()));
+    let load = tokio::spawn(pipeline::load(source, tree, events, |_| {}));
+    let mut resolved = None;
+    while let Some(event) = received.recv().await {
+        if matches!(event, Event::Resolved(_)) {
+            resolved = Some(started.elapsed());
+            load.abort();
+            break;
+        }
+    }
+    resolved.expect("image resolved")
+}
+
+/// The shell pipeline a user would otherwise run, one layer after another.
+fn shell_baseline(url: &str, repo: &str, digests: &[String]) -> Duration {
+    let script = digests
+        .iter()
+        .map(|d| {
+            format!(
+                "curl -sf {url}/v2/{repo}/blobs/{d} | tee >(sha256sum >/dev/null) | gzip -dc | sha256sum >/dev/null"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "shell baseline failed");
+    started.elapsed()
+}
+
+fn targets(name: &str) -> &'static str {
+    match name {
+        "110k" => "target: < 0.6 s and < 100 MB",
+        "1M" => "target: < 6 s and < 1 GB",
+        _ => "target: at most half the shell pipeline",
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--measure") {
+        measure_child(&args[2], &args[3..]);
+        return;
+    }
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let scenarios: Vec<&str> = ["110k", "1M", "600M"]
+        .into_iter()
+        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s))
+        .collect();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-bench");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let exe = env!("CARGO_BIN_EXE_layerscope");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "layerscope pull benchmark ({} cores; load average {})",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for name in scenarios {
+        let layers = ensure_layers(&dir, name);
+        let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
+        let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
+        let files: u64 = layers.iter().map(|l| l.files).sum();
+        let whiteouts: u64 = layers.iter().map(|l| l.whiteouts).sum();
+        println!();
+        println!(
+            "scenario {name}: {} gzip layers, {files} files, {whiteouts} whiteouts, {:.1} MB gzip, {:.1} MB tar ({})",
+            layers.len(),
+            compressed as f64 / 1e6,
+            uncompressed as f64 / 1e6,
+            targets(name)
+        );
+        let registry = runtime.block_on(Registry::start());
+        let repo = format!("bench/{}", name.to_ascii_lowercase());
+        let digests = runtime.block_on(push_scenario(&registry, &repo, &layers));
+        let reference = format!("{}/{repo}:latest", registry.host);
+
+        let resolved: Vec<Duration> = (0..RUNS)
+            .map(|_| runtime.block_on(time_to_resolved(&reference)))
+            .collect();
+        let runs: Vec<Run> = (0..RUNS)
+            .map(|_| run_measured(exe, &["--quiet", "--json", "/dev/null", &reference]))
+            .collect();
+        let best = runs
+            .iter()
+            .min_by_key(|r| r.wall)
+            .expect("at least one run");
+        let walls: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
+            .collect();
+        println!(
+            "  layerscope --json: best {:.3} s (runs {} s), peak RSS {:.1} MB ({:.0} B per file), {:.0} MB/s compressed",
+            best.wall.as_secs_f64(),
+            walls.join(", "),
+            best.max_rss_kib as f64 / 1024.0,
+            best.max_rss_kib as f64 * 1024.0 / files as f64,
+            compressed as f64 / 1e6 / best.wall.as_secs_f64()
+        );
+        let fastest_resolve = resolved.iter().min().copied().unwrap_or_default();
+        println!(
+            "  manifest + config resolved (first frame's data) after {:.1} ms [target < 300 ms]",
+            fastest_resolve.as_secs_f64() * 1e3
+        );
+        let shell = (0..RUNS.min(2))
+            .map(|_| shell_baseline(&registry.url(), &repo, &digests))
+            .min()
+            .unwrap_or_default();
+        println!(
+            "  shell pipeline curl | tee >(sha256sum) | gzip -dc | sha256sum: {:.3} s; layerscope takes {:.0} % of it [target <= 50 %]",
+            shell.as_secs_f64(),
+            best.wall.as_secs_f64() / shell.as_secs_f64() * 100.0
+        );
+    }
+}
