@@ -15,9 +15,10 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::image::{ImageInfo, LayerInfo};
+use crate::layer::extract::{read_window, FileWindow};
 use crate::layer::{index_layer, LayerIndex};
 use crate::source::Source;
-use crate::tree::FileTree;
+use crate::tree::{ContentLocation, FileTree};
 
 /// Layers fetched and indexed at the same time (design §3: three downloads per registry).
 pub const CONCURRENT_LAYERS: usize = 3;
@@ -225,6 +226,54 @@ async fn fetch_and_index(
         .await
         .map_err(|e| Error::Other(format!("indexing layer {} failed: {e}", layer.index)))?
         .map_err(layer_error)
+}
+
+/// Read up to `max_len` bytes at `offset` of a file whose bytes are at `location`, by
+/// reading `layer`'s blob again through the source (from the cache when it holds the blob, else
+/// over the network) and stopping as soon as the window is complete.
+///
+/// `layer` must be the image's layer number `location.layer`. Only the window is kept in
+/// memory; the bytes before it are decompressed and dropped.
+pub async fn read_file(
+    source: Arc<Source>,
+    layer: LayerInfo,
+    location: ContentLocation,
+    offset: u64,
+    max_len: usize,
+) -> Result<FileWindow, Error> {
+    let mut stream = source.open_layer(&layer).await?;
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_window(ChannelReader::new(rx), location.span, offset, max_len)
+    });
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if tx.send(Ok(bytes)).await.is_err() {
+                    // The window is complete (or the reader failed): the rest is not needed.
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::other("the download failed"))).await;
+                return Err(e);
+            }
+        }
+    }
+    drop(tx);
+    reader
+        .await
+        .map_err(|e| {
+            Error::Other(format!(
+                "reading a file of layer {} failed: {e}",
+                layer.index
+            ))
+        })?
+        .map_err(|source| Error::Layer {
+            index: layer.index,
+            digest: layer.digest.clone(),
+            source,
+        })
 }
 
 /// A blocking `Read` over chunks sent from the async download.

@@ -124,7 +124,7 @@ impl<R: Read> Decoder<R> {
     }
 
     /// Fill `buf` as far as the stream allows; returns the bytes written (0 only at the end).
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, LayerError> {
+    pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize, LayerError> {
         let mut filled = 0;
         while filled < buf.len() {
             let result = match &mut self.kind {

@@ -22,6 +22,7 @@ mod merge;
 
 use std::borrow::Cow;
 
+use crate::layer::extract::FileSpan;
 use crate::layer::path::{components, normalize_into};
 use crate::layer::LayerMeta;
 
@@ -150,6 +151,15 @@ pub struct Version<'a> {
     pub layer: usize,
     /// What the path became at that layer.
     pub state: VersionState<'a>,
+}
+
+/// Where a regular file's bytes are ([`FileTree::content_location`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentLocation {
+    /// The layer whose blob holds the bytes.
+    pub layer: usize,
+    /// The bytes' place in that layer's uncompressed tar.
+    pub span: FileSpan,
 }
 
 /// One merged layer.
@@ -313,6 +323,39 @@ impl FileTree {
         Some(self.versions[v as usize].layer as usize)
     }
 
+    /// Where the content of the regular file `node` shows at `layer` is stored: the layer that
+    /// wrote it and the span of its bytes in that layer's tar. Hard links are followed to the
+    /// file they name, as of the layer that wrote the link. `None` for anything that is not a
+    /// regular file there (absent, a directory, a symlink, a dangling hard link).
+    pub fn content_location(&self, node: NodeId, layer: usize) -> Option<ContentLocation> {
+        // Hard links to hard links are not written by tar, but a crafted layer could chain
+        // them, even in a loop.
+        const MAX_LINK_HOPS: usize = 8;
+        let (mut node, mut layer) = (node, layer);
+        for _ in 0..=MAX_LINK_HOPS {
+            let written = self.written_at(node, layer)?;
+            let entry = self.entry_at(node, layer)?;
+            match entry.kind {
+                EntryKind::File => {
+                    return Some(ContentLocation {
+                        layer: written,
+                        span: FileSpan {
+                            data_offset: entry.data_offset,
+                            size: entry.size,
+                            sha256: entry.content,
+                        },
+                    })
+                }
+                EntryKind::Hardlink => {
+                    node = self.lookup(entry.link_target.as_deref()?)?;
+                    layer = written;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// The node's history in layer order: one version per layer that changed it (its final
     /// state at that layer).
     pub fn versions(&self, node: NodeId) -> impl Iterator<Item = Version<'_>> + '_ {
@@ -422,5 +465,67 @@ mod tests {
         assert_eq!(tree.lookup(b"/nope"), None);
         assert_eq!(tree.entry_at(tree.root(), 0), Some(&IMPLICIT_DIR));
         assert_eq!(tree.children(tree.root()).count(), 0);
+    }
+
+    /// A layer tar from (name, kind, content or link target) triples.
+    fn layer(entries: &[(&str, EntryKind, &[u8])]) -> crate::layer::LayerIndex {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            match kind {
+                EntryKind::File => {
+                    header.set_size(data.len() as u64);
+                    header.set_cksum();
+                    builder.append_data(&mut header, name, *data).ok();
+                }
+                EntryKind::Hardlink | EntryKind::Symlink => {
+                    header.set_entry_type(if *kind == EntryKind::Hardlink {
+                        tar::EntryType::Link
+                    } else {
+                        tar::EntryType::Symlink
+                    });
+                    header.set_size(0);
+                    builder
+                        .append_link(&mut header, name, std::str::from_utf8(data).unwrap_or(""))
+                        .ok();
+                }
+                _ => {}
+            }
+        }
+        let bytes = builder.into_inner().unwrap_or_default();
+        match crate::layer::index_layer(bytes.as_slice(), None) {
+            Ok(index) => index,
+            Err(e) => panic!("test layer does not index: {e}"),
+        }
+    }
+
+    #[test]
+    fn content_location_follows_hard_links_to_the_layer_that_holds_the_bytes() {
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&[("bin/tool", EntryKind::File, b"v1")]));
+        tree.push_layer(layer(&[
+            ("bin/alias", EntryKind::Hardlink, b"bin/tool"),
+            ("bin/link", EntryKind::Symlink, b"tool"),
+            ("bin/dangling", EntryKind::Hardlink, b"bin/nope"),
+        ]));
+        tree.push_layer(layer(&[("bin/tool", EntryKind::File, b"version2")]));
+
+        let tool = tree.lookup(b"/bin/tool").unwrap_or(NodeId(0));
+        let alias = tree.lookup(b"/bin/alias").unwrap_or(NodeId(0));
+        let at0 = tree.content_location(tool, 0);
+        assert_eq!(at0.map(|l| (l.layer, l.span.size)), Some((0, 2)));
+        assert_eq!(
+            tree.content_location(tool, 2)
+                .map(|l| (l.layer, l.span.size)),
+            Some((2, 8))
+        );
+        // The link was made at layer 1, when the tool was still version 1.
+        let via_alias = tree.content_location(alias, 2);
+        assert_eq!(via_alias, at0);
+        for path in [&b"/bin/link"[..], b"/bin/dangling", b"/bin", b"/absent"] {
+            let node = tree.lookup(path);
+            assert_eq!(node.and_then(|n| tree.content_location(n, 2)), None);
+        }
     }
 }
