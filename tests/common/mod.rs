@@ -5,3 +5,4 @@
 pub mod layers;
 pub mod push;
 pub mod registry;
+pub mod tmux;
