@@ -13,6 +13,7 @@ use crate::ci::{CiOutcome, RuleOverrides, Rules};
 use crate::error::{exit_code, Error};
 use crate::export::Export;
 use crate::image::Platform;
+use crate::output_file;
 use crate::pipeline::{self, Loaded};
 use crate::progress::{self, ProgressLine};
 use crate::reference::Reference;
@@ -360,27 +361,8 @@ fn write_json(target: &str, json: &str) -> Result<(), Error> {
     if target == "-" {
         return print_stdout(json);
     }
-    write_file_atomically(Path::new(target), json.as_bytes())
+    output_file::write(Path::new(target), json.as_bytes())
         .map_err(|e| Error::io(format!("writing {target}"), e))
-}
-
-/// Write through a temporary file in the same directory, then rename, so an existing report is
-/// never left half-written.
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn print_stdout(text: &str) -> Result<(), Error> {

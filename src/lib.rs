@@ -17,6 +17,7 @@ pub mod error;
 pub mod export;
 pub mod image;
 pub mod layer;
+pub mod output_file;
 pub mod pipeline;
 pub mod progress;
 pub mod reference;

@@ -23,6 +23,7 @@ use super::{human_size, parse_image, print_stdout, write_stdout, ToolboxError};
 use crate::digest::Digest;
 use crate::error::{exit_code, Error};
 use crate::image::{select_platform, Descriptor, ParsedManifest, Platform};
+use crate::output_file;
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::RegistryClient;
 
@@ -214,16 +215,8 @@ async fn to_file(
     path: &Path,
     force: bool,
 ) -> Result<u64, Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "blob".to_string());
     let temp = TempFile {
-        path: dir.join(format!(".{name}.{}.layerscope-part", std::process::id())),
+        path: output_file::temp_beside(path),
         keep: false,
     };
     let write_error = |e| Error::io(format!("writing {}", path.display()), e);
@@ -299,7 +292,7 @@ impl Interrupts {
 fn place(temp: &Path, path: &Path, force: bool) -> Result<(), Error> {
     let place_error = |e| Error::io(format!("writing {}", path.display()), e);
     if force {
-        return std::fs::rename(temp, path).map_err(place_error);
+        return output_file::replace_with(temp, path).map_err(place_error);
     }
     match std::fs::hard_link(temp, path) {
         Ok(()) => Ok(()),

@@ -1,0 +1,193 @@
+//! Writing a file the user named (a JSON report, a downloaded blob) without damaging what is
+//! there: a regular file is replaced whole through a temporary file and a rename, so no reader
+//! sees half of it, and it keeps its permissions; a symbolic link stays a link and its target
+//! is replaced; anything else — `/dev/null`, `/dev/stdout`, a named pipe — is written in place,
+//! because renaming over a device would replace the device itself with a plain file.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Write `bytes` to `path` by the rules of the module documentation.
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let Placement::Replace(target) = placement(path)? else {
+        return fs::write(path, bytes);
+    };
+    let temp = temp_beside(&target);
+    let result = fs::write(&temp, bytes).and_then(|()| replace(&temp, &target));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Give the finished file `temp` the name `path` (replacing what is there) by the rules of the
+/// module documentation; `temp` is gone afterwards unless an error is returned.
+pub fn replace_with(temp: &Path, path: &Path) -> io::Result<()> {
+    match placement(path)? {
+        Placement::Replace(target) => replace(temp, &target),
+        Placement::InPlace => {
+            let mut from = fs::File::open(temp)?;
+            let mut to = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?;
+            io::copy(&mut from, &mut to)?;
+            fs::remove_file(temp)
+        }
+    }
+}
+
+/// A temporary name in the same directory as `target` (a rename must not cross filesystems).
+pub fn temp_beside(target: &Path) -> PathBuf {
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".to_string());
+    dir.join(format!(".{name}.{}.layerscope-part", std::process::id()))
+}
+
+enum Placement {
+    /// Rename a temporary file onto this regular file (or new name).
+    Replace(PathBuf),
+    /// Write into the existing non-regular file.
+    InPlace,
+}
+
+fn placement(path: &Path) -> io::Result<Placement> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {
+            // Through a symlink, replace what it points to and leave the link alone.
+            let target = if fs::symlink_metadata(path)?.file_type().is_symlink() {
+                fs::canonicalize(path)?
+            } else {
+                path.to_path_buf()
+            };
+            Ok(Placement::Replace(target))
+        }
+        Ok(_) => Ok(Placement::InPlace),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A dangling symlink: writing through it creates its target, as `>` would.
+            if fs::symlink_metadata(path).is_ok() {
+                Ok(Placement::InPlace)
+            } else {
+                Ok(Placement::Replace(path.to_path_buf()))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Rename `temp` onto `target`, carrying over the permissions of the file it replaces.
+fn replace(temp: &Path, target: &Path) -> io::Result<()> {
+    if let Ok(meta) = fs::metadata(target) {
+        fs::set_permissions(temp, meta.permissions())?;
+    }
+    fs::rename(temp, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let path = std::env::temp_dir()
+                .join(format!("layerscope-output-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_regular_file_is_replaced_whole_and_keeps_its_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new("regular");
+        let path = dir.0.join("report.json");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        write(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(&dir.0).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_stays_a_link_and_its_target_is_written() {
+        let dir = Dir::new("symlink");
+        let target = dir.0.join("real.json");
+        let link = dir.0.join("link.json");
+        fs::write(&target, b"old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+
+        let dangling = dir.0.join("dangling.json");
+        std::os::unix::fs::symlink(dir.0.join("later.json"), &dangling).unwrap();
+        write(&dangling, b"created").unwrap();
+        assert!(fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(dir.0.join("later.json")).unwrap(), b"created");
+    }
+
+    /// A named pipe stands in for `/dev/null`: a file that is not regular must be written
+    /// into, never renamed over (that once replaced this machine's `/dev/null`).
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_written_in_place_not_replaced() {
+        let dir = Dir::new("fifo");
+        let fifo = dir.0.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write(&fifo, b"through the pipe").unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+        let temp = dir.0.join("finished");
+        fs::write(&temp, b"blob bytes").unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        replace_with(&temp, &fifo).unwrap();
+        assert_eq!(reader.join().unwrap(), b"blob bytes");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(!temp.exists());
+    }
+}
