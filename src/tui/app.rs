@@ -650,8 +650,10 @@ impl App {
                     as usize;
             }
             Pane::Config => {
-                self.config_offset =
-                    (self.config_offset as isize).saturating_add(delta).max(0) as usize;
+                let max = super::config_pane::line_count(self).saturating_sub(1);
+                self.config_offset = (self.config_offset as isize)
+                    .saturating_add(delta)
+                    .clamp(0, max as isize) as usize;
             }
         }
     }

@@ -50,6 +50,20 @@ pub fn config_lines(app: &App) -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// Lines the pane shows (for scrolling).
+pub fn line_count(app: &App) -> usize {
+    config_lines(app)
+        .iter()
+        .map(|(label, values)| {
+            if matches!(*label, "Entrypoint" | "Cmd") {
+                1
+            } else {
+                values.len().max(1)
+            }
+        })
+        .sum()
+}
+
 /// Draw the Config pane.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let theme = app.theme;

@@ -23,7 +23,11 @@ const WIDE_COLUMNS: usize = 56;
 /// `drwxr-xr-x` from a kind and mode.
 pub fn permissions(entry: &Entry) -> String {
     let mut out = String::with_capacity(10);
-    out.push(entry.kind.tag());
+    // A hard link is a regular file to `ls`; the `=>` after the name says it is a link.
+    out.push(match entry.kind {
+        EntryKind::Hardlink => '-',
+        kind => kind.tag(),
+    });
     let bits = [
         (0o400, 'r'),
         (0o200, 'w'),

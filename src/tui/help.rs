@@ -24,7 +24,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     lines.push(Line::styled(
-        "Mouse: click selects and focuses, wheel scrolls. Any key closes.",
+        "Mouse: click, wheel. Any key closes.",
         theme.dim(),
     ));
     let widest = lines.iter().map(Line::width).max().unwrap_or(40) as u16;

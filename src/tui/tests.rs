@@ -501,3 +501,69 @@ fn a_load_error_after_start_shows_in_the_status_line_and_exits_2() {
     assert!(h.app.quit);
     assert_eq!(h.app.exit_code(), 2);
 }
+
+#[test]
+fn compare_marks_shared_layers_and_lists_differences() {
+    let all = layers();
+    let mut h = Harness::loaded(100, 30);
+    let other: LayerSpec<'static> = &[
+        ("etc/passwd", Some(b"root:x:0:0\n")),
+        ("srv/new", Some(b"n")),
+    ];
+    let (info_b, tree_b) = image_for(&[all[0], other]);
+    h.app
+        .expect_compare("127.0.0.1:5000/demo/other:2".to_string());
+    // Before the second image is in, `c` says so.
+    h.press('c');
+    assert!(h.draw().contains("compare: still loading both images"));
+    h.app.update(Message::CompareLoaded(Ok((
+        info_b,
+        Arc::new(RwLock::new(tree_b)),
+    ))));
+    let text = h.draw();
+    assert!(text.contains("=   0 "), "{text}");
+    assert!(text.contains("≠   1 "), "{text}");
+    assert!(text.contains("≠   2 "), "{text}");
+    h.press('c');
+    let text = h.draw();
+    assert!(
+        text.contains("Differences · 127.0.0.1:5000/demo/other:2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compare with 127.0.0.1:5000/demo/other:2:"),
+        "{text}"
+    );
+    // /srv/new only in B, /app/main.py only in A, /usr/bin/tool differs.
+    assert!(text.contains("new"), "{text}");
+    assert!(text.contains("main.py"), "{text}");
+    let (x, y) = h.find("main.py").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Red);
+    let (x, y) = h.find("new").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Green);
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(h.draw().contains("Files at layer 0"));
+}
+
+#[test]
+fn keys_yaml_from_the_config_dir_overrides_and_bad_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("layerscope-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Only this test reads the variable.
+    std::env::set_var("LAYERSCOPE_CONFIG_DIR", &dir);
+    assert!(Keymap::load().is_ok(), "no file: the defaults");
+    std::fs::write(dir.join("keys.yaml"), "quit: [x]\n").unwrap();
+    let map = Keymap::load().unwrap();
+    assert_eq!(map.key_for(super::action::Action::Quit), Some("x"));
+    std::fs::write(dir.join("keys.yaml"), "quit: [x]\nexplode: [y]\n").unwrap();
+    let err = Keymap::load().unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "{}: unknown action 'explode'",
+            dir.join("keys.yaml").display()
+        )
+    );
+    std::env::remove_var("LAYERSCOPE_CONFIG_DIR");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
