@@ -305,7 +305,8 @@ impl App {
             PipelineEvent::LayerIndexed(i) => self.set_layer_state(i, LayerState::Indexed),
             PipelineEvent::LayerMerged(i) => {
                 self.set_layer_state(i, LayerState::Merged);
-                if self.view.layer().is_none() && self.selected_layer() == Some(i) {
+                // The selected layer (or one it waited for) is in: show it now.
+                if self.view.layer().is_none() && self.selected_layer() < Some(self.merged()) {
                     self.show_selected_layer();
                 }
             }
@@ -386,6 +387,8 @@ impl App {
             return;
         };
         if layer >= self.merged() {
+            // Its tree appears when LayerMerged arrives.
+            self.view.clear();
             return;
         }
         let tree = self.tree.clone();

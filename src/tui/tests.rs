@@ -198,6 +198,13 @@ fn layers_show_download_progress_until_merged() {
     // Layer 0's tree is browsable while the others still load.
     assert!(text.contains("passwd"), "{text}");
     assert!(text.contains("layer 0/2"), "{text}");
+    // Moving to a layer still loading says so, and shows its tree once it is merged.
+    h.press('j').press('j');
+    let text = h.draw();
+    assert!(text.contains("layer 1 is queued…"), "{text}");
+    h.app
+        .update(Message::Pipeline(PipelineEvent::LayerMerged(1)));
+    assert!(h.draw().contains("Files at layer 1 · its changes"));
 }
 
 #[test]

@@ -199,8 +199,6 @@ pub struct TreeView {
     sizes: Vec<u64>,
     collapsed: Vec<bool>,
     order: NameOrder,
-    /// Per-node marks from somewhere else (the compare view); replaces `kinds` when set.
-    external: Option<(Vec<Option<ChangeKind>>, usize)>,
     /// Sort order of each directory's entries.
     pub sort: SortOrder,
     /// Kinds not shown.
@@ -227,7 +225,6 @@ impl TreeView {
             sizes: Vec::new(),
             collapsed: Vec::new(),
             order: NameOrder::default(),
-            external: None,
             sort: SortOrder::Name,
             hidden: HiddenKinds::default(),
             filter: None,
@@ -250,9 +247,6 @@ impl TreeView {
     /// The layer a row's entry is read from: the shown layer, or for removed rows the layer
     /// it is compared against.
     pub fn base_layer(&self) -> Option<usize> {
-        if let Some((_, base)) = &self.external {
-            return Some(*base);
-        }
         let layer = self.layer?;
         match (self.mode, layer) {
             (_, 0) => None,
@@ -266,18 +260,17 @@ impl TreeView {
     pub fn show_layer(&mut self, tree: &FileTree, layer: usize, mode: ViewMode) {
         self.layer = Some(layer);
         self.mode = mode;
-        self.external = None;
         self.kinds = tree.changes(self.base_layer(), layer);
         self.refresh(tree);
     }
 
-    /// Show `tree` at `layer` with marks computed elsewhere (one per node, as
-    /// [`crate::compare::Comparison::b_marks`]).
-    pub fn show_marks(&mut self, tree: &FileTree, layer: usize, marks: Vec<Option<ChangeKind>>) {
-        self.layer = Some(layer);
-        self.external = Some((Vec::new(), layer));
-        self.kinds = marks;
-        self.refresh(tree);
+    /// Show nothing (the selected layer is not merged yet); collapse state, hide flags, sort
+    /// and filter are kept for when it is.
+    pub fn clear(&mut self) {
+        self.layer = None;
+        self.rows.clear();
+        self.cursor = 0;
+        self.offset = 0;
     }
 
     /// Recompute sizes and rows after the tree grew or marks changed.
@@ -338,7 +331,7 @@ impl TreeView {
         self.sizes.get(node.index()).copied().unwrap_or(0)
     }
 
-    fn visible_children(&self, tree: &FileTree, node: u32) -> Vec<u32> {
+    fn visible_children(&self, node: u32) -> Vec<u32> {
         let mut children: Vec<u32> = self
             .order
             .children(node)
@@ -350,7 +343,6 @@ impl TreeView {
             // Name order is already there; a stable sort keeps it among equal sizes.
             children.sort_by_key(|&c| Reverse(self.sizes.get(c as usize).copied().unwrap_or(0)));
         }
-        let _ = tree;
         children
     }
 
@@ -363,7 +355,7 @@ impl TreeView {
         }
         let mut path: Vec<u8> = Vec::with_capacity(256);
         let mut stack = vec![Walk {
-            children: self.visible_children(tree, 0),
+            children: self.visible_children(0),
             next: 0,
             row: None,
             path_len: 0,
@@ -432,7 +424,7 @@ impl TreeView {
                     path.truncate(path_len);
                     continue;
                 }
-                let children = self.visible_children(tree, child);
+                let children = self.visible_children(child);
                 // A directory stands on its own when the filter names it or it is empty;
                 // otherwise it is shown for what it holds.
                 let passes = passes && (self.filter.is_some() || children.is_empty());
