@@ -111,21 +111,27 @@ impl Viewer {
         let end = window.offset + window.bytes.len() as u64;
         if wanted + height as isize > rows as isize && end < window.file_size && delta > 0 {
             // Continue from the start of the row at the scroll position, so what is on screen
-            // stays put.
-            let keep_from = self.scroll.min(rows.saturating_sub(1));
-            let (start_in_window, lines_before) = if self.binary {
-                (keep_from * HEX_WIDTH, 0)
-            } else {
-                (
-                    self.lines.get(keep_from).map_or(0, |l| l.0),
-                    keep_from as u64,
-                )
+            // stays put; if that row starts the window (a screenful of one long line), from
+            // the last row; if the window is one row, right after it.
+            let row_start = |row: usize| {
+                if self.binary {
+                    row * HEX_WIDTH
+                } else {
+                    self.lines.get(row).map_or(0, |l| l.0)
+                }
             };
+            let mut keep_from = self.scroll.min(rows.saturating_sub(1));
+            let mut start_in_window = row_start(keep_from);
             if start_in_window == 0 {
-                // A single row longer than the window: step over it.
-                self.scroll = wanted.clamp(0, rows.saturating_sub(1) as isize) as usize;
-                return None;
+                keep_from = rows.saturating_sub(1);
+                start_in_window = row_start(keep_from);
             }
+            if start_in_window == 0 {
+                // The rest of a line longer than the window: same line number, next bytes.
+                keep_from = 0;
+                start_in_window = window.bytes.len();
+            }
+            let lines_before = if self.binary { 0 } else { keep_from as u64 };
             self.back.push((window.offset, self.first_line));
             self.first_line += lines_before;
             self.scroll = (wanted as usize).saturating_sub(keep_from);
@@ -303,6 +309,18 @@ mod tests {
             offset,
             bytes: bytes.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_window_continues_in_the_next() {
+        let file = vec![b'x'; 100];
+        let mut v = Viewer::new(b"/min.js".to_vec(), location(), 0, 1);
+        v.receive(window(&file[..40], 0, 100));
+        assert_eq!(v.row_count(), 1);
+        assert_eq!(v.scroll_by(1, 5, 2), Some(40));
+        v.receive(window(&file[40..80], 40, 100));
+        assert_eq!(v.visible(0, 1)[0], format!("     1 {}", "x".repeat(40)));
+        assert_eq!(v.scroll_by(1, 5, 3), Some(80));
     }
 
     #[test]
