@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_line_longer_than_the_window_continues_in_the_next() {
-        let file = vec![b'x'; 100];
+        let file = [b'x'; 100];
         let mut v = Viewer::new(b"/min.js".to_vec(), location(), 0, 1);
         v.receive(window(&file[..40], 0, 100));
         assert_eq!(v.row_count(), 1);
