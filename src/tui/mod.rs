@@ -107,6 +107,10 @@ pub async fn run(image: Target, compare: Option<Target>) -> Result<i32, Error> {
     }
     drop(terminal);
     result.map_err(|e| Error::io("drawing the screen", e))?;
+    // The status line may have cut it, and the screen is gone: say it once more, in full.
+    if let Some(error) = &app.error {
+        eprintln!("layerscope: error: {error}");
+    }
     Ok(app.exit_code())
 }
 
