@@ -1,5 +1,5 @@
 //! Colours and text styles. Change kinds are green (added), yellow (modified) and red
-//! (removed), as in dive. With `NO_COLOR` set (https://no-color.org) no colour is used: added
+//! (removed), as in dive. With `NO_COLOR` set (<https://no-color.org>) no colour is used: added
 //! is bold, modified underlined, removed crossed out and dim, the selection reversed, and the
 //! tree adds a `+ ~ -` marker column so the kinds stay readable.
 

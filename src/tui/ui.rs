@@ -55,22 +55,8 @@ pub struct Areas {
     pub status: Rect,
 }
 
-/// Place the panes. `focus` gets the larger share of the left column; `bottom` says which
-/// of Image / Config the shared box shows on short terminals.
-///
-/// ```text
-/// ┌ Layers ───────────────────┐┌ File tree ─────────────────────────────────┐
-/// │ #   Size  Compr  Command  ││ Permission   UID:GID     Size  Name         │
-/// │ 0  5.6MB  3.4MB  ADD …    ││ drwxr-xr-x   0:0       4.1 MB  ├── etc      │
-/// │ -               ENV …     ││ -rw-r--r--   0:0        120 B  │   ├── hosts│
-/// ├ Layer details ────────────┤│                                             │
-/// │ Digest, DiffID, type,     ││           (LEFT_PERCENT | the rest)         │
-/// │ created, command, counts  ││                                             │
-/// ├ Image details │ Config ───┤│                                             │
-/// │ figures, inefficient files││                                             │
-/// └───────────────────────────┘└─────────────────────────────────────────────┘
-///  layer 2/5 · changes · 1234 rows (+12 ~3 -4) · filter …        ↓ 3/5  ? help
-/// ```
+/// Place the panes (see [`render`] for the picture). `focus` gets the larger share of the
+/// left column; `bottom` says which of Image / Config the shared box shows on short terminals.
 pub fn layout(area: Rect, focus: Pane, bottom: Pane) -> Areas {
     let [body, status] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(STATUS_HEIGHT)]).areas(area);
@@ -129,7 +115,25 @@ pub fn layout(area: Rect, focus: Pane, bottom: Pane) -> Areas {
     }
 }
 
-/// Draw the whole screen from the app state.
+/// Draw the whole screen from the app state: the panes where [`layout`] puts them, then the
+/// viewer and the help on top when open. Left column `LEFT_PERCENT` of the width (at least
+/// `LEFT_MIN_WIDTH`), Layer details `LAYER_DETAILS_HEIGHT` rows, the focused left box
+/// `FOCUSED_SHARE` % of the rest, one status line; from `TALL_BODY` rows Config gets its
+/// own box.
+///
+/// ```text
+/// ┌ Layers ───────────────────┐┌ File tree ─────────────────────────────────┐
+/// │ #   Size  Compr  Command  ││ Permission   UID:GID     Size  Name         │
+/// │ 0  5.6MB  3.4MB  ADD …    ││ drwxr-xr-x   0:0       4.1 MB  ├── etc      │
+/// │ -               ENV …     ││ -rw-r--r--   0:0        120 B  │   ├── hosts│
+/// ├ Layer details ────────────┤│                                             │
+/// │ Digest, DiffID, type,     ││           (LEFT_PERCENT | the rest)         │
+/// │ created, command, counts  ││                                             │
+/// ├ Image details │ Config ───┤│                                             │
+/// │ figures, inefficient files││                                             │
+/// └───────────────────────────┘└─────────────────────────────────────────────┘
+///  layer 2/5 · changes · 1234 rows (+12 ~3 -4) · filter …        ↓ 3/5  ? help
+/// ```
 pub fn render(frame: &mut Frame, app: &App) {
     let areas = layout(frame.area(), app.focus, app.bottom);
     layers::render(frame, areas.layers, app);
