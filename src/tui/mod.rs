@@ -30,9 +30,13 @@ mod testing;
 mod tests;
 
 use std::io::{self, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, KeyboardEnhancementFlags, PopKeyboardEnhancementFlags,
+    PushKeyboardEnhancementFlags,
+};
 use crossterm::execute;
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -82,6 +86,13 @@ pub async fn run(image: Target, compare: Option<Target>) -> Result<i32, Error> {
         theme,
         Rect::new(0, 0, size.width, size.height),
     );
+    // The first frame goes out before anything else happens (design §9: within 300 ms).
+    terminal
+        .terminal
+        .draw(|frame| ui::render(frame, &app))
+        .map_err(|e| Error::io("drawing the screen", e))?;
+    // Before the input thread starts reading: the query reads the terminal's answer.
+    enhance_keyboard();
     let (tx, mut rx) = mpsc::unbounded_channel();
     event::spawn_input(tx.clone());
     event::spawn_signals(tx.clone());
@@ -256,8 +267,31 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Whether the kitty keyboard protocol was turned on (and must be turned off on the way out).
+static KEYBOARD_ENHANCED: AtomicBool = AtomicBool::new(false);
+
+/// Ask terminals that speak the kitty keyboard protocol to report keys unambiguously, so that
+/// dive's Ctrl+M (toggle modified files) is told apart from Enter (open a file). Elsewhere
+/// Ctrl+M arrives as Enter, as it always has.
+fn enhance_keyboard() {
+    if matches!(
+        crossterm::terminal::supports_keyboard_enhancement(),
+        Ok(true)
+    ) && execute!(
+        io::stdout(),
+        PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+    )
+    .is_ok()
+    {
+        KEYBOARD_ENHANCED.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Leave explorer mode (safe to call more than once).
 fn restore() {
+    if KEYBOARD_ENHANCED.swap(false, Ordering::SeqCst) {
+        let _ = execute!(io::stdout(), PopKeyboardEnhancementFlags);
+    }
     let _ = execute!(
         io::stdout(),
         DisableMouseCapture,
