@@ -373,8 +373,8 @@ impl App {
     pub fn selected_layer(&self) -> Option<usize> {
         let info = self.info.as_ref()?;
         let steps = &info.history;
-        let upto = self.layer_row.min(steps.len().saturating_sub(1));
-        steps[..=upto.min(steps.len().saturating_sub(1))]
+        let upto = steps.len().min(self.layer_row + 1);
+        steps[..upto]
             .iter()
             .rev()
             .find_map(|s| s.layer_index)

@@ -574,3 +574,23 @@ fn keys_yaml_from_the_config_dir_overrides_and_bad_files_are_refused() {
     std::env::remove_var("LAYERSCOPE_CONFIG_DIR");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_image_without_layers_or_history_does_not_break_anything() {
+    let mut h = Harness::loaded(80, 24);
+    let mut info = (*h.info).clone();
+    info.layers.clear();
+    info.history.clear();
+    h.app
+        .update(Message::Pipeline(PipelineEvent::Resolved(Arc::new(info))));
+    h.app.update(Message::Pipeline(PipelineEvent::Finished));
+    for c in ['j', 'k', 'G', 'g'] {
+        h.press(c);
+    }
+    h.key(KeyCode::Tab, KeyModifiers::NONE)
+        .key(KeyCode::Enter, KeyModifiers::NONE)
+        .press(' ')
+        .ctrl('u');
+    let text = h.draw();
+    assert!(text.contains("Layers (0)"), "{text}");
+}
