@@ -594,3 +594,16 @@ fn an_image_without_layers_or_history_does_not_break_anything() {
     let text = h.draw();
     assert!(text.contains("Layers (0)"), "{text}");
 }
+
+#[test]
+fn tiny_terminals_draw_without_panicking() {
+    for (w, h) in [(1, 1), (10, 4), (30, 8), (200, 3)] {
+        let mut harness = Harness::loaded(w, h);
+        harness.terminal.backend_mut().resize(w, h);
+        harness.press('j').press('?');
+        harness.draw();
+        harness.press('x').key(KeyCode::Tab, KeyModifiers::NONE).press('j');
+        harness.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(harness.lines().len(), h as usize);
+    }
+}
