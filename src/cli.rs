@@ -302,10 +302,19 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     Ok(exit_code::OK)
 }
 
-/// The second image of `--compare`, from the same registry options.
+/// The second image of `--compare`, with the same registry options. A password read from
+/// standard input for the first image is not read again: the second image uses `--creds` or the
+/// stored credentials.
 fn registry_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
     let reference: Reference = image.parse()?;
-    let client = RegistryClient::new(registry_options(&cli.registry, &reference)?)?;
+    let args = RegistryArgs {
+        insecure: cli.registry.insecure,
+        insecure_registries: cli.registry.insecure_registries.clone(),
+        creds: cli.registry.creds.clone(),
+        username: None,
+        password_stdin: false,
+    };
+    let client = RegistryClient::new(registry_options(&args, &reference)?)?;
     Ok(crate::tui::Target {
         reference: image.to_string(),
         source: Arc::new(Source::Registry(RegistrySource::new(
