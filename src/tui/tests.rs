@@ -602,7 +602,10 @@ fn tiny_terminals_draw_without_panicking() {
         harness.terminal.backend_mut().resize(w, h);
         harness.press('j').press('?');
         harness.draw();
-        harness.press('x').key(KeyCode::Tab, KeyModifiers::NONE).press('j');
+        harness
+            .press('x')
+            .key(KeyCode::Tab, KeyModifiers::NONE)
+            .press('j');
         harness.key(KeyCode::Enter, KeyModifiers::NONE);
         assert_eq!(harness.lines().len(), h as usize);
     }
