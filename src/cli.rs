@@ -101,6 +101,11 @@ pub struct AnalysisArgs {
     /// No progress on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Explorer: also load IMAGE_B, mark the layers both share and show the files that differ
+    /// (key `c`).
+    #[arg(long, value_name = "IMAGE_B")]
+    pub compare: Option<String>,
 }
 
 /// The toolbox: subcommands that talk to a registry directly. Each one's arguments, logic and
@@ -253,6 +258,24 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         json: cli.analysis.json.clone(),
     };
 
+    if interactive() && !ci_mode && outputs.json.is_none() {
+        let compare = match cli.analysis.compare.as_deref() {
+            Some(other) => Some(registry_target(other, &cli)?),
+            None => None,
+        };
+        let image = crate::tui::Target {
+            reference: image.to_string(),
+            source,
+        };
+        return crate::tui::run(image, compare).await;
+    }
+    if cli.analysis.compare.is_some() {
+        return Err(Error::Other(
+            "--compare needs the explorer (a terminal, no --ci or --json); use `layerscope diff A B`"
+                .to_string(),
+        ));
+    }
+
     let loaded = load_with_progress(source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
     let figures = analyse(&tree);
@@ -278,6 +301,29 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         print_stdout(&report::render_summary(&loaded.info, &rows, &figures))?;
     }
     Ok(exit_code::OK)
+}
+
+/// The second image of `--compare`, with the same registry options. A password read from
+/// standard input for the first image is not read again: the second image uses `--creds` or the
+/// stored credentials.
+fn registry_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
+    let reference: Reference = image.parse()?;
+    let args = RegistryArgs {
+        insecure: cli.registry.insecure,
+        insecure_registries: cli.registry.insecure_registries.clone(),
+        creds: cli.registry.creds.clone(),
+        username: None,
+        password_stdin: false,
+    };
+    let client = RegistryClient::new(registry_options(&args, &reference)?)?;
+    Ok(crate::tui::Target {
+        reference: image.to_string(),
+        source: Arc::new(Source::Registry(RegistrySource::new(
+            client,
+            reference,
+            cli.analysis.platform.clone(),
+        ))),
+    })
 }
 
 fn ci_exit_code(outcome: &CiOutcome) -> i32 {

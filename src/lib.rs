@@ -26,3 +26,4 @@ pub mod report;
 pub mod source;
 pub mod toolbox;
 pub mod tree;
+pub mod tui;

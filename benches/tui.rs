@@ -1,0 +1,224 @@
+//! Explorer benchmark (design §9: every keystroke on a 110k-file tree handled and drawn in
+//! under 16 ms). The `110k` synthetic image (two gzip layers: 100k files, then 5k overwrites,
+//! 5k new files and 11k whiteouts; shared with the engine benchmark, generated once into
+//! `target/tmp/engine-bench/`) is indexed and merged, then the real explorer state machine is
+//! driven with key events and one frame is drawn on a 120x40 `TestBackend` after each key.
+//!
+//! `cargo bench --bench tui`. Prints mean, p99 and max per key.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use layerscope::digest::Digest;
+use layerscope::image::{align_history, layer_infos, ImageConfig, ImageInfo, ParsedManifest};
+use layerscope::layer::index_layer;
+use layerscope::pipeline::Event as PipelineEvent;
+use layerscope::tree::FileTree;
+use layerscope::tui::app::App;
+use layerscope::tui::event::Message;
+use layerscope::tui::keymap::Keymap;
+use layerscope::tui::theme::Theme;
+use layerscope::tui::ui;
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+const WIDTH: u16 = 120;
+const HEIGHT: u16 = 40;
+const TARGET: Duration = Duration::from_millis(16);
+
+/// An image description matching the generated layers.
+fn image_info(layers: &[synthetic::GeneratedLayer]) -> ImageInfo {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("\"{}\"", l.diff_id))
+        .collect();
+    let history: Vec<String> = (0..layers.len())
+        .map(|i| format!(r#"{{"created_by":"/bin/sh -c generate layer {i}"}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},
+            "rootfs":{{"type":"layers","diff_ids":[{}]}},"history":[{}]}}"#,
+        diff_ids.join(","),
+        history.join(",")
+    );
+    let config_bytes = config.into_bytes();
+    let parsed = ImageConfig::parse(&config_bytes).expect("config");
+    let descriptors: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}"#,
+                Digest::sha256_of(l.path.to_string_lossy().as_bytes()),
+                l.compressed_len()
+            )
+        })
+        .collect();
+    let manifest_json = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+           "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},
+           "layers":[{}]}}"#,
+        Digest::sha256_of(&config_bytes),
+        config_bytes.len(),
+        descriptors.join(",")
+    );
+    let ParsedManifest::Image(manifest) =
+        ParsedManifest::parse(manifest_json.as_bytes(), None).expect("manifest")
+    else {
+        panic!("not an image manifest")
+    };
+    let manifest = *manifest;
+    let infos = layer_infos(&manifest, &parsed).expect("layers");
+    let history = align_history(&parsed.history, infos.len());
+    let digest = Digest::sha256_of(manifest_json.as_bytes());
+    ImageInfo {
+        reference: "bench/110k:latest".to_string(),
+        digest: digest.clone(),
+        manifest_digest: digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+        platform: None,
+        manifest_bytes: manifest_json.into_bytes(),
+        manifest,
+        config_bytes,
+        config: parsed,
+        layers: infos,
+        history,
+    }
+}
+
+fn key(code: KeyCode, modifiers: KeyModifiers) -> Message {
+    Message::Input(Event::Key(KeyEvent::new(code, modifiers)))
+}
+
+struct Bench {
+    app: App,
+    terminal: Terminal<TestBackend>,
+}
+
+impl Bench {
+    /// Handle one message and draw one frame; the time of both.
+    fn step(&mut self, message: Message) -> Duration {
+        let started = Instant::now();
+        self.app.update(message);
+        let app = &self.app;
+        self.terminal
+            .draw(|frame| ui::render(frame, app))
+            .expect("draw");
+        started.elapsed()
+    }
+}
+
+fn report(name: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let n = times.len();
+    let mean = times.iter().sum::<Duration>() / n as u32;
+    let p99 = times[(n * 99 / 100).min(n - 1)];
+    let max = times[n - 1];
+    let verdict = if max < TARGET { "ok" } else { "OVER" };
+    println!(
+        "{name:<22} {n:>5} keys  mean {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  (target < {} ms: {verdict})",
+        mean.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        TARGET.as_millis()
+    );
+}
+
+fn main() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-bench");
+    std::fs::create_dir_all(&dir).expect("bench data directory");
+    let layers = synthetic::ensure_layers(&dir, "110k");
+    let started = Instant::now();
+    let mut tree = FileTree::new();
+    for layer in &layers {
+        let file = BufReader::new(File::open(&layer.path).expect("layer file"));
+        tree.push_layer(index_layer(file, Some(&layer.diff_id)).expect("layer indexes"));
+    }
+    println!(
+        "110k scenario: {} nodes merged in {:.2} s; {}x{} frame per key",
+        tree.node_count(),
+        started.elapsed().as_secs_f64(),
+        WIDTH,
+        HEIGHT
+    );
+    let info = Arc::new(image_info(&layers));
+    let layer_count = info.layers.len();
+    let app = App::new(
+        info.reference.clone(),
+        Arc::new(RwLock::new(tree)),
+        Keymap::defaults(),
+        Theme { color: true },
+        Rect::new(0, 0, WIDTH, HEIGHT),
+    );
+    let mut bench = Bench {
+        app,
+        terminal: Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal"),
+    };
+    let started = Instant::now();
+    bench.step(Message::Pipeline(PipelineEvent::Resolved(info)));
+    for i in 0..layer_count {
+        bench.step(Message::Pipeline(PipelineEvent::LayerMerged(i)));
+    }
+    bench.step(Message::Pipeline(PipelineEvent::Finished));
+    println!(
+        "first tree view + figures: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+
+    // Layer switch (Layers pane): between the two layers; the upper one shows 110k paths.
+    let mut times = Vec::new();
+    for i in 0..100 {
+        let code = if i % 2 == 0 {
+            KeyCode::Down
+        } else {
+            KeyCode::Up
+        };
+        times.push(bench.step(key(code, KeyModifiers::NONE)));
+    }
+    report("layer switch", times);
+    bench.step(key(KeyCode::Down, KeyModifiers::NONE));
+
+    // Aggregated / layer-changes view (Ctrl+A, Ctrl+L in the Layers pane).
+    let mut times = Vec::new();
+    for i in 0..100 {
+        let c = if i % 2 == 0 { 'a' } else { 'l' };
+        times.push(bench.step(key(KeyCode::Char(c), KeyModifiers::CONTROL)));
+    }
+    report("toggle aggregated", times);
+
+    // The tree.
+    bench.step(key(KeyCode::Tab, KeyModifiers::NONE));
+    let times = (0..1000)
+        .map(|_| bench.step(key(KeyCode::Down, KeyModifiers::NONE)))
+        .collect();
+    report("down", times);
+    let times = (0..300)
+        .map(|_| bench.step(key(KeyCode::PageDown, KeyModifiers::NONE)))
+        .collect();
+    report("page down", times);
+    let times = (0..100)
+        .map(|_| bench.step(key(KeyCode::Char(' '), KeyModifiers::CONTROL)))
+        .collect();
+    report("collapse all (toggle)", times);
+
+    // The live filter: type a path fragment, then erase it, one key at a time.
+    bench.step(key(KeyCode::Char('f'), KeyModifiers::CONTROL));
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        for c in "pkg0042/mod3".chars() {
+            times.push(bench.step(key(KeyCode::Char(c), KeyModifiers::NONE)));
+        }
+        for _ in 0.."pkg0042/mod3".len() {
+            times.push(bench.step(key(KeyCode::Backspace, KeyModifiers::NONE)));
+        }
+    }
+    report("filter keystroke", times);
+}

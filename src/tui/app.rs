@@ -1,0 +1,954 @@
+//! The explorer's state and its state machine. The UI loop alone owns an [`App`]: it feeds
+//! every [`Message`] to [`App::update`] and draws with [`super::ui::render`]. Work that must
+//! happen outside (reading a file window for the viewer) is returned as an [`Effect`] for the
+//! loop to start, so the whole machine runs unchanged on a `TestBackend`.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use crossterm::event::{
+    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent,
+    MouseEventKind,
+};
+use ratatui::layout::{Position, Rect};
+
+use crate::analysis::{analyse, Figures};
+use crate::compare::{compare, Comparison, LayerMatch};
+use crate::image::ImageInfo;
+use crate::pipeline::{Event as PipelineEvent, Progress};
+use crate::tree::{ChangeKind, ContentLocation, FileTree, NodeId, VersionState};
+
+use super::action::Action;
+use super::event::Message;
+use super::keymap::{Keymap, Scope};
+use super::theme::Theme;
+use super::tree_view::{PathPattern, TreeView, ViewMode};
+use super::ui::{layout, list_offset, Areas};
+use super::viewer::{Viewer, Window, WINDOW_BYTES};
+
+/// A pane that can have focus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pane {
+    /// Layers and history.
+    Layers,
+    /// The file tree.
+    Tree,
+    /// Image details and the inefficient files.
+    Image,
+    /// The runtime config.
+    Config,
+}
+
+impl Pane {
+    const ORDER: [Pane; 4] = [Pane::Layers, Pane::Tree, Pane::Image, Pane::Config];
+
+    fn scope(self) -> Scope {
+        match self {
+            Pane::Layers => Scope::Layers,
+            Pane::Tree => Scope::Tree,
+            Pane::Image | Pane::Config => Scope::Global,
+        }
+    }
+}
+
+/// Where a layer's download stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerState {
+    /// Waiting for a download slot.
+    Queued,
+    /// Downloading and indexing.
+    Downloading,
+    /// Indexed, waiting for the layers below to merge.
+    Indexed,
+    /// In the model: browsable.
+    Merged,
+}
+
+/// A line being typed in the status line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// The live path filter.
+    Filter(String),
+    /// A search pattern (applied with Enter).
+    Search(String),
+}
+
+/// Work the event loop does on the app's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Read a window of the file at `location` (the layer blob that holds its bytes) and
+    /// answer with [`Message::FileWindow`] carrying `request`.
+    ReadFile {
+        /// Tag for the answer.
+        request: u64,
+        /// Where the bytes are.
+        location: ContentLocation,
+        /// First byte wanted.
+        offset: u64,
+        /// Bytes wanted at most.
+        max_len: usize,
+    },
+}
+
+/// The second image of `--compare`.
+pub struct CompareState {
+    /// What the user named.
+    pub reference: String,
+    /// The comparison once both images are loaded.
+    pub comparison: Option<Comparison>,
+    /// The second image once loaded.
+    pub info: Option<Arc<ImageInfo>>,
+    tree: Option<Arc<RwLock<FileTree>>>,
+    /// Why it could not be loaded.
+    pub error: Option<String>,
+    /// The tree pane shows the differences.
+    pub active: bool,
+    /// Cursor in the differences list.
+    pub cursor: usize,
+    /// First difference on screen.
+    pub offset: usize,
+}
+
+/// Everything the explorer shows.
+pub struct App {
+    /// The key bindings.
+    pub keymap: Keymap,
+    /// Colours.
+    pub theme: Theme,
+    /// The reference as given, shown until the image resolves.
+    pub reference: String,
+    /// The image, once resolved.
+    pub info: Option<Arc<ImageInfo>>,
+    /// The merged tree, growing while layers load.
+    pub tree: Arc<RwLock<FileTree>>,
+    /// Download counters.
+    pub progress: Option<Arc<Progress>>,
+    /// Per layer: where its download stands.
+    pub layer_states: Vec<LayerState>,
+    /// Every layer is merged.
+    pub finished: bool,
+    /// The figures, once every layer is merged.
+    pub figures: Option<Figures>,
+    /// The focused pane.
+    pub focus: Pane,
+    /// Selected row of the Layers pane (an index into the history steps).
+    pub layer_row: usize,
+    /// First Layers row on screen.
+    pub layer_offset: usize,
+    /// The file tree's model.
+    pub view: TreeView,
+    /// The view mode the user chose.
+    pub mode: ViewMode,
+    /// Show permissions, owner and size columns.
+    pub show_attributes: bool,
+    /// A line being typed.
+    pub prompt: Option<Prompt>,
+    /// The search pattern for n / N.
+    pub search: Option<PathPattern>,
+    /// The help overlay is open.
+    pub help: bool,
+    /// The file viewer, when open.
+    pub viewer: Option<Viewer>,
+    /// Selected inefficient file.
+    pub image_cursor: usize,
+    /// First Config line on screen.
+    pub config_offset: usize,
+    /// Which of Image / Config the shared box shows on short terminals.
+    pub bottom: Pane,
+    /// A passing message for the status line.
+    pub notice: Option<String>,
+    /// A loading error; the exit code becomes 2.
+    pub error: Option<String>,
+    /// `--compare`.
+    pub compare: Option<CompareState>,
+    /// The terminal's area.
+    pub area: Rect,
+    /// Set when the user asked to leave.
+    pub quit: bool,
+    next_request: u64,
+    effects: Vec<Effect>,
+}
+
+/// Read the tree even if a panicking reader poisoned the lock (readers never mutate it).
+fn read(tree: &RwLock<FileTree>) -> RwLockReadGuard<'_, FileTree> {
+    tree.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    /// An explorer for `reference`, loading into `tree`, drawing into `area`.
+    pub fn new(
+        reference: String,
+        tree: Arc<RwLock<FileTree>>,
+        keymap: Keymap,
+        theme: Theme,
+        area: Rect,
+    ) -> App {
+        App {
+            keymap,
+            theme,
+            reference,
+            info: None,
+            tree,
+            progress: None,
+            layer_states: Vec::new(),
+            finished: false,
+            figures: None,
+            focus: Pane::Layers,
+            layer_row: 0,
+            layer_offset: 0,
+            view: TreeView::new(),
+            mode: ViewMode::LayerChanges,
+            show_attributes: true,
+            prompt: None,
+            search: None,
+            help: false,
+            viewer: None,
+            image_cursor: 0,
+            config_offset: 0,
+            bottom: Pane::Image,
+            notice: None,
+            error: None,
+            compare: None,
+            area,
+            quit: false,
+            next_request: 1,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Compare with a second image once it loads.
+    pub fn expect_compare(&mut self, reference: String) {
+        self.compare = Some(CompareState {
+            reference,
+            comparison: None,
+            info: None,
+            tree: None,
+            error: None,
+            active: false,
+            cursor: 0,
+            offset: 0,
+        });
+    }
+
+    /// The process exit code after quitting: 2 when loading failed, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.error.is_some() {
+            crate::error::exit_code::ERROR
+        } else {
+            crate::error::exit_code::OK
+        }
+    }
+
+    /// Work for the event loop to start.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The screen's areas for the current size.
+    pub fn areas(&self) -> Areas {
+        layout(self.area, self.focus, self.bottom)
+    }
+
+    /// Layers merged so far.
+    pub fn merged(&self) -> usize {
+        self.layer_states
+            .iter()
+            .take_while(|s| **s == LayerState::Merged)
+            .count()
+    }
+
+    /// Handle one message.
+    pub fn update(&mut self, message: Message) {
+        match message {
+            Message::Input(TermEvent::Key(key)) => self.on_key(key),
+            Message::Input(TermEvent::Mouse(mouse)) => self.on_mouse(mouse),
+            Message::Input(TermEvent::Resize(w, h)) => self.resize(Rect::new(0, 0, w, h)),
+            Message::Input(_) => {}
+            Message::Pipeline(event) => self.on_pipeline(event),
+            Message::Progress(progress) => self.progress = Some(progress),
+            Message::LoadFailed(error) => {
+                self.error = Some(error);
+                self.finished = true;
+            }
+            Message::CompareLoaded(result) => self.on_compare_loaded(result),
+            Message::FileWindow { request, result } => self.on_file_window(request, result),
+            Message::Signal => self.quit = true,
+            Message::Tick => {}
+        }
+    }
+
+    /// The terminal changed size.
+    pub fn resize(&mut self, area: Rect) {
+        self.area = area;
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+        let layer_height = self.areas().layers_rows;
+        self.scroll_layers(layer_height);
+    }
+
+    fn tree_height(&self) -> usize {
+        self.areas().tree_rows as usize
+    }
+
+    fn on_pipeline(&mut self, event: PipelineEvent) {
+        match event {
+            PipelineEvent::Resolved(info) => {
+                self.layer_states = vec![LayerState::Queued; info.layers.len()];
+                // Start on the first step that made a layer.
+                self.layer_row = info
+                    .history
+                    .iter()
+                    .position(|s| s.layer_index.is_some())
+                    .unwrap_or(0);
+                self.info = Some(info);
+            }
+            PipelineEvent::LayerStarted(i) => self.set_layer_state(i, LayerState::Downloading),
+            PipelineEvent::LayerIndexed(i) => self.set_layer_state(i, LayerState::Indexed),
+            PipelineEvent::LayerMerged(i) => {
+                self.set_layer_state(i, LayerState::Merged);
+                // The selected layer (or one it waited for) is in: show it now.
+                if self.view.layer().is_none() && self.selected_layer() < Some(self.merged()) {
+                    self.show_selected_layer();
+                }
+            }
+            PipelineEvent::Finished => {
+                self.finished = true;
+                self.figures = Some(analyse(&read(&self.tree)));
+                if self.view.layer().is_none() {
+                    self.show_selected_layer();
+                }
+                self.try_compare();
+            }
+        }
+    }
+
+    fn set_layer_state(&mut self, i: usize, state: LayerState) {
+        if let Some(s) = self.layer_states.get_mut(i) {
+            // Events of one layer can race a little; never step back.
+            if (*s as u8) < (state as u8) {
+                *s = state;
+            }
+        }
+    }
+
+    fn on_compare_loaded(
+        &mut self,
+        result: Result<(Arc<ImageInfo>, Arc<RwLock<FileTree>>), String>,
+    ) {
+        let Some(compare) = &mut self.compare else {
+            return;
+        };
+        match result {
+            Ok((info, tree)) => {
+                compare.info = Some(info);
+                compare.tree = Some(tree);
+                self.try_compare();
+            }
+            Err(e) => {
+                compare.error = Some(e.clone());
+                self.error = Some(format!("{}: {e}", compare.reference));
+            }
+        }
+    }
+
+    fn try_compare(&mut self) {
+        let (Some(info_a), true) = (&self.info, self.finished) else {
+            return;
+        };
+        let Some(state) = &mut self.compare else {
+            return;
+        };
+        let (Some(info_b), Some(tree_b)) = (&state.info, &state.tree) else {
+            return;
+        };
+        if state.comparison.is_some() || self.error.is_some() {
+            return;
+        }
+        let tree_a = read(&self.tree);
+        let tree_b = read(tree_b);
+        state.comparison = Some(compare(info_a, &tree_a, info_b, &tree_b));
+    }
+
+    /// The layer the tree shows for the selected row: the row's layer, or for a metadata-only
+    /// step the layer below it (the first layer when there is none).
+    pub fn selected_layer(&self) -> Option<usize> {
+        let info = self.info.as_ref()?;
+        let steps = &info.history;
+        let upto = steps.len().min(self.layer_row + 1);
+        steps[..upto]
+            .iter()
+            .rev()
+            .find_map(|s| s.layer_index)
+            .or_else(|| steps.iter().find_map(|s| s.layer_index))
+            .or((!info.layers.is_empty()).then_some(0))
+    }
+
+    fn show_selected_layer(&mut self) {
+        let Some(layer) = self.selected_layer() else {
+            return;
+        };
+        if layer >= self.merged() {
+            // Its tree appears when LayerMerged arrives.
+            self.view.clear();
+            return;
+        }
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        self.view.show_layer(&tree, layer, self.mode);
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+    }
+
+    fn on_key(&mut self, key: KeyEvent) {
+        if key.kind == KeyEventKind::Release {
+            return;
+        }
+        self.notice = None;
+        if self.prompt.is_some() {
+            self.on_prompt_key(key);
+            return;
+        }
+        let scope = if self.viewer.is_some() || self.help {
+            Scope::Global
+        } else {
+            self.focus.scope()
+        };
+        // Ctrl+C always quits, whatever the bindings say.
+        let action =
+            if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+                Some(Action::Quit)
+            } else {
+                self.keymap.action(&key, scope)
+            };
+        if self.help {
+            // Any key closes the help; quitting still quits.
+            self.help = false;
+            self.quit = action == Some(Action::Quit);
+            return;
+        }
+        if let Some(action) = action {
+            self.apply(action);
+        }
+    }
+
+    fn on_prompt_key(&mut self, key: KeyEvent) {
+        let Some(prompt) = &mut self.prompt else {
+            return;
+        };
+        let text = match prompt {
+            Prompt::Filter(t) | Prompt::Search(t) => t,
+        };
+        match key.code {
+            KeyCode::Esc => {
+                let was_filter = matches!(prompt, Prompt::Filter(_));
+                self.prompt = None;
+                if was_filter {
+                    self.set_filter(None);
+                }
+                return;
+            }
+            KeyCode::Enter => {
+                let prompt = self.prompt.take();
+                if let Some(Prompt::Search(text)) = prompt {
+                    self.search = PathPattern::new(&text);
+                    self.search_step(true);
+                }
+                return;
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.quit = true;
+                return;
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
+            _ => return,
+        }
+        if let Some(Prompt::Filter(text)) = &self.prompt {
+            let pattern = PathPattern::new(text);
+            self.set_filter(pattern);
+        }
+    }
+
+    fn set_filter(&mut self, pattern: Option<PathPattern>) {
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        self.view.set_filter(&tree, pattern);
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+    }
+
+    fn search_step(&mut self, forward: bool) {
+        let Some(pattern) = self.search.clone() else {
+            self.notice = Some("no search: press / to search".to_string());
+            return;
+        };
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        if self.view.search(&tree, &pattern, forward) {
+            let count = self.view.count_matches(&tree, &pattern);
+            self.notice = Some(format!("/{}: {count} matches", pattern.text()));
+            self.focus = Pane::Tree;
+        } else {
+            self.notice = Some(format!("/{}: no match", pattern.text()));
+        }
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+    }
+
+    /// Apply one action.
+    pub fn apply(&mut self, action: Action) {
+        if self.help {
+            match action {
+                Action::Quit => self.quit = true,
+                _ => self.help = false,
+            }
+            return;
+        }
+        if self.viewer.is_some() {
+            self.viewer_action(action);
+            return;
+        }
+        let tree_rows = self.tree_height();
+        let page = tree_rows.saturating_sub(1).max(1) as isize;
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Help => self.help = true,
+            Action::NextPane | Action::PrevPane => {
+                let i = Pane::ORDER
+                    .iter()
+                    .position(|p| *p == self.focus)
+                    .unwrap_or(0);
+                let n = Pane::ORDER.len();
+                let next = if action == Action::NextPane {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.focus(Pane::ORDER[next]);
+            }
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Home => self.move_by(isize::MIN / 2),
+            Action::End => self.move_by(isize::MAX / 2),
+            Action::Left => self.with_tree(|view, tree| view.collapse_or_parent(tree)),
+            Action::Right => self.with_tree(|view, tree| {
+                view.expand(tree);
+            }),
+            Action::Filter => {
+                let text = self
+                    .view
+                    .filter()
+                    .map(|f| f.text().to_string())
+                    .unwrap_or_default();
+                self.prompt = Some(Prompt::Filter(text));
+            }
+            Action::Search => self.prompt = Some(Prompt::Search(String::new())),
+            Action::SearchNext => self.search_step(true),
+            Action::SearchPrev => self.search_step(false),
+            Action::CompareLayer => self.set_mode(ViewMode::LayerChanges),
+            Action::CompareAll => self.set_mode(ViewMode::Aggregated),
+            Action::ToggleCollapse => self.with_tree(|view, tree| view.toggle_collapse(tree)),
+            Action::ToggleCollapseAll => {
+                self.with_tree(|view, tree| view.toggle_collapse_all(tree))
+            }
+            Action::ToggleAdded => self.toggle_kind(ChangeKind::Added),
+            Action::ToggleRemoved => self.toggle_kind(ChangeKind::Removed),
+            Action::ToggleModified => self.toggle_kind(ChangeKind::Modified),
+            Action::ToggleUnmodified => self.toggle_kind(ChangeKind::Unmodified),
+            Action::ToggleAttributes => self.show_attributes = !self.show_attributes,
+            Action::ToggleSort => self.with_tree(|view, tree| view.toggle_sort(tree)),
+            Action::ToggleCompare => self.toggle_compare(),
+            Action::Open => self.open(),
+            Action::Back => {
+                if self.view.filter().is_some() {
+                    self.set_filter(None);
+                } else if let Some(c) = self.compare.as_mut().filter(|c| c.active) {
+                    c.active = false;
+                }
+            }
+        }
+    }
+
+    fn focus(&mut self, pane: Pane) {
+        self.focus = pane;
+        if matches!(pane, Pane::Image | Pane::Config) {
+            self.bottom = pane;
+        }
+    }
+
+    fn with_tree(&mut self, f: impl FnOnce(&mut TreeView, &FileTree)) {
+        if self.view.layer().is_none() {
+            return;
+        }
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        f(&mut self.view, &tree);
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+    }
+
+    fn toggle_kind(&mut self, kind: ChangeKind) {
+        self.with_tree(|view, tree| view.toggle_hidden(tree, kind));
+    }
+
+    fn set_mode(&mut self, mode: ViewMode) {
+        self.mode = mode;
+        if let Some(c) = &mut self.compare {
+            c.active = false;
+        }
+        self.show_selected_layer();
+    }
+
+    fn toggle_compare(&mut self) {
+        match &mut self.compare {
+            None => self.notice = Some("no second image: start with --compare IMAGE".to_string()),
+            Some(c) if c.comparison.is_none() => {
+                self.notice = Some(match &c.error {
+                    Some(e) => format!("compare: {e}"),
+                    None => "compare: still loading both images".to_string(),
+                });
+            }
+            Some(c) => {
+                c.active = !c.active;
+                if c.active {
+                    self.focus = Pane::Tree;
+                }
+            }
+        }
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Layers => {
+                let Some(info) = &self.info else { return };
+                let last = info.history.len().saturating_sub(1) as isize;
+                self.layer_row = (self.layer_row as isize)
+                    .saturating_add(delta)
+                    .clamp(0, last.max(0)) as usize;
+                let rows = self.areas().layers_rows;
+                self.scroll_layers(rows);
+                self.show_selected_layer();
+            }
+            Pane::Tree => {
+                let height = self.tree_height();
+                if let Some(c) = self.compare.as_mut().filter(|c| c.active) {
+                    let n = c.comparison.as_ref().map_or(0, |cmp| cmp.files.len());
+                    c.cursor = (c.cursor as isize)
+                        .saturating_add(delta)
+                        .clamp(0, n.saturating_sub(1) as isize)
+                        as usize;
+                    scroll_into_view(&mut c.offset, c.cursor, height);
+                } else {
+                    self.view.move_by(delta, height);
+                }
+            }
+            Pane::Image => {
+                let n = self.figures.as_ref().map_or(0, |f| f.inefficiencies.len());
+                self.image_cursor = (self.image_cursor as isize)
+                    .saturating_add(delta)
+                    .clamp(0, n.saturating_sub(1) as isize)
+                    as usize;
+            }
+            Pane::Config => {
+                let max = super::config_pane::line_count(self).saturating_sub(1);
+                self.config_offset = (self.config_offset as isize)
+                    .saturating_add(delta)
+                    .clamp(0, max as isize) as usize;
+            }
+        }
+    }
+
+    fn scroll_layers(&mut self, height: u16) {
+        scroll_into_view(&mut self.layer_offset, self.layer_row, height as usize);
+    }
+
+    fn open(&mut self) {
+        match self.focus {
+            Pane::Image => self.jump_to_inefficiency(),
+            Pane::Tree => self.open_file(),
+            Pane::Layers => self.focus = Pane::Tree,
+            Pane::Config => {}
+        }
+    }
+
+    /// Jump to the selected inefficient file at the layer that wrote it last.
+    fn jump_to_inefficiency(&mut self) {
+        let Some(node) = self
+            .figures
+            .as_ref()
+            .and_then(|f| f.inefficiencies.get(self.image_cursor))
+            .map(|i| i.node)
+        else {
+            return;
+        };
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        let Some(layer) = tree
+            .versions(node)
+            .filter(|v| matches!(v.state, VersionState::Written(_)))
+            .map(|v| v.layer)
+            .last()
+        else {
+            return;
+        };
+        let Some(info) = &self.info else { return };
+        if let Some(row) = info
+            .history
+            .iter()
+            .position(|s| s.layer_index == Some(layer))
+        {
+            self.layer_row = row;
+        }
+        let rows = self.areas().layers_rows;
+        self.scroll_layers(rows);
+        if let Some(c) = &mut self.compare {
+            c.active = false;
+        }
+        self.view.show_layer(&tree, layer, self.mode);
+        if !self.view.reveal(&tree, node) {
+            // Hidden by the filter or a hide flag: show everything and try again.
+            self.view.hidden = Default::default();
+            self.view.set_filter(&tree, None);
+            self.view.reveal(&tree, node);
+        }
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+        self.focus = Pane::Tree;
+        self.notice = Some(format!(
+            "{} was last written by layer {layer}",
+            crate::tree::display_path(&tree.path(node))
+        ));
+    }
+
+    /// Open the viewer on the regular file under the cursor.
+    fn open_file(&mut self) {
+        if self.compare.as_ref().is_some_and(|c| c.active) {
+            return;
+        }
+        let Some(row) = self.view.selected() else {
+            return;
+        };
+        let Some(shown_at) = self.view.layer() else {
+            return;
+        };
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        if row.is_dir {
+            self.view.toggle_collapse(&tree);
+            return;
+        }
+        if row.kind == ChangeKind::Removed {
+            self.notice =
+                Some("removed at this layer: select a lower layer to read it".to_string());
+            return;
+        }
+        // Hard links are followed to the layer that holds the bytes.
+        let Some(location) = tree.content_location(row.node, shown_at) else {
+            self.notice = Some("only regular files can be opened".to_string());
+            return;
+        };
+        let path = tree.path(row.node);
+        let request = self.next_request();
+        self.viewer = Some(Viewer::new(path, location, shown_at, request));
+        self.effects.push(Effect::ReadFile {
+            request,
+            location,
+            offset: 0,
+            max_len: WINDOW_BYTES,
+        });
+    }
+
+    fn next_request(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    fn viewer_height(&self) -> usize {
+        self.areas().body.height.saturating_sub(2) as usize
+    }
+
+    fn viewer_action(&mut self, action: Action) {
+        let height = self.viewer_height();
+        let page = height.saturating_sub(1).max(1) as isize;
+        let delta = match action {
+            Action::Quit => {
+                self.quit = true;
+                return;
+            }
+            Action::Back | Action::Open => {
+                self.viewer = None;
+                return;
+            }
+            Action::Help => {
+                self.help = true;
+                return;
+            }
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -page,
+            Action::PageDown => page,
+            Action::Home => isize::MIN / 2,
+            Action::End => isize::MAX / 2,
+            _ => return,
+        };
+        let request = self.next_request();
+        let Some(viewer) = &mut self.viewer else {
+            return;
+        };
+        if let Some(offset) = viewer.scroll_by(delta, height, request) {
+            self.effects.push(Effect::ReadFile {
+                request,
+                location: viewer.location,
+                offset,
+                max_len: WINDOW_BYTES,
+            });
+        }
+    }
+
+    fn on_file_window(&mut self, request: u64, result: Result<Window, String>) {
+        let height = self.viewer_height();
+        let Some(viewer) = &mut self.viewer else {
+            return;
+        };
+        if viewer.request != request {
+            return;
+        }
+        match result {
+            Ok(window) => {
+                viewer.receive(window);
+                viewer.clamp_scroll(height);
+            }
+            Err(e) => {
+                viewer.loading = false;
+                viewer.error = Some(e);
+            }
+        }
+    }
+
+    fn on_mouse(&mut self, mouse: MouseEvent) {
+        let areas = self.areas();
+        let at = Position::new(mouse.column, mouse.row);
+        let pane = if areas.tree.contains(at) {
+            Some(Pane::Tree)
+        } else if areas.layers.contains(at) {
+            Some(Pane::Layers)
+        } else if areas.bottom.contains(at) {
+            Some(self.bottom)
+        } else if areas.config.is_some_and(|c| c.contains(at)) {
+            Some(Pane::Config)
+        } else {
+            None
+        };
+        match mouse.kind {
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let delta = if mouse.kind == MouseEventKind::ScrollDown {
+                    3
+                } else {
+                    -3
+                };
+                if self.help || self.prompt.is_some() {
+                    return;
+                }
+                if let Some(viewer) = &mut self.viewer {
+                    let _ = viewer;
+                    self.viewer_action(if delta > 0 { Action::Down } else { Action::Up });
+                    return;
+                }
+                match pane {
+                    Some(Pane::Tree) if !self.compare.as_ref().is_some_and(|c| c.active) => {
+                        let height = self.tree_height();
+                        self.view.scroll_by(delta, height);
+                    }
+                    Some(p) => {
+                        let saved = self.focus;
+                        self.focus = p;
+                        self.move_by(delta);
+                        self.focus = saved;
+                    }
+                    None => {}
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                if self.help {
+                    self.help = false;
+                    return;
+                }
+                if self.viewer.is_some() || self.prompt.is_some() {
+                    return;
+                }
+                let Some(pane) = pane else { return };
+                self.focus(pane);
+                match pane {
+                    Pane::Tree => {
+                        let first = areas.tree_first_row;
+                        if mouse.row >= first {
+                            let index = (mouse.row - first) as usize;
+                            if let Some(c) = self.compare.as_mut().filter(|c| c.active) {
+                                let n = c.comparison.as_ref().map_or(0, |x| x.files.len());
+                                if c.offset + index < n {
+                                    c.cursor = c.offset + index;
+                                }
+                            } else if self.view.offset() + index < self.view.rows().len() {
+                                let height = self.tree_height();
+                                self.view.set_cursor(self.view.offset() + index, height);
+                            }
+                        }
+                    }
+                    Pane::Layers => {
+                        let first = areas.layers.y + 2;
+                        if mouse.row >= first {
+                            let row = self.layer_offset + (mouse.row - first) as usize;
+                            if self.info.as_ref().is_some_and(|i| row < i.history.len()) {
+                                self.layer_row = row;
+                                self.show_selected_layer();
+                            }
+                        }
+                    }
+                    Pane::Image => {
+                        if let Some(first) = areas.inefficiency_first_row {
+                            let height = areas.bottom.bottom().saturating_sub(first + 1) as usize;
+                            if mouse.row >= first {
+                                let i = list_offset(self.image_cursor, height)
+                                    + (mouse.row - first) as usize;
+                                let n = self.figures.as_ref().map_or(0, |f| f.inefficiencies.len());
+                                if i < n {
+                                    self.image_cursor = i;
+                                }
+                            }
+                        }
+                    }
+                    Pane::Config => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The help line's key for an action, e.g. `?`.
+    pub fn key(&self, action: Action) -> &str {
+        self.keymap.key_for(action).unwrap_or("")
+    }
+
+    /// Marks for the Layers pane in compare mode: how each of this image's layers compares.
+    pub fn layer_match(&self, layer: usize) -> Option<LayerMatch> {
+        let cmp = self.compare.as_ref()?.comparison.as_ref()?;
+        cmp.layers.pairs.get(layer).map(|p| p.status)
+    }
+
+    /// The node a tree row shows (for tests and mouse handling).
+    pub fn selected_node(&self) -> Option<NodeId> {
+        self.view.selected().map(|r| r.node)
+    }
+}
+
+fn scroll_into_view(offset: &mut usize, cursor: usize, height: usize) {
+    let height = height.max(1);
+    if cursor < *offset {
+        *offset = cursor;
+    } else if cursor >= *offset + height {
+        *offset = cursor + 1 - height;
+    }
+}

@@ -1,0 +1,99 @@
+//! The Config pane: the runtime defaults of the image config (Env, Entrypoint, Cmd,
+//! WorkingDir, User, ExposedPorts, Volumes, Labels, StopSignal), scrollable when focused.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::app::{App, Pane};
+use super::ui::block;
+
+/// The config as `(label, values)` rows; absent fields are `-`.
+pub fn config_lines(app: &App) -> Vec<(&'static str, Vec<String>)> {
+    let Some(info) = &app.info else {
+        return Vec::new();
+    };
+    let c = &info.config.config;
+    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    let keys = |m: &Option<std::collections::BTreeMap<String, serde_json::Value>>| {
+        m.as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    vec![
+        ("Env", list(&c.env)),
+        (
+            "Entrypoint",
+            list(&c.entrypoint)
+                .into_iter()
+                .map(|s| format!("{s:?}"))
+                .collect(),
+        ),
+        (
+            "Cmd",
+            list(&c.cmd).into_iter().map(|s| format!("{s:?}")).collect(),
+        ),
+        ("WorkingDir", one(&c.working_dir)),
+        ("User", one(&c.user)),
+        ("ExposedPorts", keys(&c.exposed_ports)),
+        ("Volumes", keys(&c.volumes)),
+        (
+            "Labels",
+            c.labels
+                .as_ref()
+                .map(|l| l.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                .unwrap_or_default(),
+        ),
+        ("StopSignal", one(&c.stop_signal)),
+    ]
+}
+
+/// Lines the pane shows (for scrolling).
+pub fn line_count(app: &App) -> usize {
+    config_lines(app)
+        .iter()
+        .map(|(label, values)| {
+            if matches!(*label, "Entrypoint" | "Cmd") {
+                1
+            } else {
+                values.len().max(1)
+            }
+        })
+        .sum()
+}
+
+/// Draw the Config pane.
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = app.theme;
+    let focused = app.focus == Pane::Config;
+    let block = block("Config", focused, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::new();
+    for (label, values) in config_lines(app) {
+        let head = Span::styled(format!("{label:<12}"), theme.label());
+        // Entrypoint and Cmd read best on one line, as JSON arrays do.
+        let values = if matches!(label, "Entrypoint" | "Cmd") && !values.is_empty() {
+            vec![format!("[{}]", values.join(", "))]
+        } else {
+            values
+        };
+        match values.split_first() {
+            None => lines.push(Line::from(vec![head, Span::styled("-", theme.dim())])),
+            Some((first, rest)) => {
+                lines.push(Line::from(vec![head, Span::raw(first.clone())]));
+                for value in rest {
+                    lines.push(Line::from(vec![
+                        Span::raw(" ".repeat(12)),
+                        Span::raw(value.clone()),
+                    ]));
+                }
+            }
+        }
+    }
+    let max = lines.len().saturating_sub(inner.height as usize);
+    let offset = app.config_offset.min(max);
+    frame.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
+}

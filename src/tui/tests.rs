@@ -1,0 +1,612 @@
+//! Screen tests: the real app state machine, fed the pipeline's events and key and mouse events,
+//! drawn on a `TestBackend`; the model comes from real tar bytes through the real indexer and
+//! merge. Each pane's test asserts what its part of the screen shows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, RwLock};
+
+use crossterm::event::{
+    Event as TermEvent, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use super::app::{App, Effect, Pane};
+use super::event::Message;
+use super::keymap::Keymap;
+use super::testing::{image_for, layer_tar, screen, screen_text, LayerSpec};
+use super::theme::Theme;
+use super::ui;
+use crate::image::ImageInfo;
+use crate::layer::extract::read_window;
+use crate::pipeline::Event as PipelineEvent;
+
+const PASSWD_0: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n";
+const PASSWD_1: &[u8] = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n";
+
+fn layers() -> Vec<LayerSpec<'static>> {
+    vec![
+        &[
+            ("etc/", None),
+            ("etc/passwd", Some(PASSWD_0)),
+            ("etc/hosts", Some(b"127.0.0.1 localhost\n")),
+            ("usr/bin/tool", Some(&[7u8; 3000])),
+            ("tmp/cache.bin", Some(&[1u8; 500])),
+        ],
+        &[
+            ("etc/passwd", Some(PASSWD_1)),
+            ("app/main.py", Some(b"print('hi')\n")),
+            ("tmp/.wh.cache.bin", None),
+        ],
+        &[("usr/bin/tool", Some(&[9u8; 3000]))],
+    ]
+}
+
+struct Harness {
+    app: App,
+    terminal: Terminal<TestBackend>,
+    info: Arc<ImageInfo>,
+}
+
+impl Harness {
+    /// An app that has resolved the image but merged no layer yet.
+    fn resolved(width: u16, height: u16, theme: Theme) -> Harness {
+        let (info, tree) = image_for(&layers());
+        let mut app = App::new(
+            info.reference.clone(),
+            Arc::new(RwLock::new(tree)),
+            Keymap::defaults(),
+            theme,
+            Rect::new(0, 0, width, height),
+        );
+        app.update(Message::Pipeline(PipelineEvent::Resolved(info.clone())));
+        Harness {
+            app,
+            terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
+            info,
+        }
+    }
+
+    /// Every layer merged and analysed.
+    fn loaded(width: u16, height: u16) -> Harness {
+        let mut h = Harness::resolved(width, height, Theme { color: true });
+        for i in 0..h.info.layers.len() {
+            h.app
+                .update(Message::Pipeline(PipelineEvent::LayerStarted(i)));
+            h.app
+                .update(Message::Pipeline(PipelineEvent::LayerIndexed(i)));
+            h.app
+                .update(Message::Pipeline(PipelineEvent::LayerMerged(i)));
+        }
+        h.app.update(Message::Pipeline(PipelineEvent::Finished));
+        h
+    }
+
+    fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) -> &mut Self {
+        self.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+            code, modifiers,
+        ))));
+        self
+    }
+
+    fn press(&mut self, c: char) -> &mut Self {
+        self.key(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    fn ctrl(&mut self, c: char) -> &mut Self {
+        self.key(KeyCode::Char(c), KeyModifiers::CONTROL)
+    }
+
+    fn typed(&mut self, text: &str) -> &mut Self {
+        for c in text.chars() {
+            self.press(c);
+        }
+        self
+    }
+
+    fn click(&mut self, column: u16, row: u16) -> &mut Self {
+        self.app.update(Message::Input(TermEvent::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })));
+        self
+    }
+
+    fn draw(&mut self) -> String {
+        self.terminal
+            .draw(|frame| ui::render(frame, &self.app))
+            .unwrap();
+        screen_text(self.terminal.backend().buffer())
+    }
+
+    fn lines(&mut self) -> Vec<String> {
+        self.draw();
+        screen(self.terminal.backend().buffer())
+    }
+
+    /// The text of the screen rectangle `area`.
+    fn region(&mut self, area: Rect) -> String {
+        self.lines()
+            .iter()
+            .skip(area.y as usize)
+            .take(area.height as usize)
+            .map(|l| {
+                l.chars()
+                    .skip(area.x as usize)
+                    .take(area.width as usize)
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Where `needle` first appears on screen.
+    fn find(&mut self, needle: &str) -> Option<(u16, u16)> {
+        self.lines().iter().enumerate().find_map(|(y, line)| {
+            line.find(needle)
+                .map(|byte| (line[..byte].chars().count() as u16, y as u16))
+        })
+    }
+}
+
+#[test]
+fn before_resolution_the_screen_says_it_is_resolving() {
+    let mut h = Harness::resolved(80, 24, Theme { color: true });
+    h.app.info = None;
+    let text = h.draw();
+    assert!(text.contains("resolving the image…"), "{text}");
+}
+
+#[test]
+fn layers_pane_lists_steps_with_sizes_and_dimmed_metadata_rows() {
+    let mut h = Harness::loaded(120, 30);
+    let area = h.app.areas().layers;
+    let pane = h.region(area);
+    assert!(pane.contains("Layers (3)"), "{pane}");
+    assert!(pane.contains("#     Size   Compr.  Command"), "{pane}");
+    assert!(pane.contains("  0   3.5 kB"), "{pane}");
+    // The shell form is shown as RUN, the #(nop) prefix is dropped.
+    assert!(pane.contains("RUN echo step 0 > /step0"), "{pane}");
+    assert!(
+        pane.contains("-                    ENV PATH=/usr/bin"),
+        "{pane}"
+    );
+    // The metadata-only row is dimmed.
+    let (x, y) = h.find("ENV PATH").unwrap();
+    let cell = &h.terminal.backend().buffer()[(x, y)];
+    assert_eq!(cell.fg, Color::DarkGray);
+}
+
+#[test]
+fn layers_show_download_progress_until_merged() {
+    let mut h = Harness::resolved(80, 24, Theme { color: true });
+    h.app
+        .update(Message::Pipeline(PipelineEvent::LayerStarted(0)));
+    let text = h.draw();
+    assert!(text.contains("↓0%"), "{text}");
+    assert!(text.contains("queued"), "{text}");
+    assert!(text.contains("layer 0 is downloading…"), "{text}");
+    h.app
+        .update(Message::Pipeline(PipelineEvent::LayerIndexed(0)));
+    h.app
+        .update(Message::Pipeline(PipelineEvent::LayerMerged(0)));
+    let text = h.draw();
+    // Layer 0's tree is browsable while the others still load.
+    assert!(text.contains("passwd"), "{text}");
+    assert!(text.contains("layer 0/2"), "{text}");
+    // Moving to a layer still loading says so, and shows its tree once it is merged.
+    h.press('j').press('j');
+    let text = h.draw();
+    assert!(text.contains("layer 1 is queued…"), "{text}");
+    h.app
+        .update(Message::Pipeline(PipelineEvent::LayerMerged(1)));
+    assert!(h.draw().contains("Files at layer 1 · its changes"));
+}
+
+#[test]
+fn layer_details_show_digests_and_change_counts() {
+    let mut h = Harness::loaded(80, 24);
+    h.press('j').press('j'); // metadata row, then layer 1
+    let area = h.app.areas().layer_details;
+    let pane = h.region(area);
+    let digest = h.info.layers[1].digest.to_string();
+    assert!(pane.contains(&digest[..20]), "{pane}");
+    assert!(pane.contains("+2 (12 B)"), "{pane}");
+    assert!(pane.contains("~3 (60 B)"), "{pane}");
+    assert!(pane.contains("-1"), "{pane}");
+    assert!(pane.contains("Command  RUN echo step 1"), "{pane}");
+    // On the metadata row, the step itself.
+    h.press('k');
+    let pane = h.region(area);
+    assert!(pane.contains("metadata only"), "{pane}");
+}
+
+#[test]
+fn file_tree_shows_attributes_sizes_and_coloured_kinds() {
+    let mut h = Harness::loaded(100, 30);
+    h.press('j').press('j'); // layer 1
+    let area = h.app.areas().tree;
+    let pane = h.region(area);
+    assert!(pane.contains("Files at layer 1 · its changes"), "{pane}");
+    assert!(
+        pane.contains("Permission   UID:GID      Size  Name"),
+        "{pane}"
+    );
+    assert!(
+        pane.contains("-rw-r--r--       0:0      12 B  │   └── main.py"),
+        "{pane}"
+    );
+    assert!(
+        pane.contains("drwxr-xr-x       0:0    3.0 kB  └── usr/"),
+        "{pane}"
+    );
+    let (x, y) = h.find("main.py").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Green);
+    let (x, y) = h.find("passwd").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Yellow);
+    let (x, y) = h.find("cache.bin").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Red);
+    // Ctrl+B hides the attributes (tree focused).
+    h.key(KeyCode::Tab, KeyModifiers::NONE).ctrl('b');
+    let pane = h.region(area);
+    assert!(!pane.contains("rw-r--r--"), "{pane}");
+    assert!(pane.contains("├── app/"), "{pane}");
+}
+
+#[test]
+fn no_color_uses_markers_instead() {
+    let mut h = Harness::resolved(100, 30, Theme { color: false });
+    for i in 0..3 {
+        h.app
+            .update(Message::Pipeline(PipelineEvent::LayerMerged(i)));
+    }
+    h.app.update(Message::Pipeline(PipelineEvent::Finished));
+    h.press('j').press('j');
+    let text = h.draw();
+    assert!(text.contains("+ -rw-r--r--"), "{text}");
+    assert!(text.contains("- -rw-r--r--"), "{text}");
+    let buffer = h.terminal.backend().buffer();
+    assert!(buffer
+        .content()
+        .iter()
+        .all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+}
+
+#[test]
+fn image_details_list_waste_and_jump_to_the_last_writer() {
+    let mut h = Harness::loaded(80, 24);
+    h.key(KeyCode::Tab, KeyModifiers::NONE)
+        .key(KeyCode::Tab, KeyModifiers::NONE);
+    assert_eq!(h.app.focus, Pane::Image);
+    let area = h.app.areas().bottom;
+    let pane = h.region(area);
+    assert!(pane.contains("127.0.0.1:5000/demo/app"), "{pane}");
+    assert!(
+        pane.contains("Size       6.6 kB (16.4 kB compr.)"),
+        "{pane}"
+    );
+    assert!(pane.contains("linux/amd64"), "{pane}");
+    assert!(pane.contains("Efficiency"), "{pane}");
+    assert!(pane.contains("Path (3 files)"), "{pane}");
+    assert!(pane.contains("    2    6.0 kB  /usr/bin/tool"), "{pane}");
+    // Enter on the first inefficient file: layer 2 wrote /usr/bin/tool last.
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(h.app.focus, Pane::Tree);
+    assert_eq!(h.app.view.layer(), Some(2));
+    let tree = h.app.tree.read().unwrap();
+    assert_eq!(
+        h.app.selected_node(),
+        tree.lookup(b"/usr/bin/tool"),
+        "cursor on the file"
+    );
+    drop(tree);
+    let text = h.draw();
+    assert!(
+        text.contains("/usr/bin/tool was last written by layer 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_pane_shows_runtime_settings() {
+    let mut h = Harness::loaded(80, 24);
+    for _ in 0..3 {
+        h.key(KeyCode::Tab, KeyModifiers::NONE);
+    }
+    assert_eq!(h.app.focus, Pane::Config);
+    let area = h.app.areas().bottom;
+    let pane = h.region(area);
+    for needle in [
+        "Config",
+        "Env         PATH=/usr/bin",
+        "            LANG=C",
+        "Entrypoint  [\"/app/run\"]",
+        "Cmd         [\"--serve\"]",
+        "WorkingDir  /app",
+        "User        app",
+        "ExposedPorts8080/tcp",
+        "Volumes     /data",
+    ] {
+        assert!(pane.contains(needle), "{needle}: {pane}");
+    }
+    h.press('j').press('j').press('j');
+    let pane = h.region(area);
+    assert!(pane.contains("Labels      team=core"), "{pane}");
+    assert!(pane.contains("StopSignal  SIGTERM"), "{pane}");
+}
+
+#[test]
+fn help_lists_every_binding() {
+    let mut h = Harness::loaded(80, 24);
+    h.press('?');
+    let text = h.draw();
+    for b in Keymap::defaults().bindings() {
+        assert!(text.contains(&b.keys.join(" ")), "{}: {text}", b.name);
+    }
+    assert!(text.contains("Layers pane"), "{text}");
+    h.press('x');
+    assert!(!h.app.help);
+}
+
+#[test]
+fn whole_screen_at_80x24_with_views_filter_search_and_resize() {
+    let mut h = Harness::loaded(80, 24);
+    let lines = h.lines();
+    assert_eq!(lines.len(), 24);
+    assert!(lines[0].starts_with("┌ Layers (3) "), "{}", lines[0]);
+    assert!(lines[0].contains("┌ Files at layer 0"), "{}", lines[0]);
+    assert!(lines[23].contains("layer 0/2 · changes"), "{}", lines[23]);
+    assert!(lines[23].ends_with("? help"), "{}", lines[23]);
+
+    // Down to layer 2, aggregated view (Ctrl+A in the Layers pane).
+    h.press('j').press('j').press('j').ctrl('a');
+    let text = h.draw();
+    assert!(text.contains("Files at layer 2 · aggregated"), "{text}");
+    assert!(text.contains("layer 2/2 · aggregated"), "{text}");
+    // Ctrl+L back to this layer's changes.
+    h.ctrl('l');
+    assert!(h.draw().contains("Files at layer 2 · its changes"));
+
+    // Tree: only changes (Ctrl+U), then the filter, live.
+    h.key(KeyCode::Tab, KeyModifiers::NONE).ctrl('u');
+    let text = h.draw();
+    assert!(text.contains("hidden: unmodified"), "{text}");
+    assert!(!text.contains("hosts"), "{text}");
+    h.ctrl('u').ctrl('f').typed("host");
+    let text = h.draw();
+    assert!(text.contains("Filter: host▏ (regex)"), "{text}");
+    assert!(text.contains("hosts"), "{text}");
+    assert!(!text.contains("tool"), "{text}");
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    assert!(h.draw().contains("filter: host"));
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(h.draw().contains("tool"));
+
+    // Search and next match.
+    h.press('/').typed("pass|main");
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    let text = h.draw();
+    assert!(text.contains("/pass|main: 2 matches"), "{text}");
+    let first = h.app.selected_node();
+    h.press('n');
+    assert_ne!(h.app.selected_node(), first);
+    h.press('N');
+    assert_eq!(h.app.selected_node(), first);
+
+    // Resize: everything reflows.
+    h.terminal.backend_mut().resize(120, 40);
+    h.app.update(Message::Input(TermEvent::Resize(120, 40)));
+    let lines = h.lines();
+    assert_eq!(lines.len(), 40);
+    assert!(lines[39].ends_with("? help"), "{}", lines[39]);
+    assert!(lines[0].contains("┌ Files at layer"), "{}", lines[0]);
+    h.terminal.backend_mut().resize(80, 24);
+    h.app.update(Message::Input(TermEvent::Resize(80, 24)));
+    assert_eq!(h.lines().len(), 24);
+
+    h.press('q');
+    assert!(h.app.quit);
+    assert_eq!(h.app.exit_code(), 0);
+}
+
+#[test]
+fn enter_on_a_file_opens_the_viewer_from_the_layer_that_wrote_it() {
+    let mut h = Harness::loaded(80, 24);
+    // Layer 2 (which did not touch /etc/passwd), tree focused, filter to passwd.
+    h.press('j').press('j').press('j');
+    h.key(KeyCode::Tab, KeyModifiers::NONE)
+        .ctrl('f')
+        .typed("passwd");
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    h.press('j');
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    let effects = h.app.take_effects();
+    let [Effect::ReadFile {
+        request,
+        location,
+        offset,
+        max_len,
+    }] = effects.as_slice()
+    else {
+        panic!("expected one read, got {effects:?}")
+    };
+    assert_eq!((location.layer, *offset), (1, 0));
+    let text = h.draw();
+    assert!(
+        text.contains("/etc/passwd (layer 1, as seen at layer 2)"),
+        "{text}"
+    );
+    assert!(text.contains("reading…"), "{text}");
+    // What the event loop does: read the window out of layer 1's real tar bytes.
+    let tar = layer_tar(layers()[1]);
+    let window = read_window(&tar[..], location.span, *offset, *max_len).unwrap();
+    h.app.update(Message::FileWindow {
+        request: *request,
+        result: Ok(window),
+    });
+    let text = h.draw();
+    assert!(
+        text.contains("     1 root:x:0:0:root:/root:/bin/sh"),
+        "{text}"
+    );
+    assert!(
+        text.contains("     2 app:x:1000:1000::/app:/bin/sh"),
+        "{text}"
+    );
+    // A late answer to another request is ignored; Esc closes.
+    h.app.update(Message::FileWindow {
+        request: request + 100,
+        result: Err("stale".to_string()),
+    });
+    assert!(!h.draw().contains("stale"));
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(h.app.viewer.is_none());
+}
+
+#[test]
+fn mouse_click_focuses_and_selects_and_wheel_scrolls() {
+    let mut h = Harness::loaded(100, 30);
+    h.draw();
+    let (x, y) = h.find("hosts").unwrap();
+    h.click(x, y);
+    assert_eq!(h.app.focus, Pane::Tree);
+    let tree = h.app.tree.read().unwrap();
+    assert_eq!(h.app.selected_node(), tree.lookup(b"/etc/hosts"));
+    drop(tree);
+    let (x, y) = h.find("RUN echo step 2").unwrap();
+    h.click(x, y);
+    assert_eq!(h.app.focus, Pane::Layers);
+    assert_eq!(h.app.selected_layer(), Some(2));
+    let tree_area = h.app.areas().tree;
+    h.app.update(Message::Input(TermEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: tree_area.x + 5,
+        row: tree_area.y + 5,
+        modifiers: KeyModifiers::NONE,
+    })));
+    // Everything fits: the window cannot scroll, and the focus stays.
+    assert_eq!(h.app.view.offset(), 0);
+    assert_eq!(h.app.focus, Pane::Layers);
+}
+
+#[test]
+fn a_load_error_after_start_shows_in_the_status_line_and_exits_2() {
+    let mut h = Harness::resolved(80, 24, Theme { color: true });
+    h.app.update(Message::LoadFailed(
+        "layer 1 (sha256:ab…): the download failed".to_string(),
+    ));
+    let text = h.draw();
+    assert!(
+        text.contains("error: layer 1 (sha256:ab…): the download failed"),
+        "{text}"
+    );
+    h.app.update(Message::Signal);
+    assert!(h.app.quit);
+    assert_eq!(h.app.exit_code(), 2);
+}
+
+#[test]
+fn compare_marks_shared_layers_and_lists_differences() {
+    let all = layers();
+    let mut h = Harness::loaded(100, 30);
+    let other: LayerSpec<'static> = &[
+        ("etc/passwd", Some(b"root:x:0:0\n")),
+        ("srv/new", Some(b"n")),
+    ];
+    let (info_b, tree_b) = image_for(&[all[0], other]);
+    h.app
+        .expect_compare("127.0.0.1:5000/demo/other:2".to_string());
+    // Before the second image is in, `c` says so.
+    h.press('c');
+    assert!(h.draw().contains("compare: still loading both images"));
+    h.app.update(Message::CompareLoaded(Ok((
+        info_b,
+        Arc::new(RwLock::new(tree_b)),
+    ))));
+    let text = h.draw();
+    assert!(text.contains("=   0 "), "{text}");
+    assert!(text.contains("≠   1 "), "{text}");
+    assert!(text.contains("≠   2 "), "{text}");
+    h.press('c');
+    let text = h.draw();
+    assert!(
+        text.contains("Differences · 127.0.0.1:5000/demo/other:2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compare with 127.0.0.1:5000/demo/other:2:"),
+        "{text}"
+    );
+    // /srv/new only in B, /app/main.py only in A, /usr/bin/tool differs.
+    assert!(text.contains("new"), "{text}");
+    assert!(text.contains("main.py"), "{text}");
+    let (x, y) = h.find("main.py").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Red);
+    let (x, y) = h.find("new").unwrap();
+    assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Green);
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(h.draw().contains("Files at layer 0"));
+}
+
+#[test]
+fn keys_yaml_from_the_config_dir_overrides_and_bad_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("layerscope-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Only this test reads the variable.
+    std::env::set_var("LAYERSCOPE_CONFIG_DIR", &dir);
+    assert!(Keymap::load().is_ok(), "no file: the defaults");
+    std::fs::write(dir.join("keys.yaml"), "quit: [x]\n").unwrap();
+    let map = Keymap::load().unwrap();
+    assert_eq!(map.key_for(super::action::Action::Quit), Some("x"));
+    std::fs::write(dir.join("keys.yaml"), "quit: [x]\nexplode: [y]\n").unwrap();
+    let err = Keymap::load().unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "{}: unknown action 'explode'",
+            dir.join("keys.yaml").display()
+        )
+    );
+    std::env::remove_var("LAYERSCOPE_CONFIG_DIR");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_image_without_layers_or_history_does_not_break_anything() {
+    let mut h = Harness::loaded(80, 24);
+    let mut info = (*h.info).clone();
+    info.layers.clear();
+    info.history.clear();
+    h.app
+        .update(Message::Pipeline(PipelineEvent::Resolved(Arc::new(info))));
+    h.app.update(Message::Pipeline(PipelineEvent::Finished));
+    for c in ['j', 'k', 'G', 'g'] {
+        h.press(c);
+    }
+    h.key(KeyCode::Tab, KeyModifiers::NONE)
+        .key(KeyCode::Enter, KeyModifiers::NONE)
+        .press(' ')
+        .ctrl('u');
+    let text = h.draw();
+    assert!(text.contains("Layers (0)"), "{text}");
+}
+
+#[test]
+fn tiny_terminals_draw_without_panicking() {
+    for (w, h) in [(1, 1), (10, 4), (30, 8), (200, 3)] {
+        let mut harness = Harness::loaded(w, h);
+        harness.terminal.backend_mut().resize(w, h);
+        harness.press('j').press('?');
+        harness.draw();
+        harness
+            .press('x')
+            .key(KeyCode::Tab, KeyModifiers::NONE)
+            .press('j');
+        harness.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(harness.lines().len(), h as usize);
+    }
+}

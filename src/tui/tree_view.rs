@@ -1,0 +1,881 @@
+//! The file tree as the explorer shows it, as plain data with no terminal code (gitui's habit):
+//! the merged [`FileTree`] seen at one layer, flattened into the rows that are visible (design
+//! §9: a 110k-file tree is never drawn as a widget tree, only the window of rows on screen).
+//!
+//! Rows are rebuilt only when what is visible changes (layer, view mode, collapse, hide flags,
+//! sort, filter); moving the cursor never rebuilds. Per-node data (change kind, size with
+//! directory sums) is computed once per layer and mode, in one pass over the nodes.
+
+use std::cmp::Reverse;
+
+use regex::bytes::Regex;
+
+use crate::tree::{ChangeKind, Entry, EntryKind, FileTree, NodeId};
+
+/// Which changes the tree marks at the selected layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewMode {
+    /// What the selected layer changed against the one below (dive's "compare layer").
+    LayerChanges,
+    /// Everything layers 1..=N changed against the base layer (dive's "compare all").
+    Aggregated,
+}
+
+/// Order of the entries of each directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Byte-wise by name.
+    Name,
+    /// Largest first (directories by the sum of what they hold), then by name.
+    Size,
+}
+
+/// Change kinds the user chose to hide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HiddenKinds {
+    /// Hide added paths.
+    pub added: bool,
+    /// Hide removed paths.
+    pub removed: bool,
+    /// Hide modified paths.
+    pub modified: bool,
+    /// Hide unmodified paths ("only changes").
+    pub unmodified: bool,
+}
+
+impl HiddenKinds {
+    /// Whether rows of `kind` are hidden.
+    pub fn hides(self, kind: ChangeKind) -> bool {
+        match kind {
+            ChangeKind::Added => self.added,
+            ChangeKind::Removed => self.removed,
+            ChangeKind::Modified => self.modified,
+            ChangeKind::Unmodified => self.unmodified,
+        }
+    }
+
+    /// Flip the flag of `kind`.
+    pub fn toggle(&mut self, kind: ChangeKind) {
+        let flag = match kind {
+            ChangeKind::Added => &mut self.added,
+            ChangeKind::Removed => &mut self.removed,
+            ChangeKind::Modified => &mut self.modified,
+            ChangeKind::Unmodified => &mut self.unmodified,
+        };
+        *flag = !*flag;
+    }
+}
+
+/// A path pattern: a regular expression when the text is one, else the text as a substring.
+#[derive(Clone, Debug)]
+pub struct PathPattern {
+    text: String,
+    regex: Regex,
+    is_regex: bool,
+}
+
+impl PathPattern {
+    /// Parse the text the user typed; `None` for empty text.
+    pub fn new(text: &str) -> Option<PathPattern> {
+        if text.is_empty() {
+            return None;
+        }
+        let (regex, is_regex) = match Regex::new(text) {
+            Ok(regex) => (regex, true),
+            // Half-typed patterns ("lib(") are still useful as plain text.
+            Err(_) => (Regex::new(&regex::escape(text)).ok()?, false),
+        };
+        Some(PathPattern {
+            text: text.to_string(),
+            regex,
+            is_regex,
+        })
+    }
+
+    /// Whether the absolute path matches.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        self.regex.is_match(path)
+    }
+
+    /// The text as typed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the text is used as a regular expression (else as a substring).
+    pub fn is_regex(&self) -> bool {
+        self.is_regex
+    }
+}
+
+/// One visible row of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// The path's node.
+    pub node: NodeId,
+    /// Depth below the root (the root's children are 0).
+    pub depth: u16,
+    /// How the path changed in the current view.
+    pub kind: ChangeKind,
+    /// A directory (at the layer shown, or as it was before removal).
+    pub is_dir: bool,
+    /// A collapsed directory.
+    pub collapsed: bool,
+    /// The last visible entry of its directory.
+    pub last: bool,
+    /// Bit `d` set: the ancestor at depth `d` has a later visible sibling (draws `│`).
+    pub guides: u64,
+}
+
+/// Entries of every directory sorted by name, built once per tree size (names never change;
+/// which of them exist at a layer is checked while flattening).
+#[derive(Default)]
+struct NameOrder {
+    node_count: usize,
+    offsets: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl NameOrder {
+    fn build(tree: &FileTree) -> NameOrder {
+        let n = tree.node_count();
+        let mut counts = vec![0u32; n + 1];
+        for id in 1..n {
+            if let Some(parent) = tree.parent(NodeId(id as u32)) {
+                counts[parent.index() + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            counts[i + 1] += counts[i];
+        }
+        let offsets = counts.clone();
+        let mut fill = counts;
+        let mut ids = vec![0u32; n.saturating_sub(1)];
+        for id in 1..n {
+            if let Some(parent) = tree.parent(NodeId(id as u32)) {
+                let slot = &mut fill[parent.index()];
+                ids[*slot as usize] = id as u32;
+                *slot += 1;
+            }
+        }
+        for dir in 0..n {
+            let slice = &mut ids[offsets[dir] as usize..offsets[dir + 1] as usize];
+            slice.sort_unstable_by(|a, b| tree.name(NodeId(*a)).cmp(tree.name(NodeId(*b))));
+        }
+        NameOrder {
+            node_count: n,
+            offsets,
+            ids,
+        }
+    }
+
+    fn children(&self, node: u32) -> &[u32] {
+        let i = node as usize;
+        match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&start), Some(&end)) => &self.ids[start as usize..end as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// A directory being walked while flattening.
+struct Walk {
+    children: Vec<u32>,
+    next: usize,
+    /// Its own row, when emitted.
+    row: Option<usize>,
+    path_len: usize,
+    passes: bool,
+    kept_below: bool,
+    emit: bool,
+}
+
+/// The tree pane's model: per-node marks for the current layer and mode, the visible rows,
+/// the cursor and the scroll position.
+pub struct TreeView {
+    layer: Option<usize>,
+    mode: ViewMode,
+    kinds: Vec<Option<ChangeKind>>,
+    sizes: Vec<u64>,
+    collapsed: Vec<bool>,
+    order: NameOrder,
+    /// Sort order of each directory's entries.
+    pub sort: SortOrder,
+    /// Kinds not shown.
+    pub hidden: HiddenKinds,
+    filter: Option<PathPattern>,
+    rows: Vec<Row>,
+    cursor: usize,
+    offset: usize,
+}
+
+impl Default for TreeView {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TreeView {
+    /// A view showing nothing until [`Self::show_layer`].
+    pub fn new() -> TreeView {
+        TreeView {
+            layer: None,
+            mode: ViewMode::LayerChanges,
+            kinds: Vec::new(),
+            sizes: Vec::new(),
+            collapsed: Vec::new(),
+            order: NameOrder::default(),
+            sort: SortOrder::Name,
+            hidden: HiddenKinds::default(),
+            filter: None,
+            rows: Vec::new(),
+            cursor: 0,
+            offset: 0,
+        }
+    }
+
+    /// The layer shown, if any.
+    pub fn layer(&self) -> Option<usize> {
+        self.layer
+    }
+
+    /// The view mode.
+    pub fn mode(&self) -> ViewMode {
+        self.mode
+    }
+
+    /// The layer a row's entry is read from: the shown layer, or for removed rows the layer
+    /// it is compared against.
+    pub fn base_layer(&self) -> Option<usize> {
+        let layer = self.layer?;
+        match (self.mode, layer) {
+            (_, 0) => None,
+            (ViewMode::LayerChanges, n) => Some(n - 1),
+            (ViewMode::Aggregated, _) => Some(0),
+        }
+    }
+
+    /// Show `tree` at `layer` in `mode`, keeping the cursor on the same path when it is
+    /// still visible.
+    pub fn show_layer(&mut self, tree: &FileTree, layer: usize, mode: ViewMode) {
+        self.layer = Some(layer);
+        self.mode = mode;
+        self.kinds = tree.changes(self.base_layer(), layer);
+        self.refresh(tree);
+    }
+
+    /// Show nothing (the selected layer is not merged yet); collapse state, hide flags, sort
+    /// and filter are kept for when it is.
+    pub fn clear(&mut self) {
+        self.layer = None;
+        self.rows.clear();
+        self.cursor = 0;
+        self.offset = 0;
+    }
+
+    /// Recompute sizes and rows after the tree grew or marks changed.
+    fn refresh(&mut self, tree: &FileTree) {
+        if self.order.node_count != tree.node_count() {
+            self.order = NameOrder::build(tree);
+        }
+        self.collapsed.resize(tree.node_count(), false);
+        self.compute_sizes(tree);
+        self.rebuild(tree);
+    }
+
+    /// The entry a node shows in this view: as of the layer shown, or as it was before it
+    /// was removed.
+    pub fn entry<'t>(&self, tree: &'t FileTree, node: NodeId) -> Option<&'t Entry> {
+        let layer = self.layer?;
+        match tree.entry_at(node, layer) {
+            Some(e) => Some(e),
+            None => tree.entry_at(node, self.base_layer()?),
+        }
+    }
+
+    fn kind(&self, node: u32) -> Option<ChangeKind> {
+        self.kinds.get(node as usize).copied().flatten()
+    }
+
+    fn compute_sizes(&mut self, tree: &FileTree) {
+        let n = tree.node_count();
+        self.sizes.clear();
+        self.sizes.resize(n, 0);
+        for id in 1..n {
+            if self.kind(id as u32).is_some() {
+                if let Some(e) = self.entry(tree, NodeId(id as u32)) {
+                    if e.kind == EntryKind::File {
+                        self.sizes[id] = e.size;
+                    }
+                }
+            }
+        }
+        // Children have higher ids than their parents: one backward pass sums directories.
+        // Removed paths count only towards removed directories.
+        for id in (1..n).rev() {
+            let node = NodeId(id as u32);
+            let Some(kind) = self.kind(id as u32) else {
+                continue;
+            };
+            if let Some(parent) = tree.parent(node) {
+                let parent_removed = self.kind(parent.0) == Some(ChangeKind::Removed);
+                if kind != ChangeKind::Removed || parent_removed {
+                    self.sizes[parent.index()] += self.sizes[id];
+                }
+            }
+        }
+    }
+
+    /// Size of a node in this view: file size, or for a directory the sum below it.
+    pub fn size(&self, node: NodeId) -> u64 {
+        self.sizes.get(node.index()).copied().unwrap_or(0)
+    }
+
+    fn visible_children(&self, node: u32) -> Vec<u32> {
+        let mut children: Vec<u32> = self
+            .order
+            .children(node)
+            .iter()
+            .copied()
+            .filter(|&c| self.kind(c).is_some())
+            .collect();
+        if self.sort == SortOrder::Size {
+            // Name order is already there; a stable sort keeps it among equal sizes.
+            children.sort_by_key(|&c| Reverse(self.sizes.get(c as usize).copied().unwrap_or(0)));
+        }
+        children
+    }
+
+    /// Rebuild the visible rows (after a collapse, hide, sort or filter change).
+    pub fn rebuild(&mut self, tree: &FileTree) {
+        let keep = self.rows.get(self.cursor).map(|r| r.node);
+        self.rows.clear();
+        if self.layer.is_none() {
+            return;
+        }
+        let mut path: Vec<u8> = Vec::with_capacity(256);
+        let mut stack = vec![Walk {
+            children: self.visible_children(0),
+            next: 0,
+            row: None,
+            path_len: 0,
+            passes: false,
+            kept_below: false,
+            emit: true,
+        }];
+        loop {
+            let depth = stack.len() - 1;
+            let Some(top) = stack.last_mut() else { break };
+            if top.next < top.children.len() {
+                let child = top.children[top.next];
+                top.next += 1;
+                let emit = top.emit;
+                let Some(kind) = self.kind(child) else {
+                    continue;
+                };
+                let node = NodeId(child);
+                let path_len = path.len();
+                path.push(b'/');
+                path.extend_from_slice(tree.name(node));
+                let passes = !self.hidden.hides(kind)
+                    && self.filter.as_ref().is_none_or(|f| f.matches(&path));
+                let is_dir = self
+                    .entry(tree, node)
+                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                if !is_dir {
+                    if passes {
+                        top.kept_below = true;
+                        if !emit {
+                            // Only looking for one match below a hidden directory.
+                            top.next = top.children.len();
+                        } else {
+                            self.rows.push(Row {
+                                node,
+                                depth: depth as u16,
+                                kind,
+                                is_dir: false,
+                                collapsed: false,
+                                last: false,
+                                guides: 0,
+                            });
+                        }
+                    }
+                    path.truncate(path_len);
+                    continue;
+                }
+                let collapsed = self.collapsed.get(child as usize).copied().unwrap_or(false);
+                let row = emit.then(|| {
+                    self.rows.push(Row {
+                        node,
+                        depth: depth as u16,
+                        kind,
+                        is_dir: true,
+                        collapsed,
+                        last: false,
+                        guides: 0,
+                    });
+                    self.rows.len() - 1
+                });
+                if collapsed && passes {
+                    top.kept_below = true;
+                    if !emit {
+                        top.next = top.children.len();
+                    }
+                    path.truncate(path_len);
+                    continue;
+                }
+                let children = self.visible_children(child);
+                // A directory stands on its own when the filter names it or it is empty;
+                // otherwise it is shown for what it holds.
+                let passes = passes && (self.filter.is_some() || children.is_empty());
+                stack.push(Walk {
+                    children,
+                    next: 0,
+                    row,
+                    path_len,
+                    passes,
+                    kept_below: false,
+                    emit: emit && !collapsed,
+                });
+            } else {
+                let Some(done) = stack.pop() else { break };
+                if stack.is_empty() {
+                    break;
+                }
+                path.truncate(done.path_len);
+                let kept = done.passes || done.kept_below;
+                if let Some(parent) = stack.last_mut() {
+                    if kept {
+                        parent.kept_below = true;
+                        if !parent.emit {
+                            parent.next = parent.children.len();
+                        }
+                    }
+                }
+                if !kept {
+                    if let Some(row) = done.row {
+                        self.rows.truncate(row);
+                    }
+                }
+            }
+        }
+        self.compute_guides();
+        self.cursor = keep
+            .and_then(|node| self.rows.iter().position(|r| r.node == node))
+            .unwrap_or(self.cursor.min(self.rows.len().saturating_sub(1)));
+    }
+
+    fn compute_guides(&mut self) {
+        let mut later = [false; 64];
+        let mut deeper_than: usize = 0;
+        for row in self.rows.iter_mut().rev() {
+            let d = row.depth as usize;
+            if d < 64 {
+                // Entries at greater depths seen so far belong to another directory.
+                for flag in later.iter_mut().take(deeper_than.max(d + 1)).skip(d + 1) {
+                    *flag = false;
+                }
+                row.last = !later[d];
+                let mut guides = 0u64;
+                for (k, flag) in later.iter().enumerate().take(d) {
+                    if *flag {
+                        guides |= 1 << k;
+                    }
+                }
+                row.guides = guides;
+                later[d] = true;
+                deeper_than = d + 1;
+            } else {
+                row.last = true;
+            }
+        }
+    }
+
+    /// The visible rows.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The row under the cursor.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// The first row on screen.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The selected row, if any.
+    pub fn selected(&self) -> Option<Row> {
+        self.rows.get(self.cursor).copied()
+    }
+
+    /// Move the cursor by `delta` rows (clamped) and scroll so that it stays within a window
+    /// of `height` rows.
+    pub fn move_by(&mut self, delta: isize, height: usize) {
+        let last = self.rows.len().saturating_sub(1) as isize;
+        self.cursor = (self.cursor as isize + delta).clamp(0, last.max(0)) as usize;
+        self.scroll_to_cursor(height);
+    }
+
+    /// Put the cursor on row `index` (clamped).
+    pub fn set_cursor(&mut self, index: usize, height: usize) {
+        self.cursor = index.min(self.rows.len().saturating_sub(1));
+        self.scroll_to_cursor(height);
+    }
+
+    /// Scroll the window by `delta` rows without moving past either end (mouse wheel); the
+    /// cursor follows when it would leave the window.
+    pub fn scroll_by(&mut self, delta: isize, height: usize) {
+        let max_offset = self.rows.len().saturating_sub(height) as isize;
+        self.offset = (self.offset as isize + delta).clamp(0, max_offset.max(0)) as usize;
+        if height > 0 {
+            self.cursor = self
+                .cursor
+                .clamp(self.offset, (self.offset + height - 1).max(self.offset))
+                .min(self.rows.len().saturating_sub(1));
+        }
+    }
+
+    /// Adjust the scroll position so that the cursor is on screen.
+    pub fn scroll_to_cursor(&mut self, height: usize) {
+        let height = height.max(1);
+        if self.cursor < self.offset {
+            self.offset = self.cursor;
+        } else if self.cursor >= self.offset + height {
+            self.offset = self.cursor + 1 - height;
+        }
+        let max_offset = self.rows.len().saturating_sub(height);
+        self.offset = self.offset.min(max_offset);
+    }
+
+    /// Collapse or expand the directory under the cursor (on a file: its directory).
+    pub fn toggle_collapse(&mut self, tree: &FileTree) {
+        let Some(row) = self.selected() else { return };
+        let target = if row.is_dir {
+            row.node
+        } else {
+            match tree.parent(row.node) {
+                Some(p) if p != tree.root() => p,
+                _ => return,
+            }
+        };
+        if let Some(flag) = self.collapsed.get_mut(target.index()) {
+            *flag = !*flag;
+        }
+        self.rebuild(tree);
+        if let Some(i) = self.rows.iter().position(|r| r.node == target) {
+            self.cursor = i;
+        }
+    }
+
+    /// Collapse every directory, or expand every one when all visible ones are collapsed.
+    pub fn toggle_collapse_all(&mut self, tree: &FileTree) {
+        let any_expanded = self.rows.iter().any(|r| r.is_dir && !r.collapsed);
+        let cursor_top = self.selected().map(|r| {
+            let mut node = r.node;
+            while let Some(p) = tree.parent(node) {
+                if p == tree.root() {
+                    break;
+                }
+                node = p;
+            }
+            node
+        });
+        self.collapsed.iter_mut().for_each(|c| *c = any_expanded);
+        if let Some(root) = self.collapsed.first_mut() {
+            *root = false;
+        }
+        self.rebuild(tree);
+        if let Some(top) = cursor_top {
+            if let Some(i) = self.rows.iter().position(|r| r.node == top) {
+                self.cursor = i;
+            }
+        }
+    }
+
+    /// Expand a collapsed directory under the cursor; `false` when there was nothing to do.
+    pub fn expand(&mut self, tree: &FileTree) -> bool {
+        match self.selected() {
+            Some(row) if row.is_dir && row.collapsed => {
+                self.toggle_collapse(tree);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Collapse the directory under the cursor, or move to the parent directory.
+    pub fn collapse_or_parent(&mut self, tree: &FileTree) {
+        let Some(row) = self.selected() else { return };
+        if row.is_dir && !row.collapsed {
+            self.toggle_collapse(tree);
+            return;
+        }
+        if let Some(parent) = tree.parent(row.node) {
+            if let Some(i) = self.rows[..self.cursor]
+                .iter()
+                .rposition(|r| r.node == parent)
+            {
+                self.cursor = i;
+            }
+        }
+    }
+
+    /// Apply `kind`'s hide flag change and rebuild.
+    pub fn toggle_hidden(&mut self, tree: &FileTree, kind: ChangeKind) {
+        self.hidden.toggle(kind);
+        self.rebuild(tree);
+    }
+
+    /// Switch between name and size order and rebuild.
+    pub fn toggle_sort(&mut self, tree: &FileTree) {
+        self.sort = match self.sort {
+            SortOrder::Name => SortOrder::Size,
+            SortOrder::Size => SortOrder::Name,
+        };
+        self.rebuild(tree);
+    }
+
+    /// The live filter.
+    pub fn filter(&self) -> Option<&PathPattern> {
+        self.filter.as_ref()
+    }
+
+    /// Replace the filter and rebuild.
+    pub fn set_filter(&mut self, tree: &FileTree, filter: Option<PathPattern>) {
+        self.filter = filter;
+        self.rebuild(tree);
+    }
+
+    /// Move the cursor to the next (or previous) row whose path matches, wrapping around;
+    /// `false` when no visible row matches.
+    pub fn search(&mut self, tree: &FileTree, pattern: &PathPattern, forward: bool) -> bool {
+        let n = self.rows.len();
+        for step in 1..=n {
+            let i = if forward {
+                (self.cursor + step) % n
+            } else {
+                (self.cursor + n * 2 - step) % n
+            };
+            if pattern.matches(&tree.path(self.rows[i].node)) {
+                self.cursor = i;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Number of visible rows whose path matches.
+    pub fn count_matches(&self, tree: &FileTree, pattern: &PathPattern) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| pattern.matches(&tree.path(r.node)))
+            .count()
+    }
+
+    /// Reveal `node`: expand its ancestors, rebuild and put the cursor on it. `false` when
+    /// the current view does not show it (absent at this layer, hidden or filtered out).
+    pub fn reveal(&mut self, tree: &FileTree, node: NodeId) -> bool {
+        let mut ancestor = tree.parent(node);
+        while let Some(a) = ancestor {
+            if let Some(flag) = self.collapsed.get_mut(a.index()) {
+                *flag = false;
+            }
+            ancestor = tree.parent(a);
+        }
+        self.rebuild(tree);
+        match self.rows.iter().position(|r| r.node == node) {
+            Some(i) => {
+                self.cursor = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts of the visible rows by kind: added, modified, removed, unmodified.
+    pub fn counts(&self) -> [usize; 4] {
+        let mut counts = [0usize; 4];
+        for row in &self.rows {
+            counts[row.kind as usize] += 1;
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::tui::testing::tree_from;
+
+    fn names(view: &TreeView, tree: &FileTree) -> Vec<String> {
+        view.rows()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}{}",
+                    "  ".repeat(r.depth as usize),
+                    String::from_utf8_lossy(tree.name(r.node)),
+                    match r.kind {
+                        ChangeKind::Added => " +",
+                        ChangeKind::Modified => " ~",
+                        ChangeKind::Removed => " -",
+                        ChangeKind::Unmodified => "",
+                    }
+                )
+            })
+            .collect()
+    }
+
+    fn sample() -> FileTree {
+        tree_from(&[
+            &[
+                ("etc/passwd", Some(&b"root:x:0:0\n"[..])),
+                ("etc/hosts", Some(b"127.0.0.1 localhost\n")),
+                ("usr/bin/tool", Some(&[7u8; 3000][..])),
+                ("tmp/cache.bin", Some(&[1u8; 500][..])),
+            ],
+            &[
+                ("etc/passwd", Some(b"root:x:0:0\nuser:x:1000:1000\n")),
+                ("app/main.py", Some(b"print('hi')\n")),
+                ("tmp/.wh.cache.bin", None),
+            ],
+        ])
+    }
+
+    #[test]
+    fn layer_changes_mark_added_modified_removed() {
+        let tree = sample();
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 1, ViewMode::LayerChanges);
+        assert_eq!(
+            names(&view, &tree),
+            [
+                "app +",
+                "  main.py +",
+                "etc ~",
+                "  hosts",
+                "  passwd ~",
+                "tmp ~",
+                "  cache.bin -",
+                "usr",
+                "  bin",
+                "    tool",
+            ]
+        );
+        // Directory sizes sum what is present; the removed file counts only for itself.
+        let tmp = tree.lookup(b"/tmp").unwrap();
+        assert_eq!(view.size(tmp), 0);
+        assert_eq!(view.size(tree.lookup(b"/tmp/cache.bin").unwrap()), 500);
+        assert_eq!(view.size(tree.lookup(b"/usr").unwrap()), 3000);
+    }
+
+    #[test]
+    fn only_changes_hide_kinds_sort_and_collapse() {
+        let tree = sample();
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 1, ViewMode::LayerChanges);
+        view.toggle_hidden(&tree, ChangeKind::Unmodified);
+        assert_eq!(
+            names(&view, &tree),
+            [
+                "app +",
+                "  main.py +",
+                "etc ~",
+                "  passwd ~",
+                "tmp ~",
+                "  cache.bin -"
+            ]
+        );
+        view.toggle_hidden(&tree, ChangeKind::Added);
+        view.toggle_hidden(&tree, ChangeKind::Removed);
+        assert_eq!(names(&view, &tree), ["etc ~", "  passwd ~"]);
+        view.toggle_hidden(&tree, ChangeKind::Added);
+        view.toggle_hidden(&tree, ChangeKind::Removed);
+        view.toggle_hidden(&tree, ChangeKind::Unmodified);
+
+        view.toggle_sort(&tree);
+        assert_eq!(names(&view, &tree)[0], "usr");
+
+        view.toggle_sort(&tree);
+        view.toggle_collapse_all(&tree);
+        assert_eq!(names(&view, &tree), ["app +", "etc ~", "tmp ~", "usr"]);
+        view.set_cursor(1, 10);
+        view.toggle_collapse(&tree);
+        assert_eq!(
+            names(&view, &tree),
+            ["app +", "etc ~", "  hosts", "  passwd ~", "tmp ~", "usr"]
+        );
+        view.toggle_collapse_all(&tree);
+        view.toggle_collapse_all(&tree);
+        assert_eq!(view.rows().len(), 10);
+    }
+
+    #[test]
+    fn filter_keeps_ancestors_and_search_wraps() {
+        let tree = sample();
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 1, ViewMode::Aggregated);
+        view.set_filter(&tree, PathPattern::new("pass"));
+        assert_eq!(names(&view, &tree), ["etc ~", "  passwd ~"]);
+        view.set_filter(&tree, PathPattern::new("^/(usr|app)/.*[lo]$"));
+        assert!(view.filter().unwrap().is_regex());
+        assert_eq!(names(&view, &tree), ["usr", "  bin", "    tool"]);
+        // Not a valid regex: taken as text.
+        let text = PathPattern::new("main.py(").unwrap();
+        assert!(!text.is_regex());
+        view.set_filter(&tree, None);
+        view.set_cursor(0, 10);
+
+        let pattern = PathPattern::new("tool|hosts").unwrap();
+        assert_eq!(view.count_matches(&tree, &pattern), 2);
+        assert!(view.search(&tree, &pattern, true));
+        assert_eq!(tree.name(view.selected().unwrap().node), b"hosts");
+        assert!(view.search(&tree, &pattern, true));
+        assert_eq!(tree.name(view.selected().unwrap().node), b"tool");
+        assert!(view.search(&tree, &pattern, true));
+        assert_eq!(tree.name(view.selected().unwrap().node), b"hosts");
+        assert!(view.search(&tree, &pattern, false));
+        assert_eq!(tree.name(view.selected().unwrap().node), b"tool");
+    }
+
+    #[test]
+    fn guides_mark_later_siblings() {
+        let tree = sample();
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 0, ViewMode::LayerChanges);
+        let rows = view.rows();
+        // etc, hosts, passwd, tmp, cache.bin, usr, bin, tool
+        let last: Vec<bool> = rows.iter().map(|r| r.last).collect();
+        assert_eq!(last, [false, false, true, false, true, true, true, true]);
+        // hosts sits under etc, which has later siblings: bit 0 set.
+        assert_eq!(rows[1].guides, 1);
+        // tool sits under usr (last) and bin (last): no guides.
+        assert_eq!(rows[7].guides, 0);
+    }
+
+    #[test]
+    fn reveal_expands_ancestors_and_scrolling_clamps() {
+        let tree = sample();
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 1, ViewMode::LayerChanges);
+        view.toggle_collapse_all(&tree);
+        let tool = tree.lookup(b"/usr/bin/tool").unwrap();
+        assert!(view.reveal(&tree, tool));
+        assert_eq!(view.selected().unwrap().node, tool);
+        view.move_by(-100, 3);
+        assert_eq!((view.cursor(), view.offset()), (0, 0));
+        view.move_by(100, 3);
+        assert_eq!(view.cursor(), view.rows().len() - 1);
+        assert_eq!(view.offset(), view.rows().len() - 3);
+        view.scroll_by(-1, 3);
+        assert_eq!(view.offset(), view.rows().len() - 4);
+        assert_eq!(view.cursor(), view.rows().len() - 2);
+        // Absent at layer 0.
+        view.show_layer(&tree, 0, ViewMode::LayerChanges);
+        assert!(!view.reveal(&tree, tree.lookup(b"/app/main.py").unwrap()));
+    }
+}
