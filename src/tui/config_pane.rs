@@ -64,6 +64,9 @@ pub fn line_count(app: &App) -> usize {
         .sum()
 }
 
+/// Width of the label column: the longest label (`ExposedPorts`) and a space.
+const LABEL_WIDTH: usize = 13;
+
 /// Draw the Config pane.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let theme = app.theme;
@@ -73,7 +76,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     for (label, values) in config_lines(app) {
-        let head = Span::styled(format!("{label:<12}"), theme.label());
+        let head = Span::styled(format!("{label:<LABEL_WIDTH$}"), theme.label());
         // Entrypoint and Cmd read best on one line, as JSON arrays do.
         let values = if matches!(label, "Entrypoint" | "Cmd") && !values.is_empty() {
             vec![format!("[{}]", values.join(", "))]
@@ -86,7 +89,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 lines.push(Line::from(vec![head, Span::raw(first.clone())]));
                 for value in rest {
                     lines.push(Line::from(vec![
-                        Span::raw(" ".repeat(12)),
+                        Span::raw(" ".repeat(LABEL_WIDTH)),
                         Span::raw(value.clone()),
                     ]));
                 }

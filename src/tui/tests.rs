@@ -322,21 +322,21 @@ fn config_pane_shows_runtime_settings() {
     let pane = h.region(area);
     for needle in [
         "Config",
-        "Env         PATH=/usr/bin",
-        "            LANG=C",
-        "Entrypoint  [\"/app/run\"]",
-        "Cmd         [\"--serve\"]",
-        "WorkingDir  /app",
-        "User        app",
-        "ExposedPorts8080/tcp",
-        "Volumes     /data",
+        "Env          PATH=/usr/bin",
+        "             LANG=C",
+        "Entrypoint   [\"/app/run\"]",
+        "Cmd          [\"--serve\"]",
+        "WorkingDir   /app",
+        "User         app",
+        "ExposedPorts 8080/tcp",
+        "Volumes      /data",
     ] {
         assert!(pane.contains(needle), "{needle}: {pane}");
     }
     h.press('j').press('j').press('j');
     let pane = h.region(area);
-    assert!(pane.contains("Labels      team=core"), "{pane}");
-    assert!(pane.contains("StopSignal  SIGTERM"), "{pane}");
+    assert!(pane.contains("Labels       team=core"), "{pane}");
+    assert!(pane.contains("StopSignal   SIGTERM"), "{pane}");
 }
 
 #[test]
