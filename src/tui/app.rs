@@ -245,7 +245,7 @@ impl App {
 
     /// The screen's areas for the current size.
     pub fn areas(&self) -> Areas {
-        layout(self.area, self.focus, self.bottom)
+        layout(self.area, self.focus, self.bottom, self.layer_row_count())
     }
 
     /// Layers merged so far.
@@ -266,6 +266,9 @@ impl App {
             Message::Pipeline(event) => self.on_pipeline(event),
             Message::Progress(progress) => self.progress = Some(progress),
             Message::LoadFailed(error) => {
+                // Before the image resolved there is nothing to browse: leave at once, and the
+                // caller prints the error as the one line it is.
+                self.quit = self.info.is_none();
                 self.error = Some(error);
                 self.finished = true;
             }
@@ -274,6 +277,14 @@ impl App {
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
+    }
+
+    /// Rows the Layers pane lists (history steps, or layers where history is missing), once
+    /// the image is resolved.
+    pub fn layer_row_count(&self) -> Option<usize> {
+        self.info
+            .as_ref()
+            .map(|info| info.history.len().max(info.layers.len()))
     }
 
     /// The terminal changed size.

@@ -51,22 +51,33 @@ struct Harness {
 }
 
 impl Harness {
-    /// An app that has resolved the image but merged no layer yet.
-    fn resolved(width: u16, height: u16, theme: Theme) -> Harness {
+    /// An app whose image has not resolved yet.
+    fn unresolved(width: u16, height: u16) -> Harness {
+        Harness::started(width, height, Theme { color: true })
+    }
+
+    fn started(width: u16, height: u16, theme: Theme) -> Harness {
         let (info, tree) = image_for(&layers());
-        let mut app = App::new(
+        let app = App::new(
             info.reference.clone(),
             Arc::new(RwLock::new(tree)),
             Keymap::defaults(),
             theme,
             Rect::new(0, 0, width, height),
         );
-        app.update(Message::Pipeline(PipelineEvent::Resolved(info.clone())));
         Harness {
             app,
             terminal: Terminal::new(TestBackend::new(width, height)).unwrap(),
             info,
         }
+    }
+
+    /// An app that has resolved the image but merged no layer yet.
+    fn resolved(width: u16, height: u16, theme: Theme) -> Harness {
+        let mut h = Harness::started(width, height, theme);
+        h.app
+            .update(Message::Pipeline(PipelineEvent::Resolved(h.info.clone())));
+        h
     }
 
     /// Every layer merged and analysed.
@@ -506,6 +517,16 @@ fn a_load_error_after_start_shows_in_the_status_line_and_exits_2() {
     );
     h.app.update(Message::Signal);
     assert!(h.app.quit);
+    assert_eq!(h.app.exit_code(), 2);
+}
+
+#[test]
+fn a_failure_before_the_image_resolves_leaves_at_once_with_exit_code_2() {
+    let mut h = Harness::unresolved(80, 24);
+    h.app.update(Message::LoadFailed(
+        "manifest unknown: 127.0.0.1:5000/nothing/here:1".to_string(),
+    ));
+    assert!(h.app.quit, "nothing to browse: the explorer closes");
     assert_eq!(h.app.exit_code(), 2);
 }
 

@@ -57,7 +57,7 @@ pub struct Areas {
 
 /// Place the panes (see [`render`] for the picture). `focus` gets the larger share of the
 /// left column; `bottom` says which of Image / Config the shared box shows on short terminals.
-pub fn layout(area: Rect, focus: Pane, bottom: Pane) -> Areas {
+pub fn layout(area: Rect, focus: Pane, bottom: Pane, layer_rows: Option<usize>) -> Areas {
     let [body, status] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(STATUS_HEIGHT)]).areas(area);
     let left_width = (body.width * LEFT_PERCENT / 100)
@@ -81,6 +81,12 @@ pub fn layout(area: Rect, focus: Pane, bottom: Pane) -> Areas {
     } else {
         (rest * FOCUSED_SHARE / 100, 0)
     };
+    // Borders and the header row around the layer rows.
+    let needed = layer_rows.map_or(u16::MAX, |n| {
+        u16::try_from(n).unwrap_or(u16::MAX).saturating_add(3)
+    });
+    let saved = layers_share.saturating_sub(needed);
+    let (layers_share, bottom_share) = (layers_share - saved, bottom_share + saved);
     let (layers, layer_details, bottom_area, config) = if tall {
         let [l, d, b, c] = Layout::vertical([
             Constraint::Length(layers_share),
@@ -135,7 +141,7 @@ pub fn layout(area: Rect, focus: Pane, bottom: Pane) -> Areas {
 ///  layer 2/5 · changes · 1234 rows (+12 ~3 -4) · filter …        ↓ 3/5  ? help
 /// ```
 pub fn render(frame: &mut Frame, app: &App) {
-    let areas = layout(frame.area(), app.focus, app.bottom);
+    let areas = layout(frame.area(), app.focus, app.bottom, app.layer_row_count());
     layers::render(frame, areas.layers, app);
     layer_details::render(frame, areas.layer_details, app);
     match areas.config {
