@@ -8,7 +8,8 @@
 //! - in process, `pipeline::load` from a warm cache to the full model, and with the figures
 //!   computed [target: < 200 ms].
 //!
-//! `cargo bench --bench sources`. Layer data is shared with the other benchmarks
+//! `cargo bench --bench sources [SCENARIO]`, SCENARIO `600M` (default), `110k` or `1M` of the
+//! synthetic images (the image of the target is `600M`). Layer data is shared with the other benchmarks
 //! (`target/tmp/engine-bench/`); the archive and the cache live in `target/tmp/sources-bench/`
 //! and are removed at the end.
 
@@ -132,7 +133,13 @@ async fn warm_load(reference: &str, cache: &Path) -> (Duration, Duration, usize)
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let layers = ensure_layers(&root.join("engine-bench"), "600M");
+    let data = root.join("engine-bench");
+    std::fs::create_dir_all(&data).expect("bench data dir");
+    let name = std::env::args()
+        .skip(1)
+        .find(|a| ["600M", "110k", "1M"].contains(&a.as_str()))
+        .unwrap_or_else(|| "600M".to_string());
+    let layers = ensure_layers(&data, &name);
     let work = root.join("sources-bench");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("bench dir");
@@ -156,18 +163,18 @@ fn main() {
             .join(" ")
     );
     println!(
-        "image 600M: {} gzip layers, {files} files, {:.1} MB gzip, {:.1} MB tar",
+        "image {name}: {} gzip layers, {files} files, {:.1} MB gzip, {:.1} MB tar",
         layers.len(),
         compressed as f64 / 1e6,
         uncompressed as f64 / 1e6
     );
 
     let registry = runtime.block_on(Registry::start());
-    runtime.block_on(push_image(&registry, "bench/600m", &layers));
-    let reference = format!("{}/bench/600m:latest", registry.host);
+    runtime.block_on(push_image(&registry, "bench/image", &layers));
+    let reference = format!("{}/bench/image:latest", registry.host);
 
     // A docker-archive as `docker save` writes it: layers uncompressed.
-    let archive = work.join("600m.tar");
+    let archive = work.join("image.tar");
     let started = Instant::now();
     let status = Command::new("skopeo")
         .args([
@@ -175,7 +182,7 @@ fn main() {
             "--quiet",
             "--src-tls-verify=false",
             &format!("docker://{reference}"),
-            &format!("docker-archive:{}:bench/600m:latest", archive.display()),
+            &format!("docker-archive:{}:bench/image:latest", archive.display()),
         ])
         .status()
         .expect("run skopeo");
