@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
@@ -804,5 +804,118 @@ async fn docker_engine_socket_and_docker_save_output() {
         .await
         .unwrap();
     assert_error(&out, "cannot reach the Docker engine");
+
+    // Reopening from the cache needs no export: a proxy on the way to the engine sees the
+    // first run export the image and the second only ask for its id.
+    let proxy = EngineProxy::start(work.path()).await;
+    let cache = work.path().join("engine-cache");
+    let through_proxy = |cache: PathBuf, socket: PathBuf, name: String| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"))
+            .args(["--json", "-", &format!("docker://{name}")])
+            .env_clear()
+            .env("HOME", &cache)
+            .env("LAYERSCOPE_CACHE_DIR", &cache)
+            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap()
+    };
+    let exports = |proxy: &EngineProxy| {
+        proxy
+            .requests()
+            .iter()
+            .filter(|line| line.contains("/get "))
+            .count()
+    };
+    let cold = json_of(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
+    assert_eq!(exports(&proxy), 1, "{:?}", proxy.requests());
+    let warm = json_of(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
+    assert_eq!(warm, cold);
+    assert_eq!(
+        exports(&proxy),
+        1,
+        "no second export: {:?}",
+        proxy.requests()
+    );
+    assert!(proxy.requests().iter().any(|l| l.contains("/json ")));
     drop(loaded);
+}
+
+/// A unix socket in front of the engine's that passes everything through and records each
+/// request line.
+struct EngineProxy {
+    path: PathBuf,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineProxy {
+    async fn start(dir: &Path) -> EngineProxy {
+        let upstream = match std::env::var("DOCKER_HOST") {
+            Ok(host) if host.starts_with("unix://") => {
+                PathBuf::from(host.trim_start_matches("unix://"))
+            }
+            _ => PathBuf::from("/var/run/docker.sock"),
+        };
+        let path = dir.join("engine-proxy.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(engine) = tokio::net::UnixStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(client, engine, log.clone()));
+            }
+        });
+        EngineProxy { path, seen, task }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    client: tokio::net::UnixStream,
+    engine: tokio::net::UnixStream,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_engine, mut to_engine) = engine.into_split();
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from_client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                if ["GET ", "POST ", "HEAD "]
+                    .iter()
+                    .any(|m| line.starts_with(m))
+                {
+                    log.lock().unwrap().push(line.to_string());
+                }
+            }
+            if to_engine.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_engine.shutdown().await;
+    };
+    let down = async move {
+        let _ = tokio::io::copy(&mut from_engine, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::join!(up, down);
 }

@@ -6,6 +6,7 @@
 //! ```text
 //! blobs/ALG/HEX          a blob, exactly as its digest names it
 //! index/vN/ALG/HEX       a layer index (binary, versioned, checksummed; N = format version)
+//! records/KIND/ALG/HEX   a small JSON record (an engine image id → its manifest and config)
 //! tmp/                   files being written
 //! ```
 //! Every entry is written to a file in `tmp/`, checked, then renamed into place, so a reader
@@ -191,6 +192,45 @@ impl Cache {
         self.publish(&tmp, &self.index_path(index.diff_id()))
     }
 
+    fn record_path(&self, kind: &str, key: &Digest) -> PathBuf {
+        self.root
+            .join("records")
+            .join(kind)
+            .join(key.algorithm().name())
+            .join(key.hex())
+    }
+
+    /// A small record stored under `kind` and `key` (the caller checks what it reads, and
+    /// treats anything unusable as absent after [`Cache::remove_record`]).
+    pub fn load_record(&self, kind: &str, key: &Digest) -> Option<Vec<u8>> {
+        let path = self.record_path(kind, key);
+        let bytes = fs::read(&path).ok()?;
+        touch(&path);
+        Some(bytes)
+    }
+
+    /// Store a small record under `kind` and `key`.
+    pub fn store_record(&self, kind: &str, key: &Digest, bytes: &[u8]) -> io::Result<()> {
+        let (tmp, mut file) = self.temp_file()?;
+        let written = file.write_all(bytes).and_then(|()| file.flush());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        drop(file);
+        self.publish(&tmp, &self.record_path(kind, key))
+    }
+
+    /// Forget a record found unusable.
+    pub fn remove_record(&self, kind: &str, key: &Digest) {
+        let _ = fs::remove_file(self.record_path(kind, key));
+    }
+
+    /// Whether the index of `diff_id` is cached (not checked; [`Cache::load_index`] does).
+    pub fn has_index(&self, diff_id: &Digest) -> bool {
+        self.index_path(diff_id).is_file()
+    }
+
     /// Where the blob `digest` is cached, when it is (not yet checked: a reader verifies it
     /// as it reads, see [`Cache::remove_blob`]).
     pub fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
@@ -251,7 +291,11 @@ impl Cache {
 
     fn items(&self) -> Vec<Item> {
         let mut items = Vec::new();
-        for dir in [self.root.join("blobs"), self.root.join("index")] {
+        for dir in [
+            self.root.join("blobs"),
+            self.root.join("index"),
+            self.root.join("records"),
+        ] {
             collect_files(&dir, &mut items);
         }
         items
@@ -305,7 +349,7 @@ impl Cache {
     /// Returns what was there.
     pub fn clear(&self) -> io::Result<Usage> {
         let before = self.usage();
-        for sub in ["blobs", "index", "tmp"] {
+        for sub in ["blobs", "index", "records", "tmp"] {
             match fs::remove_dir_all(self.root.join(sub)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -14,21 +14,41 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, OnceCell};
 
-use super::layout::{describe, Choice, Described, LayerFile, LayoutRead, METADATA_LIMIT};
+use serde::{Deserialize, Serialize};
+
+use super::layout::{
+    describe, image_info, Choice, Described, LayerFile, LayoutRead, Parts, METADATA_LIMIT,
+};
 use super::store::normalise;
 use super::LayerStream;
+use crate::cache::Cache;
 use crate::digest::{Algorithm, Digest, DigestHasher, Verifier};
 use crate::error::Error;
-use crate::image::{ImageInfo, LayerInfo};
+use crate::image::{ImageInfo, LayerInfo, ParsedManifest, Platform};
 use crate::layer::{index_layer, sniff, Compression, LayerError, LayerIndex};
 use crate::pipeline::ChannelReader;
+
+/// Cache records of engine images, keyed by the engine's image id.
+const ENGINE_RECORD: &str = "engine";
+
+/// What a cache keeps of an exported image, so that reopening it needs no export: with the
+/// manifest and config blobs (cached by digest) and the layer indexes (by diff_id), this
+/// rebuilds the very [`ImageInfo`] the export gave.
+#[derive(Debug, Serialize, Deserialize)]
+struct EngineRecord {
+    digest: Digest,
+    manifest_digest: Digest,
+    media_type: String,
+    config_digest: Digest,
+    index_platform: Option<Platform>,
+}
 
 /// Chunks buffered between the export download and its reader.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -253,6 +273,68 @@ impl DaemonSource {
         Ok(info)
     }
 
+    /// [`DaemonSource::resolve`] with a cache: an image exported before (same engine image
+    /// id) whose manifest, config and layer indexes are all cached needs no export at all.
+    pub(super) async fn resolve_with_cache(&self, cache: &Arc<Cache>) -> Result<ImageInfo, Error> {
+        let id = self.image_id().await;
+        if let Some(id) = &id {
+            if let Some(info) = self.rebuild_from_record(cache, id) {
+                return Ok(info);
+            }
+        }
+        let info = self.resolve().await?;
+        if let (Some(id), Some(exported)) = (id, self.state.get()) {
+            // A cache that cannot be written only costs the next run an export.
+            let _ = remember(cache, &id, &info, &exported.described);
+        }
+        Ok(info)
+    }
+
+    /// The engine's id of the image (`GET /images/{name}/json`), when it answers.
+    async fn image_id(&self) -> Option<Digest> {
+        let url = format!("http://localhost/images/{}/json", encode_name(&self.name));
+        let response = self.client.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        body.get("Id")?.as_str()?.parse().ok()
+    }
+
+    fn rebuild_from_record(&self, cache: &Cache, id: &Digest) -> Option<ImageInfo> {
+        let bytes = cache.load_record(ENGINE_RECORD, id)?;
+        let Ok(record) = serde_json::from_slice::<EngineRecord>(&bytes) else {
+            cache.remove_record(ENGINE_RECORD, id);
+            return None;
+        };
+        let manifest_bytes = cache.read_small_blob(&record.manifest_digest, None)?;
+        let config_bytes = cache.read_small_blob(&record.config_digest, None)?;
+        let parsed = ParsedManifest::parse(&manifest_bytes, Some(&record.media_type)).ok()?;
+        let ParsedManifest::Image(manifest) = parsed else {
+            return None;
+        };
+        // A platform mismatch, like any other surprise, is left for the export to report.
+        let info = image_info(
+            Parts {
+                reference: self.name.clone(),
+                digest: record.digest,
+                manifest_digest: record.manifest_digest,
+                media_type: record.media_type,
+                manifest_bytes,
+                manifest: *manifest,
+                config_bytes,
+                platform: record.index_platform,
+            },
+            self.platform.as_ref(),
+        )
+        .ok()?;
+        info.layers
+            .iter()
+            .all(|l| cache.has_index(&l.diff_id))
+            .then_some(info)
+    }
+
     /// The index built while the export streamed, once.
     pub(super) fn take_index(&self, layer: &LayerInfo) -> Option<LayerIndex> {
         let exported = self.state.get()?;
@@ -293,6 +375,21 @@ impl DaemonSource {
     pub fn describe_socket(&self) -> String {
         self.socket.display().to_string()
     }
+}
+
+/// Keep what [`DaemonSource::rebuild_from_record`] needs to rebuild `info` without an export.
+fn remember(cache: &Cache, id: &Digest, info: &ImageInfo, described: &Described) -> io::Result<()> {
+    cache.store_small_blob(&info.manifest_digest, &info.manifest_bytes)?;
+    cache.store_small_blob(&info.manifest.config.digest, &info.config_bytes)?;
+    let record = EngineRecord {
+        digest: info.digest.clone(),
+        manifest_digest: info.manifest_digest.clone(),
+        media_type: info.media_type.clone(),
+        config_digest: info.manifest.config.digest.clone(),
+        index_platform: described.index_platform.clone(),
+    };
+    let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    cache.store_record(ENGINE_RECORD, id, &bytes)
 }
 
 /// Send the bytes of `member` from an export, verified against `digest`.

@@ -208,7 +208,11 @@ pub fn describe_docker(files: &dyn LayoutRead, choice: &Choice) -> Result<Descri
         },
         choice.platform.as_ref(),
     )?;
-    Ok(Described { info, places })
+    Ok(Described {
+        info,
+        places,
+        index_platform: None,
+    })
 }
 
 #[cfg(test)]

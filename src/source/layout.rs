@@ -63,6 +63,8 @@ pub struct Described {
     pub info: ImageInfo,
     /// The layers' files, in the order of `info.layers`.
     pub places: Vec<LayerPlace>,
+    /// The platform an index entry chose (not the config's own), as [`Parts::platform`].
+    pub index_platform: Option<Platform>,
 }
 
 /// Which image of a layout to read.

@@ -95,6 +95,7 @@ impl Source {
             Source::Daemon(s) => s.resolve().await,
             Source::Cached { inner, cache } => match inner.origin() {
                 Source::Registry(s) => s.resolve(Some(cache)).await,
+                Source::Daemon(s) => s.resolve_with_cache(cache).await,
                 other => Box::pin(other.resolve()).await,
             },
         }

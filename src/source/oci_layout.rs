@@ -187,9 +187,13 @@ pub fn describe_oci(files: &dyn LayoutRead, choice: &Choice) -> Result<Described
             manifest_bytes: bytes,
             manifest: *manifest,
             config_bytes,
-            platform,
+            platform: platform.clone(),
         },
         choice.platform.as_ref(),
     )?;
-    Ok(Described { info, places })
+    Ok(Described {
+        info,
+        places,
+        index_platform: platform,
+    })
 }
