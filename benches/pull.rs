@@ -79,6 +79,11 @@ fn measure_child(exe: &str, args: &[String]) {
     let child = Command::new(exe)
         .args(args)
         .env_remove("CI")
+        // Never the user's cache; and the runs below pass --no-cache so every one pulls.
+        .env(
+            "LAYERSCOPE_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pull-bench-cache"),
+        )
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start layerscope");
@@ -237,7 +242,12 @@ fn main() {
             .map(|_| runtime.block_on(time_to_resolved(&reference)))
             .collect();
         let runs: Vec<Run> = (0..RUNS)
-            .map(|_| run_measured(exe, &["--quiet", "--json", "/dev/null", &reference]))
+            .map(|_| {
+                run_measured(
+                    exe,
+                    &["--quiet", "--no-cache", "--json", "/dev/null", &reference],
+                )
+            })
             .collect();
         let best = runs
             .iter()

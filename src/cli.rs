@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use crate::analysis::analyse;
+use crate::cache::{self, Cache};
 use crate::ci::{CiOutcome, RuleOverrides, Rules};
 use crate::error::{exit_code, Error};
 use crate::export::Export;
@@ -19,7 +20,9 @@ use crate::progress::{self, ProgressLine};
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::report;
-use crate::source::{RegistrySource, Source};
+use crate::source::{
+    Choice, DaemonSource, Engine, LocalSource, RegistrySource, Source, SourceKind, SourceSpec,
+};
 use crate::toolbox::{blob, config, diff, history, listing, manifest, tag};
 use crate::tree::FileTree;
 
@@ -106,6 +109,20 @@ pub struct AnalysisArgs {
     /// (key `c`).
     #[arg(long, value_name = "IMAGE_B")]
     pub compare: Option<String>,
+
+    /// Where IMAGE is: registry (default), docker, podman, docker-archive, oci, oci-archive.
+    /// Prefixes say the same: docker://NAME, podman://NAME, docker-archive:PATH[:NAME],
+    /// oci:DIR[:TAG], oci-archive:PATH[:TAG].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub source: Option<SourceKind>,
+
+    /// Neither read nor write the cache of blobs and layer indexes.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Size limit of the cache (5GiB, 500MB, bytes); least recently used entries go first.
+    #[arg(long, value_name = "SIZE", env = "LAYERSCOPE_CACHE_SIZE")]
+    pub cache_size: Option<String>,
 }
 
 /// The toolbox: subcommands that talk to a registry directly. Each one's arguments, logic and
@@ -129,6 +146,28 @@ pub enum Command {
     /// Compare two images: shared layers, where they diverge, changed files. Exit code 0 when
     /// identical, 1 when different.
     Diff(diff::DiffArgs),
+    /// Show the cache of blobs and layer indexes (location, entries, size); `cache clear`
+    /// empties it.
+    Cache(CacheArgs),
+}
+
+/// Arguments of `layerscope cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do; without one, show the cache.
+    #[command(subcommand)]
+    pub action: Option<CacheAction>,
+
+    /// Size limit to show (and the one eviction uses), as for the explorer.
+    #[arg(long, value_name = "SIZE", env = "LAYERSCOPE_CACHE_SIZE")]
+    pub cache_size: Option<String>,
+}
+
+/// `layerscope cache` actions.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Remove every cached blob and layer index.
+    Clear,
 }
 
 impl Command {
@@ -143,6 +182,7 @@ impl Command {
             Command::Tags(args) => args.registries(),
             Command::Catalog(args) => args.registries(),
             Command::Diff(args) => args.registries(),
+            Command::Cache(_) => Ok(Vec::new()),
         }
     }
 
@@ -157,6 +197,7 @@ impl Command {
             Command::Tags(args) => listing::run_tags(client, args).await,
             Command::Catalog(args) => listing::run_catalog(client, args).await,
             Command::Diff(args) => diff::run(client, args).await,
+            Command::Cache(args) => run_cache(args),
         }
     }
 }
@@ -234,13 +275,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
                 .to_string(),
         ));
     };
-    let reference: Reference = image.parse()?;
-    let client = RegistryClient::new(registry_options(&cli.registry, &reference)?)?;
-    let source = Arc::new(Source::Registry(RegistrySource::new(
-        client,
-        reference,
-        cli.analysis.platform.clone(),
-    )));
+    let source = open_source(image, &cli.analysis, &cli.registry).await?;
 
     let ci_mode = cli.analysis.ci || ci_from_env();
     let outputs = Outputs {
@@ -260,7 +295,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 
     if interactive() && !ci_mode && outputs.json.is_none() {
         let compare = match cli.analysis.compare.as_deref() {
-            Some(other) => Some(registry_target(other, &cli)?),
+            Some(other) => Some(compare_target(other, &cli).await?),
             None => None,
         };
         let image = crate::tui::Target {
@@ -303,26 +338,20 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     Ok(exit_code::OK)
 }
 
-/// The second image of `--compare`, with the same registry options. A password read from
-/// standard input for the first image is not read again: the second image uses `--creds` or the
-/// stored credentials.
-fn registry_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
-    let reference: Reference = image.parse()?;
-    let args = RegistryArgs {
+/// The second image of `--compare`, from any source, with the same options. A password read
+/// from standard input for the first image is not read again: the second image uses `--creds`
+/// or the stored credentials.
+async fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
+    let registry = RegistryArgs {
         insecure: cli.registry.insecure,
         insecure_registries: cli.registry.insecure_registries.clone(),
         creds: cli.registry.creds.clone(),
         username: None,
         password_stdin: false,
     };
-    let client = RegistryClient::new(registry_options(&args, &reference)?)?;
     Ok(crate::tui::Target {
         reference: image.to_string(),
-        source: Arc::new(Source::Registry(RegistrySource::new(
-            client,
-            reference,
-            cli.analysis.platform.clone(),
-        ))),
+        source: open_source(image, &cli.analysis, &registry).await?,
     })
 }
 
@@ -340,6 +369,156 @@ fn rule_overrides(args: &AnalysisArgs) -> RuleOverrides {
         highest_wasted_bytes: args.highest_wasted_bytes.clone(),
         highest_user_wasted_percent: args.highest_user_wasted_percent.clone(),
     }
+}
+
+/// The source IMAGE names (see [`SourceSpec`]), with the cache in front unless `--no-cache`.
+/// A bare name is read from its registry; only when the registry says the repository or tag
+/// does not exist, and the local Docker engine has the image, is the engine used instead, and
+/// stderr says so.
+pub async fn open_source(
+    image: &str,
+    analysis: &AnalysisArgs,
+    registry: &RegistryArgs,
+) -> Result<Arc<Source>, Error> {
+    let cache = open_cache(analysis.no_cache, analysis.cache_size.as_deref())?;
+    let cached = |source: Source| match &cache {
+        Some(cache) => source.with_cache(cache.clone()),
+        None => source,
+    };
+    let platform = analysis.platform.clone();
+    let registry_source = |name: &str| -> Result<Source, Error> {
+        let reference: Reference = name.parse()?;
+        let client = RegistryClient::new(registry_options(registry, &reference)?)?;
+        Ok(Source::Registry(RegistrySource::new(
+            client,
+            reference,
+            platform.clone(),
+        )))
+    };
+    let source = match SourceSpec::parse(image, analysis.source)? {
+        SourceSpec::Registry(name) => cached(registry_source(&name)?),
+        SourceSpec::Engine(engine, name) => {
+            cached(Source::Daemon(DaemonSource::new(engine, &name, platform)?))
+        }
+        SourceSpec::Local(kind, path, name) => cached(Source::Local(LocalSource::new(
+            kind,
+            path,
+            Choice { name, platform },
+        ))),
+        SourceSpec::Auto(name) => {
+            let source = cached(registry_source(&name)?);
+            // Resolving now is not wasted: the registry source keeps the result.
+            match source.resolve().await {
+                Ok(_) => source,
+                Err(e) if registry_lacks_it(&e) => {
+                    let engine = DaemonSource::new(Engine::Docker, &name, platform).ok();
+                    match engine {
+                        Some(engine) if engine.has_image().await => {
+                            eprintln!(
+                                "layerscope: {name}: not in the registry; reading it from the local {} ({})",
+                                Engine::Docker.name(),
+                                engine.describe_socket()
+                            );
+                            cached(Source::Daemon(engine))
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    Ok(Arc::new(source))
+}
+
+/// Whether a registry error says the repository or tag does not exist (Docker Hub says so
+/// with a refusal: it does not tell a missing repository from a private one).
+fn registry_lacks_it(e: &Error) -> bool {
+    use crate::registry::RegistryError as R;
+    match e {
+        Error::Registry(R::ManifestUnknown { .. } | R::RepositoryUnknown { .. }) => true,
+        Error::Registry(R::AuthenticationRequired { host, .. } | R::AccessDenied { host, .. }) => {
+            host.ends_with("docker.io")
+        }
+        _ => false,
+    }
+}
+
+/// The cache, unless turned off; a cache directory that cannot be used is a warning, not an
+/// error (the analysis only gets slower).
+fn open_cache(no_cache: bool, size: Option<&str>) -> Result<Option<Arc<Cache>>, Error> {
+    if no_cache {
+        return Ok(None);
+    }
+    let limit = cache_limit(size)?;
+    let Some(dir) = cache::default_dir() else {
+        return Ok(None);
+    };
+    match Cache::open(&dir, limit) {
+        Ok(cache) => Ok(Some(Arc::new(cache))),
+        Err(e) => {
+            eprintln!(
+                "layerscope: warning: cannot use the cache at {} ({e}); continuing without it",
+                dir.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn cache_limit(size: Option<&str>) -> Result<u64, Error> {
+    match size {
+        None => Ok(cache::DEFAULT_LIMIT),
+        Some(text) => text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|_| {
+                Error::Other(format!(
+                    "invalid cache size {text:?}: expected a size such as 5GiB, 500MB or bytes"
+                ))
+            }),
+    }
+}
+
+/// `layerscope cache` and `layerscope cache clear`.
+fn run_cache(args: &CacheArgs) -> Result<i32, Error> {
+    let Some(dir) = cache::default_dir() else {
+        return Err(Error::Other(
+            "no cache directory: set LAYERSCOPE_CACHE_DIR, XDG_CACHE_HOME or HOME".to_string(),
+        ));
+    };
+    let cache = Cache::at(&dir, cache_limit(args.cache_size.as_deref())?);
+    let size = |bytes: u64| bytesize::ByteSize(bytes).display().iec().to_string();
+    let text = match args.action {
+        None => {
+            let usage = cache.usage();
+            format!(
+                "location: {}\nblobs: {} ({})\nlayer indexes: {} ({})\ntotal: {} of {} allowed\n",
+                dir.display(),
+                usage.blobs,
+                size(usage.blob_bytes),
+                usage.indexes,
+                size(usage.index_bytes),
+                size(usage.total_bytes()),
+                size(cache.limit()),
+            )
+        }
+        Some(CacheAction::Clear) => {
+            let removed = cache
+                .clear()
+                .map_err(|e| Error::io(format!("clearing the cache at {}", dir.display()), e))?;
+            format!(
+                "cleared {}: {} blobs and {} layer indexes, {}\n",
+                dir.display(),
+                removed.blobs,
+                removed.indexes,
+                size(removed.total_bytes())
+            )
+        }
+    };
+    print_stdout(&text)?;
+    Ok(exit_code::OK)
 }
 
 /// A toolbox subcommand: a client for the registries it names, then the subcommand itself.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::ci::CiConfigError;
-use crate::digest::Digest;
+use crate::digest::{Digest, VerifyError};
 use crate::image::{LayerCountMismatch, ManifestError, NoMatchingPlatform};
 use crate::layer::LayerError;
 use crate::reference::ReferenceError;
@@ -57,6 +57,33 @@ pub enum Error {
     /// A toolbox subcommand refused or failed (an existing output file, a tag that did not
     /// stick, …).
     Toolbox(ToolboxError),
+    /// A local archive or layout cannot be read or is not what it claims to be.
+    Archive {
+        /// The archive, directory or socket concerned.
+        path: String,
+        /// What is wrong, a sentence.
+        detail: String,
+    },
+    /// Bytes from a local file, the engine or the cache do not match their digest or size.
+    Blob {
+        /// Where the bytes came from.
+        origin: String,
+        /// The digest they should have.
+        digest: Digest,
+        /// How they failed.
+        source: VerifyError,
+    },
+    /// The Docker or Podman engine could not be asked, or refused.
+    Engine(String),
+    /// An archive or layout holds several images and the command line chose none.
+    Ambiguous {
+        /// What holds them ("archive app.tar").
+        what: String,
+        /// The images there: tags, or platforms.
+        available: Vec<String>,
+        /// How to choose, e.g. "add :TAG to the path".
+        hint: String,
+    },
     /// Anything else a source reports, already a sentence.
     Other(String),
 }
@@ -88,6 +115,22 @@ impl fmt::Display for Error {
             Error::CiConfig(e) => write!(f, "CI rules: {e}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Toolbox(e) => write!(f, "{e}"),
+            Error::Archive { path, detail } => write!(f, "{path}: {detail}"),
+            Error::Blob {
+                origin,
+                digest,
+                source,
+            } => write!(f, "{origin}: blob {}: {source}", digest.short()),
+            Error::Engine(e) => f.write_str(e),
+            Error::Ambiguous {
+                what,
+                available,
+                hint,
+            } => write!(
+                f,
+                "{what} holds several images ({}); {hint}",
+                available.join(", ")
+            ),
             Error::Other(e) => f.write_str(e),
         }
     }

@@ -9,6 +9,7 @@
 //! history, blob, tag, tags, catalog, diff); [`compare`] is the model of two images side by side.
 
 pub mod analysis;
+pub mod cache;
 pub mod ci;
 pub mod cli;
 pub mod compare;

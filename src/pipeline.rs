@@ -4,7 +4,7 @@
 //! [`Progress`]; nothing here waits on a view.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::cache::{BlobWriter, Cache};
 use crate::error::Error;
 use crate::image::{ImageInfo, LayerInfo};
 use crate::layer::extract::{read_window, FileWindow};
-use crate::layer::{index_layer, LayerIndex};
-use crate::source::Source;
+use crate::layer::{index_layer, Compression, LayerIndex};
+use crate::source::{LayerStream, Source};
 use crate::tree::{ContentLocation, FileTree};
 
 /// Layers fetched and indexed at the same time (design §3: three downloads per registry).
@@ -131,7 +132,7 @@ pub async fn load(
                 .await
                 .map_err(|_| Error::Other("layer scheduler closed".to_string()))?;
             let _ = events.send(Event::LayerStarted(index));
-            let result = fetch_and_index(&source, &layer, &progress).await;
+            let result = obtain_index(&source, &layer, &progress).await;
             if result.is_ok() {
                 let _ = events.send(Event::LayerIndexed(index));
             }
@@ -153,6 +154,10 @@ pub async fn load(
             let _ = events.send(Event::LayerMerged(next));
             next += 1;
         }
+    }
+    if let Some(cache) = source.cache().cloned() {
+        // Keep the cache within its limit; a failure here costs nothing but disk space.
+        let _ = tokio::task::spawn_blocking(move || cache.evict()).await;
     }
     let _ = events.send(Event::Finished);
     Ok(Loaded {
@@ -178,23 +183,134 @@ async fn merge(tree: &Arc<RwLock<FileTree>>, index: LayerIndex) -> Result<(), Er
     .map_err(|e| Error::Other(format!("merging a layer failed: {e}")))
 }
 
-/// Download one layer and index it while it streams: the download runs here, the
-/// decompression and tar reading on a blocking thread fed through a bounded channel.
-async fn fetch_and_index(
+/// The index of one layer, from the cheapest place that has it: the cache (by diff_id), the
+/// source itself (an engine export was indexed while it streamed), a cached blob, and last
+/// the source's blob. A fresh index is stored in the cache for the next run.
+async fn obtain_index(
     source: &Source,
     layer: &LayerInfo,
     progress: &Progress,
+) -> Result<LayerIndex, Error> {
+    let cache = source.cache().cloned();
+    let counted = |n: u64| {
+        if let Some(c) = progress.downloaded.get(layer.index) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    };
+    if let Some(cache) = &cache {
+        let (c, diff_id) = (cache.clone(), layer.diff_id.clone());
+        let hit = tokio::task::spawn_blocking(move || c.load_index(&diff_id))
+            .await
+            .ok()
+            .flatten();
+        if let Some(index) = hit {
+            counted(layer.compressed_size);
+            let compression = compression_of(&layer.media_type).unwrap_or(index.compression());
+            return Ok(index.with_blob_facts(layer.compressed_size, compression));
+        }
+    }
+    let index = if let Some(index) = source.take_index(layer) {
+        counted(layer.compressed_size);
+        index
+    } else {
+        let blob_cache = cache.clone().filter(|_| source.caches_blobs());
+        let from_cache = blob_cache
+            .as_ref()
+            .and_then(|c| crate::source::open_cached_blob(c, layer));
+        let cached = match from_cache {
+            Some(stream) => match fetch_and_index(stream, layer, progress, None).await {
+                Ok(index) => Some(index),
+                Err(_) => {
+                    // Damaged: forget it, start the count again and fetch it anew.
+                    if let Some(c) = &blob_cache {
+                        c.remove_blob(&layer.digest);
+                    }
+                    if let Some(c) = progress.downloaded.get(layer.index) {
+                        c.store(0, Ordering::Relaxed);
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        match cached {
+            Some(index) => index,
+            None => {
+                let stream = source.open_layer_from_origin(layer).await?;
+                fetch_and_index(stream, layer, progress, blob_cache.as_deref()).await?
+            }
+        }
+    };
+    match cache {
+        Some(cache) => tokio::task::spawn_blocking(move || {
+            // A cache that cannot be written only costs the next run a download.
+            let _ = cache.store_index(&index);
+            index
+        })
+        .await
+        .map_err(|e| Error::Other(format!("caching layer {} failed: {e}", layer.index))),
+        None => Ok(index),
+    }
+}
+
+/// The compression a layer media type names, when it names one.
+fn compression_of(media_type: &str) -> Option<Compression> {
+    if media_type.ends_with("zstd") {
+        Some(Compression::Zstd)
+    } else if media_type.ends_with("gzip") {
+        Some(Compression::Gzip)
+    } else if media_type.ends_with(".tar") {
+        Some(Compression::None)
+    } else {
+        None
+    }
+}
+
+/// Passes bytes on to the indexer and copies them into a cache entry; a write failure only
+/// stops the copy.
+struct Tee<R> {
+    inner: R,
+    copy: Option<BlobWriter>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(copy) = self.copy.as_mut() {
+            if copy.write_all(&buf[..n]).is_err() {
+                self.copy = None;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Read one layer blob and index it while it streams: the stream is read here, the
+/// decompression and tar reading run on a blocking thread fed through a bounded channel. With
+/// `cache`, the blob is copied into it and published once both its digest (checked by the
+/// stream) and its diff_id (checked by the indexer) are right.
+async fn fetch_and_index(
+    mut stream: LayerStream,
+    layer: &LayerInfo,
+    progress: &Progress,
+    cache: Option<&Cache>,
 ) -> Result<LayerIndex, Error> {
     let layer_error = |source| Error::Layer {
         index: layer.index,
         digest: layer.digest.clone(),
         source,
     };
-    let mut stream = source.open_layer(layer).await?;
+    let copy = cache.and_then(|c| c.blob_writer(&layer.digest).ok());
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let diff_id = layer.diff_id.clone();
-    let indexer =
-        tokio::task::spawn_blocking(move || index_layer(ChannelReader::new(rx), Some(&diff_id)));
+    let indexer = tokio::task::spawn_blocking(move || {
+        let mut tee = Tee {
+            inner: ChannelReader::new(rx),
+            copy,
+        };
+        let result = index_layer(&mut tee, Some(&diff_id));
+        (result, tee.copy)
+    });
 
     let counter = progress.downloaded.get(layer.index);
     let count = |n: usize| {
@@ -222,10 +338,15 @@ async fn fetch_and_index(
         }
     }
     drop(tx);
-    indexer
+    let (result, copy) = indexer
         .await
-        .map_err(|e| Error::Other(format!("indexing layer {} failed: {e}", layer.index)))?
-        .map_err(layer_error)
+        .map_err(|e| Error::Other(format!("indexing layer {} failed: {e}", layer.index)))?;
+    let index = result.map_err(layer_error)?;
+    if let Some(copy) = copy {
+        // Fewer bytes than the blob (the indexer stopped early) are refused by `commit`.
+        let _ = copy.commit(layer.compressed_size);
+    }
+    Ok(index)
 }
 
 /// Read up to `max_len` bytes at `offset` of a file whose bytes are at `location`, by
@@ -276,14 +397,14 @@ pub async fn read_file(
         })
 }
 
-/// A blocking `Read` over chunks sent from the async download.
-struct ChannelReader {
+/// A blocking `Read` over chunks sent from an async download.
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
 }
 
 impl ChannelReader {
-    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
         ChannelReader {
             rx,
             current: Bytes::new(),

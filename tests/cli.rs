@@ -24,6 +24,7 @@ async fn layerscope(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("XDG_RUNTIME_DIR", home.join("run"))
         .stdin(std::process::Stdio::null());
@@ -471,8 +472,11 @@ async fn bad_input_gives_one_line_errors_and_exit_code_2() {
     let (registry, image) = registry_with_wasteful_image().await;
     let home = TempDir::new("home");
     let h = home.path();
+    // Without the cache: a layer verified in one run would be served from it in the next,
+    // and the faults below must each meet the network.
     let run = |args: Vec<String>| async move {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.insert(0, "--no-cache");
         layerscope(h, h, &args, &[]).await
     };
 

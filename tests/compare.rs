@@ -27,6 +27,7 @@ async fn layerscope(home: &Path, args: &[&str]) -> Output {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("XDG_RUNTIME_DIR", home.join("run"))
         .stdin(std::process::Stdio::null());

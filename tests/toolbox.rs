@@ -32,6 +32,7 @@ async fn layerscope(home: &Path, args: &[&str]) -> Output {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("XDG_RUNTIME_DIR", home.join("run"))
         .stdin(std::process::Stdio::null());
@@ -550,6 +551,7 @@ async fn blob_downloads_verified_bytes_to_a_file_or_a_pipe() {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", f.home.path())
+        .env("LAYERSCOPE_CACHE_DIR", f.home.path().join("cache"))
         .env("SHELL", "/bin/sh")
         .stdin(std::process::Stdio::null())
         .output()
@@ -1038,6 +1040,7 @@ async fn an_interrupted_download_leaves_nothing_behind() {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", f.home.path())
+        .env("LAYERSCOPE_CACHE_DIR", f.home.path().join("cache"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -6,6 +6,7 @@
 //! diff_id), and keeps only a [`LayerIndex`]: entries, whiteouts and opaque directories, with
 //! path bytes in one arena. Nothing else of the layer stays in memory.
 
+mod codec;
 pub mod extract;
 mod index;
 pub mod path;
@@ -17,6 +18,7 @@ use std::io::Read;
 
 use crate::digest::{Algorithm, Digest};
 
+pub use codec::{DecodeError, FORMAT_VERSION as INDEX_FORMAT_VERSION};
 pub use path::{normalize_path, split_last};
 pub use stream::sniff;
 
@@ -172,7 +174,7 @@ impl std::error::Error for LayerError {}
 /// Paths are normalised (`a/b`, no leading slash; the root is empty) and stored as raw bytes
 /// in one arena. Whiteout paths name what is deleted (`a/.wh.b` is stored as `a/b`); opaque
 /// directories name the directory (`a/.wh..wh..opq` is stored as `a`).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LayerIndex {
     entries: Vec<Entry>,
     paths: Vec<Span>,
@@ -245,6 +247,14 @@ impl LayerIndex {
     /// The compression that was sniffed.
     pub fn compression(&self) -> Compression {
         self.compression
+    }
+
+    /// The same index described as read from another blob of the same tar (a cached index
+    /// reused for a blob compressed differently): only the blob's size and compression change.
+    pub fn with_blob_facts(mut self, compressed_size: u64, compression: Compression) -> Self {
+        self.compressed_size = compressed_size;
+        self.compression = compression;
+        self
     }
 
     /// Take the index apart for the tree: entries and their paths (the arena is dropped

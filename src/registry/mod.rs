@@ -299,6 +299,17 @@ impl RegistryClient {
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<ImageInfo, RegistryError> {
+        self.resolve_with_cache(reference, platform, None).await
+    }
+
+    /// [`RegistryClient::resolve`], reading the config from `cache` when it holds it (checked
+    /// against its digest) and storing it there when it did not.
+    pub async fn resolve_with_cache(
+        &self,
+        reference: &Reference,
+        platform: Option<&Platform>,
+        cache: Option<&crate::cache::Cache>,
+    ) -> Result<ImageInfo, RegistryError> {
         let top = self.fetch_manifest(reference).await?;
         let (image, chosen_platform) = match &top.parsed {
             ParsedManifest::Image(_) => (top.clone(), None),
@@ -324,7 +335,20 @@ impl RegistryClient {
                 detail: "the index entry for the platform is itself an index".to_string(),
             });
         };
-        let config_bytes = self.fetch_blob(reference, &manifest.config).await?;
+        let config_digest = &manifest.config.digest;
+        let cached =
+            cache.and_then(|c| c.read_small_blob(config_digest, Some(manifest.config.size)));
+        let config_bytes = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.fetch_blob(reference, &manifest.config).await?;
+                if let Some(cache) = cache {
+                    // A cache that cannot be written only costs the next run a download.
+                    let _ = cache.store_small_blob(config_digest, &bytes);
+                }
+                bytes
+            }
+        };
         let config =
             ImageConfig::parse(&config_bytes).map_err(|e| RegistryError::InvalidConfig {
                 reference: reference.to_string(),

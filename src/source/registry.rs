@@ -1,8 +1,12 @@
 //! Images pulled from a registry over its HTTP API.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
+use tokio::sync::OnceCell;
 
 use super::LayerStream;
+use crate::cache::Cache;
 use crate::error::Error;
 use crate::image::{ImageInfo, LayerInfo, Platform};
 use crate::reference::Reference;
@@ -13,6 +17,9 @@ pub struct RegistrySource {
     client: RegistryClient,
     reference: Reference,
     platform: Option<Platform>,
+    /// The first resolution, reused: the command line resolves once to decide the source
+    /// (see the fallback to a local engine), the pipeline again.
+    resolved: OnceCell<ImageInfo>,
 }
 
 impl RegistrySource {
@@ -22,6 +29,7 @@ impl RegistrySource {
             client,
             reference,
             platform,
+            resolved: OnceCell::new(),
         }
     }
 
@@ -30,11 +38,20 @@ impl RegistrySource {
         &self.reference
     }
 
-    pub(super) async fn resolve(&self) -> Result<ImageInfo, Error> {
-        Ok(self
-            .client
-            .resolve(&self.reference, self.platform.as_ref())
-            .await?)
+    pub(super) async fn resolve(&self, cache: Option<&Arc<Cache>>) -> Result<ImageInfo, Error> {
+        let info = self
+            .resolved
+            .get_or_try_init(|| async {
+                self.client
+                    .resolve_with_cache(
+                        &self.reference,
+                        self.platform.as_ref(),
+                        cache.map(|c| c.as_ref()),
+                    )
+                    .await
+            })
+            .await?;
+        Ok(info.clone())
     }
 
     pub(super) async fn open_layer(&self, layer: &LayerInfo) -> Result<LayerStream, Error> {

@@ -1,0 +1,385 @@
+//! A compact binary form of a [`LayerIndex`], so a cache can hand back a layer's index without
+//! reading the layer again.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! magic "LSIX" | format version u32 | payload length u64 | sha256(payload) [32] | payload
+//! payload: diff_id (len u16 + ASCII) | tar_size u64 | compressed_size u64 | compression u8 |
+//!          size_bytes u64 | skipped u64 | arena (len u64 + bytes) |
+//!          entries (count u64, each: path span, kind u8, mode u32, uid u32, gid u32, size u64,
+//!                   mtime u64, data_offset u64, flags u8, [content 32], [link len u32 + bytes]) |
+//!          whiteouts (count u64 + spans) | opaque dirs (count u64 + spans)
+//! ```
+//! A span is `start u32, len u32` into the arena. Decoding checks the checksum first, then
+//! every length and span, so a damaged file is an error, never a panic or a wrong tree.
+
+use std::fmt;
+
+use sha2::Digest as _;
+
+use super::{Compression, Entry, EntryKind, LayerIndex, Span};
+use crate::digest::Digest;
+
+const MAGIC: &[u8; 4] = b"LSIX";
+/// Bump when the payload layout or the meaning of any field changes: older entries are then
+/// treated as absent and rebuilt.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 4 + 4 + 8 + 32;
+
+/// Why bytes are not a usable index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "damaged layer index: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+const HAS_CONTENT: u8 = 1;
+const HAS_LINK: u8 = 2;
+
+fn kind_code(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+        EntryKind::Symlink => 2,
+        EntryKind::Hardlink => 3,
+        EntryKind::CharDevice => 4,
+        EntryKind::BlockDevice => 5,
+        EntryKind::Fifo => 6,
+    }
+}
+
+fn kind_of(code: u8) -> Option<EntryKind> {
+    Some(match code {
+        0 => EntryKind::File,
+        1 => EntryKind::Dir,
+        2 => EntryKind::Symlink,
+        3 => EntryKind::Hardlink,
+        4 => EntryKind::CharDevice,
+        5 => EntryKind::BlockDevice,
+        6 => EntryKind::Fifo,
+        _ => return None,
+    })
+}
+
+fn compression_code(c: Compression) -> u8 {
+    match c {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Zstd => 2,
+    }
+}
+
+fn compression_of(code: u8) -> Option<Compression> {
+    Some(match code {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Zstd,
+        _ => return None,
+    })
+}
+
+impl LayerIndex {
+    /// The index in the binary form described in this module's documentation.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(self.arena.len() + self.entries.len() * 64 + 256);
+        let diff_id = self.diff_id.to_string();
+        // Digests are at most "sha512:" + 128 hex characters.
+        p.extend_from_slice(&(diff_id.len() as u16).to_le_bytes());
+        p.extend_from_slice(diff_id.as_bytes());
+        for v in [self.tar_size, self.compressed_size] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.push(compression_code(self.compression));
+        for v in [self.size_bytes, self.skipped, self.arena.len() as u64] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.extend_from_slice(&self.arena);
+        p.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for (span, e) in self.paths.iter().zip(&self.entries) {
+            put_span(&mut p, *span);
+            p.push(kind_code(e.kind));
+            for v in [e.mode, e.uid, e.gid] {
+                p.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [e.size, e.mtime, e.data_offset] {
+                p.extend_from_slice(&v.to_le_bytes());
+            }
+            let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
+                | if e.link_target.is_some() { HAS_LINK } else { 0 };
+            p.push(flags);
+            if let Some(hash) = &e.content {
+                p.extend_from_slice(hash);
+            }
+            if let Some(link) = &e.link_target {
+                p.extend_from_slice(&(link.len() as u32).to_le_bytes());
+                p.extend_from_slice(link);
+            }
+        }
+        for spans in [&self.whiteouts, &self.opaque_dirs] {
+            p.extend_from_slice(&(spans.len() as u64).to_le_bytes());
+            for span in spans.iter() {
+                put_span(&mut p, *span);
+            }
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + p.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(&sha2::Sha256::digest(&p));
+        out.extend_from_slice(&p);
+        out
+    }
+
+    /// Read an index written by [`LayerIndex::encode`], checking its checksum and every span.
+    pub fn decode(bytes: &[u8]) -> Result<LayerIndex, DecodeError> {
+        let bad = |why: &str| DecodeError(why.to_string());
+        if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+            return Err(bad("not a layerscope index"));
+        }
+        let mut header = Reader {
+            bytes: &bytes[4..HEADER_LEN],
+            at: 0,
+        };
+        let version = header.u32()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError(format!("format version {version}")));
+        }
+        let len = header.u64()?;
+        let checksum = header.take(32)?;
+        let payload = &bytes[HEADER_LEN..];
+        if payload.len() as u64 != len {
+            return Err(bad("truncated"));
+        }
+        if sha2::Sha256::digest(payload).as_slice() != checksum {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut r = Reader {
+            bytes: payload,
+            at: 0,
+        };
+        let id_len = usize::from(r.u16()?);
+        let diff_id: Digest = std::str::from_utf8(r.take(id_len)?)
+            .map_err(|_| bad("diff_id is not text"))?
+            .parse()
+            .map_err(|_| bad("invalid diff_id"))?;
+        let tar_size = r.u64()?;
+        let compressed_size = r.u64()?;
+        let compression = compression_of(r.u8()?).ok_or_else(|| bad("unknown compression"))?;
+        let size_bytes = r.u64()?;
+        let skipped = r.u64()?;
+        let arena_len = r.len()?;
+        let arena = r.take(arena_len)?.to_vec();
+        let count = r.len()?;
+        // Each entry takes at least 50 bytes: refuse counts the payload cannot hold before
+        // allocating for them.
+        if count > r.remaining() / 50 {
+            return Err(bad("entry count exceeds the payload"));
+        }
+        let mut paths = Vec::with_capacity(count);
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            paths.push(r.span(arena.len())?);
+            let kind = kind_of(r.u8()?).ok_or_else(|| bad("unknown entry kind"))?;
+            let mode = r.u32()?;
+            let uid = r.u32()?;
+            let gid = r.u32()?;
+            let size = r.u64()?;
+            let mtime = r.u64()?;
+            let data_offset = r.u64()?;
+            let flags = r.u8()?;
+            let content = if flags & HAS_CONTENT != 0 {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(r.take(32)?);
+                Some(hash)
+            } else {
+                None
+            };
+            let link_target = if flags & HAS_LINK != 0 {
+                let n = r.u32()? as usize;
+                Some(r.take(n)?.to_vec())
+            } else {
+                None
+            };
+            entries.push(Entry {
+                kind,
+                mode,
+                uid,
+                gid,
+                size,
+                mtime,
+                content,
+                link_target,
+                data_offset,
+            });
+        }
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.len()?;
+            if n > r.remaining() / 8 {
+                return Err(bad("span count exceeds the payload"));
+            }
+            for _ in 0..n {
+                list.push(r.span(arena.len())?);
+            }
+        }
+        if r.remaining() != 0 {
+            return Err(bad("trailing bytes"));
+        }
+        let [whiteouts, opaque_dirs] = lists;
+        Ok(LayerIndex {
+            entries,
+            paths,
+            arena,
+            whiteouts,
+            opaque_dirs,
+            size_bytes,
+            skipped,
+            tar_size,
+            compressed_size,
+            diff_id,
+            compression,
+        })
+    }
+}
+
+fn put_span(out: &mut Vec<u8>, span: Span) {
+    out.extend_from_slice(&span.start.to_le_bytes());
+    out.extend_from_slice(&span.len.to_le_bytes());
+}
+
+/// A bounds-checked cursor.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError("truncated".to_string()));
+        }
+        let out = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A length that must fit in what is left.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u64()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.remaining())
+            .ok_or_else(|| DecodeError("a length exceeds the payload".to_string()))
+    }
+
+    fn span(&mut self, arena_len: usize) -> Result<Span, DecodeError> {
+        let start = self.u32()?;
+        let len = self.u32()?;
+        if start as usize + len as usize > arena_len {
+            return Err(DecodeError(
+                "a path lies outside the name arena".to_string(),
+            ));
+        }
+        Ok(Span { start, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::index_layer;
+
+    fn sample() -> LayerIndex {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(1000);
+            h.set_mtime(1_700_000_000);
+            if let Some(l) = link {
+                h.set_link_name(l).expect("short link");
+            }
+            b.append_data(&mut h, name, data).expect("in memory");
+        };
+        add("etc/", tar::EntryType::Directory, b"", None);
+        add(
+            "etc/hosts",
+            tar::EntryType::Regular,
+            b"127.0.0.1 localhost\n",
+            None,
+        );
+        add("etc/link", tar::EntryType::Symlink, b"", Some("hosts"));
+        add("etc/hard", tar::EntryType::Link, b"", Some("etc/hosts"));
+        add("var/.wh.cache", tar::EntryType::Regular, b"", None);
+        add("opt/.wh..wh..opq", tar::EntryType::Regular, b"", None);
+        let tar = b.into_inner().expect("in memory");
+        index_layer(&tar[..], None).expect("valid tar")
+    }
+
+    fn same(a: &LayerIndex, b: &LayerIndex) {
+        assert!(a.entries().eq(b.entries()));
+        assert!(a.whiteouts().eq(b.whiteouts()));
+        assert!(a.opaque_dirs().eq(b.opaque_dirs()));
+        assert_eq!(a.diff_id(), b.diff_id());
+        assert_eq!(
+            (a.tar_size(), a.compressed_size(), a.size_bytes()),
+            (b.tar_size(), b.compressed_size(), b.size_bytes())
+        );
+        assert_eq!(a.compression(), b.compression());
+        assert_eq!(a.skipped_entries(), b.skipped_entries());
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let index = sample();
+        assert_eq!(index.len(), 4);
+        let decoded = LayerIndex::decode(&index.encode()).expect("decodes");
+        same(&index, &decoded);
+    }
+
+    #[test]
+    fn any_flipped_byte_or_cut_is_refused() {
+        let bytes = sample().encode();
+        for at in (0..bytes.len()).step_by(7) {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(LayerIndex::decode(&damaged).is_err(), "flip at {at}");
+        }
+        for cut in [0, 3, HEADER_LEN, bytes.len() - 1] {
+            assert!(LayerIndex::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
