@@ -304,7 +304,8 @@ const DEFAULTS: &[(&str, Action, Scope, &[&str], &str)] = &[
         "toggle-modified-files",
         Action::ToggleModified,
         Scope::Tree,
-        &["ctrl+m"],
+        // Most terminals send Ctrl+M as Enter (which opens files): Alt+M works in all of them.
+        &["ctrl+m", "alt+m"],
         "hide / show modified",
     ),
     (

@@ -387,7 +387,13 @@ fn whole_screen_at_80x24_with_views_filter_search_and_resize() {
     let text = h.draw();
     assert!(text.contains("hidden: unmodified"), "{text}");
     assert!(!text.contains("hosts"), "{text}");
-    h.ctrl('u').ctrl('f').typed("host");
+    h.ctrl('u');
+    // Alt+M hides modified files (Ctrl+M arrives as Enter in most terminals); again shows them.
+    h.key(KeyCode::Char('m'), KeyModifiers::ALT);
+    assert!(h.draw().contains("hidden: modified"), "{}", h.draw());
+    h.key(KeyCode::Char('m'), KeyModifiers::ALT);
+    assert!(!h.draw().contains("hidden: modified"));
+    h.ctrl('f').typed("host");
     let text = h.draw();
     assert!(text.contains("Filter: host▏ (regex)"), "{text}");
     assert!(text.contains("hosts"), "{text}");
