@@ -255,16 +255,7 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("own executable");
-    println!(
-        "layerscope engine benchmark ({} cores; load average {})",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("layerscope engine benchmark ({})", synthetic::machine());
     for (name, target) in [
         ("110k", "target: < 0.6 s and < 100 MB"),
         ("1M", "target: < 6 s and < 1 GB"),

@@ -9,6 +9,9 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
+#[path = "support/publish.rs"]
+mod publish;
+
 #[allow(dead_code)]
 #[path = "../tests/common/push.rs"]
 mod push;
@@ -22,15 +25,12 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use layerscope::pipeline::{self, Event};
 use layerscope::reference::Reference;
 use layerscope::registry::{RegistryClient, RegistryOptions};
 use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 
-use push::{config_json, Pusher, Step};
 use registry::Registry;
 use synthetic::{ensure_layers, GeneratedLayer};
 
@@ -101,40 +101,6 @@ fn measure_child(exe: &str, args: &[String]) {
     );
     drop(child);
     println!("RESULT {} {}", wall.as_secs_f64(), usage.ru_maxrss);
-}
-
-/// Push the scenario's layers with a config and a Docker v2 manifest; returns the layer digests.
-async fn push_scenario(registry: &Registry, repo: &str, layers: &[GeneratedLayer]) -> Vec<String> {
-    let pusher = Pusher::new(&registry.url());
-    let mut descriptors = Vec::new();
-    let mut digests = Vec::new();
-    for layer in layers {
-        let bytes = std::fs::read(&layer.path).expect("read layer");
-        let digest = pusher.push_blob(repo, &bytes).await;
-        descriptors.push(json!({
-            "mediaType": push::mt::DOCKER_LAYER,
-            "digest": digest,
-            "size": bytes.len(),
-        }));
-        digests.push(digest);
-    }
-    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let history: Vec<Step> = (0..layers.len())
-        .map(|i| Step::layer(&format!("RUN build step {i}")))
-        .collect();
-    let config = config_json("linux", "amd64", None, &diff_ids, &history);
-    let config_digest = pusher.push_blob(repo, &config).await;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": push::mt::DOCKER_MANIFEST,
-        "config": {"mediaType": push::mt::DOCKER_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": descriptors,
-    }))
-    .expect("manifest JSON");
-    pusher
-        .push_manifest(repo, "latest", &manifest, push::mt::DOCKER_MANIFEST)
-        .await;
-    digests
 }
 
 /// Time from nothing to the manifest and config resolved (what the explorer's first frame
@@ -209,16 +175,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!(
-        "layerscope pull benchmark ({} cores; load average {})",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("layerscope pull benchmark ({})", synthetic::machine());
     for name in scenarios {
         let layers = ensure_layers(&dir, name);
         let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
@@ -235,7 +192,7 @@ fn main() {
         );
         let registry = runtime.block_on(Registry::start());
         let repo = format!("bench/{}", name.to_ascii_lowercase());
-        let digests = runtime.block_on(push_scenario(&registry, &repo, &layers));
+        let digests = runtime.block_on(publish::push_generated(&registry.url(), &repo, &layers));
         let reference = format!("{}/{repo}:latest", registry.host);
 
         let resolved: Vec<Duration> = (0..RUNS)

@@ -16,6 +16,9 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
+#[path = "support/publish.rs"]
+mod publish;
+
 #[allow(dead_code)]
 #[path = "../tests/common/push.rs"]
 mod push;
@@ -29,8 +32,6 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use layerscope::analysis::analyse;
 use layerscope::cache::{Cache, DEFAULT_LIMIT};
 use layerscope::pipeline;
@@ -39,41 +40,11 @@ use layerscope::registry::{RegistryClient, RegistryOptions};
 use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 
-use push::{config_json, Pusher, Step};
 use registry::Registry;
 use synthetic::{ensure_layers, GeneratedLayer};
 
 /// Measurements per configuration; the best is reported with all of them.
 const RUNS: usize = 3;
-
-/// Push the layers with a config and a Docker v2 manifest as `repo:latest`.
-async fn push_image(registry: &Registry, repo: &str, layers: &[GeneratedLayer]) {
-    let pusher = Pusher::new(&registry.url());
-    let mut descriptors = Vec::new();
-    for layer in layers {
-        let bytes = std::fs::read(&layer.path).expect("read layer");
-        let digest = pusher.push_blob(repo, &bytes).await;
-        descriptors.push(json!({
-            "mediaType": push::mt::DOCKER_LAYER, "digest": digest, "size": bytes.len(),
-        }));
-    }
-    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    let history: Vec<Step> = (0..layers.len())
-        .map(|i| Step::layer(&format!("RUN build step {i}")))
-        .collect();
-    let config = config_json("linux", "amd64", None, &diff_ids, &history);
-    let config_digest = pusher.push_blob(repo, &config).await;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": push::mt::DOCKER_MANIFEST,
-        "config": {"mediaType": push::mt::DOCKER_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": descriptors,
-    }))
-    .expect("manifest JSON");
-    pusher
-        .push_manifest(repo, "latest", &manifest, push::mt::DOCKER_MANIFEST)
-        .await;
-}
 
 /// One run of the binary, timed; panics when it fails.
 fn run(exe: &str, cache: &Path, args: &[&str]) -> Duration {
@@ -152,16 +123,7 @@ fn main() {
     let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
     let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
     let files: u64 = layers.iter().map(|l| l.files).sum();
-    println!(
-        "layerscope sources benchmark ({} cores; load average {})",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("layerscope sources benchmark ({})", synthetic::machine());
     println!(
         "image {name}: {} gzip layers, {files} files, {:.1} MB gzip, {:.1} MB tar",
         layers.len(),
@@ -170,7 +132,11 @@ fn main() {
     );
 
     let registry = runtime.block_on(Registry::start());
-    runtime.block_on(push_image(&registry, "bench/image", &layers));
+    runtime.block_on(publish::push_generated(
+        &registry.url(),
+        "bench/image",
+        &layers,
+    ));
     let reference = format!("{}/bench/image:latest", registry.host);
 
     // A docker-archive as `docker save` writes it: layers uncompressed.

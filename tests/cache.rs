@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use common::cli::{self, json_ok, stdout};
 use common::layers::{content, Compress, LayerBuilder};
 use common::push::{build_image, mt, Blob, Flavor, Pusher, Step, TestImage};
 use common::registry::{FaultProxy, Registry, TempDir};
@@ -20,35 +21,12 @@ use layerscope::registry::{RegistryClient, RegistryOptions};
 use layerscope::source::{RegistrySource, Source};
 
 async fn layerscope(home: &Path, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
-    command
-        .args(args)
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LAYERSCOPE_CACHE_DIR", cache)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .stdin(std::process::Stdio::null());
+    let mut command = cli::command(home);
+    command.args(args).env("LAYERSCOPE_CACHE_DIR", cache);
     for (k, v) in env {
         command.env(k, v);
     }
     command.output().await.expect("run layerscope")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn json_of(output: &Output) -> Value {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
 /// An image of `sizes.len()` gzip layers of incompressible files of those sizes, `seed` making
@@ -107,7 +85,7 @@ impl Fixture {
     }
 
     async fn json(&self, name: &str) -> Value {
-        json_of(&self.run(&["--json", "-", &self.reference(name)]).await)
+        json_ok(&self.run(&["--json", "-", &self.reference(name)]).await)
     }
 
     /// Blob downloads so far (GETs; a digest names the blob).
@@ -179,7 +157,7 @@ async fn a_warm_run_downloads_no_blob_and_gives_the_same_model() {
     let out = f
         .run(&["--no-cache", "--json", "-", &f.reference("app")])
         .await;
-    assert_eq!(json_of(&out), cold);
+    assert_eq!(json_ok(&out), cold);
     assert_eq!(f.blob_gets().len(), 2 * expected.len());
 
     // The explorer's file viewer re-reads a layer through Source::open_layer: from the cache.
@@ -266,7 +244,7 @@ async fn two_runs_at_once_share_one_cache() {
     let reference = f.reference("app");
     let args = ["--json", "-", reference.as_str()];
     let (a, b) = tokio::join!(f.run(&args), f.run(&args));
-    let (a, b) = (json_of(&a), json_of(&b));
+    let (a, b) = (json_ok(&a), json_ok(&b));
     assert_eq!(a, b);
     let gets = f.blob_gets().len();
     assert!(gets >= 4, "both ran cold: {gets} blob GETs");
@@ -297,7 +275,7 @@ async fn a_small_limit_evicts_the_least_recently_used() {
     let f = Fixture::new(&[("one", &one), ("two", &two)]).await;
     let limit = "600kB";
 
-    json_of(
+    json_ok(
         &f.run(&["--cache-size", limit, "--json", "-", &f.reference("one")])
             .await,
     );
@@ -309,7 +287,7 @@ async fn a_small_limit_evicts_the_least_recently_used() {
         &[("LAYERSCOPE_CACHE_SIZE", limit)],
     )
     .await;
-    json_of(&out);
+    json_ok(&out);
     // Both would not fit: the least recently used entries went, oldest first (the first
     // image's config, then its blob) until the total fit; the rest stayed.
     assert!(!f.blob_file(&one.config.digest).exists());
@@ -326,7 +304,7 @@ async fn a_small_limit_evicts_the_least_recently_used() {
 
     // Reopening the first image downloads what went (the config) and nothing that stayed.
     let before = f.blob_gets().len();
-    json_of(
+    json_ok(
         &f.run(&["--cache-size", limit, "--json", "-", &f.reference("one")])
             .await,
     );
@@ -379,7 +357,7 @@ async fn cache_command_shows_and_clears() {
     );
 
     // --no-cache writes nothing.
-    json_of(
+    json_ok(
         &f.run(&["--no-cache", "--json", "-", &f.reference("app")])
             .await,
     );

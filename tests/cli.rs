@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use common::cli::{self, json, stderr, stdout};
 use common::layers::{Compress, LayerBuilder};
 use common::push::{build_image, index_json, mt, Blob, Flavor, Pusher, Step, TestImage};
 use common::registry::{FaultProxy, Registry, Reply, TempDir};
@@ -17,34 +18,12 @@ use common::registry::{FaultProxy, Registry, Reply, TempDir};
 /// Run the binary with an environment that reads nothing of this machine's Docker setup and is
 /// not in CI mode unless asked.
 async fn layerscope(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
-    command
-        .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .stdin(std::process::Stdio::null());
+    let mut command = cli::command(home);
+    command.args(args).current_dir(cwd);
     for (k, v) in env {
         command.env(k, v);
     }
     command.output().await.expect("run layerscope")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
 }
 
 fn layer(builder: LayerBuilder, how: Compress, media_type: &str) -> (Blob, Vec<u8>) {

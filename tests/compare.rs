@@ -5,12 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::cli::{self, json, stderr, stdout};
 use common::layers::{Compress, LayerBuilder, Meta};
 use common::push::TestImage;
 use common::push::{attestation_for, build_image, index_json, mt, Blob, Flavor, Pusher, Step};
@@ -18,34 +18,6 @@ use common::registry::{FaultProxy, Registry, Reply, Request, TempDir};
 use layerscope::compare::{compare, LayerMatch};
 use layerscope::registry::{RegistryClient, RegistryOptions};
 use layerscope::tree::{ChangeKind, FileTree};
-
-async fn layerscope(home: &Path, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
-    command
-        .args(args)
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .stdin(std::process::Stdio::null());
-    command.output().await.expect("run layerscope")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
-}
 
 fn sized(seed: u8, n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
@@ -154,9 +126,9 @@ async fn two_images_sharing_a_base_differ_by_hand_computed_files_and_bytes() {
     let f = fixture().await;
     let a_ref = format!("{}/app:1.3", f.registry.host);
     let b_ref = format!("{}/app:1.4", f.registry.host);
-    let out = layerscope(f.home.path(), &["diff", "--json", &a_ref, &b_ref]).await;
+    let out = cli::run(f.home.path(), &["diff", "--json", &a_ref, &b_ref]).await;
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    let doc = json_of(&out);
+    let doc = json(&out);
     assert_eq!(doc["identical"], false);
     assert_eq!(doc["sameConfig"], false);
     assert_eq!(doc["a"]["digest"], f.a.manifest_digest);
@@ -251,7 +223,7 @@ async fn two_images_sharing_a_base_differ_by_hand_computed_files_and_bytes() {
     );
 
     // The text report says the same.
-    let out = layerscope(f.home.path(), &["diff", &a_ref, &b_ref]).await;
+    let out = cli::run(f.home.path(), &["diff", &a_ref, &b_ref]).await;
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -296,7 +268,7 @@ async fn two_images_sharing_a_base_differ_by_hand_computed_files_and_bytes() {
     );
 
     // --summary leaves the paths out.
-    let out = layerscope(f.home.path(), &["diff", "--summary", &a_ref, &b_ref]).await;
+    let out = cli::run(f.home.path(), &["diff", "--summary", &a_ref, &b_ref]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(!stdout(&out).contains("/app/main"));
     assert!(stdout(&out).contains("Summary: 2 added"));
@@ -307,16 +279,16 @@ async fn identical_images_exit_0() {
     let f = fixture().await;
     let a_ref = format!("{}/app:1.3", f.registry.host);
     let copy = format!("{}/copy/app:1.3", f.registry.host);
-    let out = layerscope(f.home.path(), &["diff", &a_ref, &copy]).await;
+    let out = cli::run(f.home.path(), &["diff", &a_ref, &copy]).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("Files: no differences"), "{text}");
     assert!(text.contains("the same layers"), "{text}");
     assert!(text.contains("Config: the same"), "{text}");
     assert!(text.trim_end().ends_with("; identical"), "{text}");
-    let out = layerscope(f.home.path(), &["diff", "--json", &a_ref, &copy]).await;
+    let out = cli::run(f.home.path(), &["diff", "--json", &a_ref, &copy]).await;
     assert_eq!(out.status.code(), Some(0));
-    let doc = json_of(&out);
+    let doc = json(&out);
     assert_eq!(doc["identical"], true);
     assert_eq!(doc["files"], json!([]));
     assert_eq!(doc["layers"]["commonPrefix"], 2);
@@ -347,7 +319,7 @@ async fn identical_images_exit_0() {
     pusher
         .push_manifest("multi", "v1", &index, mt::OCI_INDEX)
         .await;
-    let out = layerscope(
+    let out = cli::run(
         f.home.path(),
         &[
             "diff",
@@ -371,7 +343,7 @@ async fn identical_images_exit_0() {
 async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
     let f = fixture().await;
     let a_ref = format!("{}/app:1.3", f.registry.host);
-    let out = layerscope(
+    let out = cli::run(
         f.home.path(),
         &["diff", &a_ref, &format!("{}/app:9.9", f.registry.host)],
     )
@@ -399,7 +371,7 @@ async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
         }),
     )
     .await;
-    let out = layerscope(
+    let out = cli::run(
         f.home.path(),
         &[
             "diff",
@@ -414,7 +386,7 @@ async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
     assert!(err.contains("image A ("), "{err}");
     assert!(err.contains("digest mismatch"), "{err}");
 
-    let out = layerscope(f.home.path(), &["diff", &a_ref, "Bad/Name"]).await;
+    let out = cli::run(f.home.path(), &["diff", &a_ref, "Bad/Name"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("uppercase"), "{}", stderr(&out));
 }

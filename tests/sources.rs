@@ -13,6 +13,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use common::cli::{self, json_ok, stderr};
 use common::layers::{Compress, LayerBuilder};
 use common::push::{build_image, index_json, mt, sha256, Blob, Flavor, Pusher, Step, TestImage};
 use common::registry::{Registry, TempDir};
@@ -20,38 +21,10 @@ use common::registry::{Registry, TempDir};
 /// OCI uncompressed layer.
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
-async fn layerscope(home: &Path, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
-    command
-        .args(args)
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .stdin(std::process::Stdio::null());
-    if let Some(host) = std::env::var_os("DOCKER_HOST") {
-        command.env("DOCKER_HOST", host);
-    }
-    command.output().await.expect("run layerscope")
-}
-
 async fn layerscope_uncached(home: &Path, args: &[&str]) -> Output {
     let mut all = vec!["--no-cache"];
     all.extend_from_slice(args);
-    layerscope(home, &all).await
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The `--json -` document of a successful run.
-fn json_of(output: &Output) -> Value {
-    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(output));
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+    cli::run(home, &all).await
 }
 
 /// Assert a one-line error with exit code 2 that contains `needle`.
@@ -212,8 +185,8 @@ async fn skopeo_archives_and_layouts_give_the_registry_figures() {
     let home = TempDir::new("sources-home");
     let work = TempDir::new("sources-skopeo");
     let h = home.path();
-    let from_registry = json_of(
-        &layerscope(
+    let from_registry = json_ok(
+        &cli::run(
             h,
             &[
                 "--no-cache",
@@ -267,7 +240,7 @@ async fn skopeo_archives_and_layouts_give_the_registry_figures() {
         } else {
             vec!["--source", "oci-archive", "--json", "-", &target]
         };
-        let json = json_of(&layerscope(h, &args).await);
+        let json = json_ok(&cli::run(h, &args).await);
         assert_eq!(
             without(json, SOURCE_FIELDS, &[]),
             without(from_registry.clone(), SOURCE_FIELDS, &[]),
@@ -281,7 +254,7 @@ async fn skopeo_archives_and_layouts_give_the_registry_figures() {
         format!("docker-archive://{}", da.display()),
         format!("docker-archive:{}:app:v1", da.display()),
     ] {
-        let json = json_of(&layerscope(h, &["--json", "-", &target]).await);
+        let json = json_ok(&cli::run(h, &["--json", "-", &target]).await);
         for layer in json["layers"].as_array().unwrap() {
             assert_eq!(layer["digest"], layer["diffId"]);
         }
@@ -291,7 +264,7 @@ async fn skopeo_archives_and_layouts_give_the_registry_figures() {
             "{target}"
         );
     }
-    let out = layerscope(h, &["--ci", &format!("docker-archive:{}", da.display())]).await;
+    let out = cli::run(h, &["--ci", &format!("docker-archive:{}", da.display())]).await;
     assert_eq!(out.status.code(), Some(1), "the wasteful image fails CI");
 }
 
@@ -314,10 +287,10 @@ async fn layouts_with_several_images_ask_for_a_choice() {
         &multi,
         &dest,
     ]);
-    let arm = json_of(&layerscope(h, &["--platform", "linux/arm64", "--json", "-", &dest]).await);
+    let arm = json_ok(&cli::run(h, &["--platform", "linux/arm64", "--json", "-", &dest]).await);
     assert_eq!(arm["image"]["platform"], "linux/arm64");
     assert_eq!(arm["image"]["wastedBytes"], 8710);
-    let out = layerscope(h, &["--platform", "linux/s390x", "--json", "-", &dest]).await;
+    let out = cli::run(h, &["--platform", "linux/s390x", "--json", "-", &dest]).await;
     assert_error(&out, "linux/arm64");
 
     // Two tags in one layout: no tag is an error that lists them, exit 2.
@@ -330,17 +303,17 @@ async fn layouts_with_several_images_ask_for_a_choice() {
         &single,
         &dest_app,
     ]);
-    let out = layerscope(h, &["--json", "-", &format!("oci:{}", layout.display())]).await;
+    let out = cli::run(h, &["--json", "-", &format!("oci:{}", layout.display())]).await;
     assert_error(&out, "several images");
     let err = stderr(&out);
     assert!(err.contains("multi") && err.contains("app"), "{err}");
-    let out = layerscope(
+    let out = cli::run(
         h,
         &["--json", "-", &format!("oci:{}:nope", layout.display())],
     )
     .await;
     assert_error(&out, "no image tagged nope");
-    let app = json_of(&layerscope(h, &["--json", "-", &dest_app]).await);
+    let app = json_ok(&cli::run(h, &["--json", "-", &dest_app]).await);
     assert_eq!(app["image"]["platform"], "linux/amd64");
 }
 
@@ -441,8 +414,8 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
     let home = TempDir::new("sources-home");
     let work = TempDir::new("sources-save");
     let h = home.path();
-    let reference = json_of(
-        &layerscope(
+    let reference = json_ok(
+        &cli::run(
             h,
             &[
                 "--no-cache",
@@ -480,7 +453,7 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
     archive.write(&path);
     let p = path.display().to_string();
 
-    let out = layerscope(h, &["--json", "-", &format!("docker-archive:{p}")]).await;
+    let out = cli::run(h, &["--json", "-", &format!("docker-archive:{p}")]).await;
     assert_error(&out, "several images");
     let err = stderr(&out);
     assert!(
@@ -497,9 +470,8 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
         "@1",
         "app:linked",
     ] {
-        let json = json_of(
-            &layerscope(h, &["--json", "-", &format!("docker-archive:{p}:{choice}")]).await,
-        );
+        let json =
+            json_ok(&cli::run(h, &["--json", "-", &format!("docker-archive:{p}:{choice}")]).await);
         assert_eq!(
             without(json, ARCHIVE_FIELDS, ARCHIVE_LAYER_FIELDS),
             expected,
@@ -507,12 +479,12 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
         );
     }
     // Compressed layers named by no digest are hashed: their digests are the blobs'.
-    let json = json_of(&layerscope(h, &["--json", "-", &format!("docker-archive:{p}:@1")]).await);
+    let json = json_ok(&cli::run(h, &["--json", "-", &format!("docker-archive:{p}:@1")]).await);
     for (layer, built) in json["layers"].as_array().unwrap().iter().zip(&mixed.layers) {
         assert_eq!(layer["digest"], built.blob.digest.as_str());
     }
     assert_eq!(json["layers"][0]["mediaType"], mt::DOCKER_LAYER);
-    let out = layerscope(h, &["--json", "-", &format!("docker-archive:{p}:@7")]).await;
+    let out = cli::run(h, &["--json", "-", &format!("docker-archive:{p}:@7")]).await;
     assert_error(&out, "no image @7");
 
     // Docker 25+: an OCI layout (index.json, blobs/sha256) beside manifest.json.
@@ -543,8 +515,8 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
     archive.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     let v25 = work.path().join("v25.tar");
     archive.write(&v25);
-    let json = json_of(
-        &layerscope(
+    let json = json_ok(
+        &cli::run(
             h,
             &["--json", "-", &format!("docker-archive:{}", v25.display())],
         )
@@ -683,8 +655,8 @@ async fn docker_engine_socket_and_docker_save_output() {
     let work = TempDir::new("sources-engine");
     let h = home.path();
     let expected = without(
-        json_of(
-            &layerscope(
+        json_ok(
+            &cli::run(
                 h,
                 &[
                     "--no-cache",
@@ -725,7 +697,7 @@ async fn docker_engine_socket_and_docker_save_output() {
     ] {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let json = json_of(&layerscope(h, &args).await);
+        let json = json_ok(&cli::run(h, &args).await);
         assert_eq!(json["image"]["reference"], name.as_str());
         assert_eq!(
             without(json, ARCHIVE_FIELDS, ARCHIVE_LAYER_FIELDS),
@@ -741,8 +713,8 @@ async fn docker_engine_socket_and_docker_save_output() {
         "docker save: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json = json_of(
-        &layerscope(
+    let json = json_ok(
+        &cli::run(
             h,
             &[
                 "--json",
@@ -767,8 +739,8 @@ async fn docker_engine_socket_and_docker_save_output() {
         String::from_utf8_lossy(&out.stderr)
     );
     loaded.0.push(missing.clone());
-    let out = layerscope(h, &["--json", "-", &missing]).await;
-    let json = json_of(&out);
+    let out = cli::run(h, &["--json", "-", &missing]).await;
+    let json = json_ok(&out);
     assert!(
         stderr(&out).contains("local Docker engine"),
         "{}",
@@ -779,7 +751,7 @@ async fn docker_engine_socket_and_docker_save_output() {
         expected
     );
     // …and a name neither has stays the registry's error.
-    let out = layerscope(
+    let out = cli::run(
         h,
         &["--json", "-", &format!("{}/absent:none", registry.host)],
     )
@@ -787,7 +759,7 @@ async fn docker_engine_socket_and_docker_save_output() {
     assert_error(&out, "not found");
 
     // Engine errors: an image it does not hold, a socket nobody serves.
-    let out = layerscope(h, &["--json", "-", "docker://layerscope-test/none:none"]).await;
+    let out = cli::run(h, &["--json", "-", "docker://layerscope-test/none:none"]).await;
     assert_error(&out, "has no image");
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
     let out = command
@@ -828,9 +800,9 @@ async fn docker_engine_socket_and_docker_save_output() {
             .filter(|line| line.contains("/get "))
             .count()
     };
-    let cold = json_of(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
+    let cold = json_ok(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
     assert_eq!(exports(&proxy), 1, "{:?}", proxy.requests());
-    let warm = json_of(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
+    let warm = json_ok(&through_proxy(cache.clone(), proxy.path.clone(), name.clone()).await);
     assert_eq!(warm, cold);
     assert_eq!(
         exports(&proxy),

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use common::cli::{self, json, stderr, stdout};
 use common::layers::{Compress, LayerBuilder};
 use common::push::{
     attestation_for, build_image, index_json, mt, sha256, Blob, Flavor, Pusher, Step, TestImage,
@@ -21,36 +21,6 @@ use common::registry::{
 
 /// A user of the htpasswd registry.
 const USER: (&str, &str) = ("bob", "builder");
-
-/// Run the binary with an environment that reads nothing of this machine's Docker setup and is
-/// not in CI mode.
-async fn layerscope(home: &Path, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_layerscope"));
-    command
-        .args(args)
-        .current_dir(home)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .stdin(std::process::Stdio::null());
-    command.output().await.expect("run layerscope")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
-}
 
 /// Exit code 0, with stderr shown when not.
 fn assert_ok(output: &Output) {
@@ -181,7 +151,7 @@ impl Fixture {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        layerscope(self.home.path(), args).await
+        cli::run(self.home.path(), args).await
     }
 }
 
@@ -691,7 +661,7 @@ async fn tag_puts_the_same_manifest_under_a_new_tag_without_touching_layers() {
     ];
     for (repo, manifest, media_type) in cases {
         let digest = sha256(manifest);
-        let out = layerscope(
+        let out = cli::run(
             f.home.path(),
             &[
                 "tag",
@@ -788,7 +758,7 @@ async fn tag_asks_a_token_registry_for_the_push_scope() {
 
     // Anonymous: pulling is allowed, pushing is not.
     let before = issuer.requests().len();
-    let out = layerscope(home.path(), &["tag", &reference, "anon"]).await;
+    let out = cli::run(home.path(), &["tag", &reference, "anon"]).await;
     assert_one_line_error(&out, "refused to let team/app be pushed to");
     let asked: Vec<Vec<String>> = issuer.requests()[before..]
         .iter()
@@ -802,7 +772,7 @@ async fn tag_asks_a_token_registry_for_the_push_scope() {
     );
 
     let before = issuer.requests().len();
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tag", "--creds", "alice:wonderland", &reference, "release"],
     )
@@ -822,7 +792,7 @@ async fn tag_asks_a_token_registry_for_the_push_scope() {
             .any(|r| r.user.as_deref() == Some("alice") && r.granted),
         "{pushes:?}"
     );
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &[
             "manifest",
@@ -835,9 +805,9 @@ async fn tag_asks_a_token_registry_for_the_push_scope() {
     assert_eq!(json(&out)["digest"], image.manifest_digest);
 
     // Listing the catalog needs `registry:catalog:*`, which only a user gets.
-    let out = layerscope(home.path(), &["catalog", &registry.host]).await;
+    let out = cli::run(home.path(), &["catalog", &registry.host]).await;
     assert_one_line_error(&out, "catalog");
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["catalog", "--creds", "alice:wonderland", &registry.host],
     )
@@ -916,7 +886,7 @@ async fn tags_and_catalog_follow_every_page() {
         )
         .await;
         let reference = format!("{}/app", proxy.host());
-        let out = layerscope(home.path(), &["tags", "-n", "2", &reference]).await;
+        let out = cli::run(home.path(), &["tags", "-n", "2", &reference]).await;
         assert_ok(&out);
         let expected: String = tags.iter().map(|t| format!("{t}\n")).collect();
         assert_eq!(stdout(&out), expected, "link: {link}");
@@ -940,7 +910,7 @@ async fn tags_and_catalog_follow_every_page() {
         );
         assert!(pages.iter().all(|(n, _)| n == &vec!["2".to_string()]));
 
-        let out = layerscope(home.path(), &["tags", "--json", "-n", "3", &reference]).await;
+        let out = cli::run(home.path(), &["tags", "--json", "-n", "3", &reference]).await;
         assert_ok(&out);
         let doc = json(&out);
         assert_eq!(doc["repository"], reference);
@@ -949,7 +919,7 @@ async fn tags_and_catalog_follow_every_page() {
 
     // The catalog pages by itself (distribution 2.8 sends `Link` for `_catalog`).
     let counting = FaultProxy::start(&registry.url(), Arc::new(|_, _| None)).await;
-    let out = layerscope(home.path(), &["catalog", "-n", "2", &counting.host()]).await;
+    let out = cli::run(home.path(), &["catalog", "-n", "2", &counting.host()]).await;
     assert_ok(&out);
     let expected: String = repositories.iter().map(|r| format!("{r}\n")).collect();
     assert_eq!(stdout(&out), expected);
@@ -959,14 +929,14 @@ async fn tags_and_catalog_follow_every_page() {
         .filter(|(_, r, _)| r.path() == "/v2/_catalog")
         .count();
     assert_eq!(pages, 3, "5 repositories, 2 a page");
-    let out = layerscope(home.path(), &["catalog", "--json", &registry.host]).await;
+    let out = cli::run(home.path(), &["catalog", "--json", &registry.host]).await;
     assert_ok(&out);
     let doc = json(&out);
     assert_eq!(doc["registry"], registry.host);
     assert_eq!(doc["repositories"], serde_json::json!(repositories));
 
     // Without a page size the registry chooses; the tag list is whole either way.
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tags", &format!("{}/app:ignored", registry.host)],
     )
@@ -976,11 +946,11 @@ async fn tags_and_catalog_follow_every_page() {
     listed.sort();
     assert_eq!(listed, tags);
 
-    let out = layerscope(home.path(), &["tags", &format!("{}/nope", registry.host)]).await;
+    let out = cli::run(home.path(), &["tags", &format!("{}/nope", registry.host)]).await;
     assert_one_line_error(&out, "repository nope not found");
-    let out = layerscope(home.path(), &["catalog", "myregistry"]).await;
+    let out = cli::run(home.path(), &["catalog", "myregistry"]).await;
     assert_one_line_error(&out, "not a registry host");
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tags", "-n", "0", &format!("{}/app", registry.host)],
     )
@@ -1006,7 +976,7 @@ async fn a_pagination_link_to_another_server_is_not_followed() {
     let proxy =
         FaultProxy::start_with_rewrite(&registry.url(), Arc::new(|_, _| None), elsewhere).await;
     let home = TempDir::new("home");
-    let out = layerscope(home.path(), &["tags", &format!("{}/app", proxy.host())]).await;
+    let out = cli::run(home.path(), &["tags", &format!("{}/app", proxy.host())]).await;
     assert_one_line_error(&out, "another server (203.0.113.7)");
 }
 
@@ -1084,21 +1054,21 @@ async fn tag_on_a_basic_auth_registry_needs_the_right_password() {
         .await;
     let home = TempDir::new("home");
     let reference = format!("{}/app:v1", registry.host);
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tag", "--creds", "bob:wrong", &reference, "v2"],
     )
     .await;
     assert_one_line_error(&out, "wrong username or password");
     let creds = format!("{}:{}", USER.0, USER.1);
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tag", "--json", "--creds", &creds, &reference, "v2"],
     )
     .await;
     assert_ok(&out);
     assert_eq!(json(&out)["targetDigest"], image.manifest_digest);
-    let out = layerscope(
+    let out = cli::run(
         home.path(),
         &["tags", "--creds", &creds, &format!("{}/app", registry.host)],
     )

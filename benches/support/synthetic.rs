@@ -429,3 +429,17 @@ pub fn ensure_layers(dir: &Path, name: &str) -> Vec<GeneratedLayer> {
     std::fs::write(&manifest, listing).expect("write manifest");
     results
 }
+
+/// "N cores; load average A B C": how busy the machine was, printed with every benchmark.
+pub fn machine() -> String {
+    format!(
+        "{} cores; load average {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}

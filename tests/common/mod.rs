@@ -2,6 +2,7 @@
 //! issuer, fault proxy and redirect target) and a pusher that speaks the registry API.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod layers;
 pub mod push;
 pub mod registry;
