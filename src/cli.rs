@@ -23,6 +23,7 @@ use crate::report;
 use crate::source::{
     Choice, DaemonSource, Engine, LocalSource, RegistrySource, Source, SourceKind, SourceSpec,
 };
+use crate::toolbox::ToolboxError;
 use crate::toolbox::{blob, config, diff, history, listing, manifest, tag};
 use crate::tree::FileTree;
 
@@ -181,22 +182,28 @@ impl Command {
             Command::Tag(args) => args.registries(),
             Command::Tags(args) => args.registries(),
             Command::Catalog(args) => args.registries(),
-            Command::Diff(args) => args.registries(),
-            Command::Cache(_) => Ok(Vec::new()),
+            // Each image of `diff` opens its own source (registry, archive, engine).
+            Command::Diff(_) | Command::Cache(_) => Ok(Vec::new()),
         }
     }
 
     /// Run the subcommand and return its exit code.
-    async fn run(&self, client: &RegistryClient) -> Result<i32, Error> {
+    async fn run(&self, registry: &RegistryArgs) -> Result<i32, Error> {
+        let client = || -> Result<RegistryClient, Error> {
+            Ok(RegistryClient::new(registry_options_for(
+                registry,
+                &self.registries()?,
+            )?)?)
+        };
         match self {
-            Command::Manifest(args) => manifest::run(client, args).await,
-            Command::Config(args) => config::run(client, args).await,
-            Command::History(args) => history::run(client, args).await,
-            Command::Blob(args) => blob::run(client, args).await,
-            Command::Tag(args) => tag::run(client, args).await,
-            Command::Tags(args) => listing::run_tags(client, args).await,
-            Command::Catalog(args) => listing::run_catalog(client, args).await,
-            Command::Diff(args) => diff::run(client, args).await,
+            Command::Manifest(args) => manifest::run(&client()?, args).await,
+            Command::Config(args) => config::run(&client()?, args).await,
+            Command::History(args) => history::run(&client()?, args).await,
+            Command::Blob(args) => blob::run(&client()?, args).await,
+            Command::Tag(args) => tag::run(&client()?, args).await,
+            Command::Tags(args) => listing::run_tags(&client()?, args).await,
+            Command::Catalog(args) => listing::run_catalog(&client()?, args).await,
+            Command::Diff(args) => run_diff(args, registry).await,
             Command::Cache(args) => run_cache(args),
         }
     }
@@ -275,7 +282,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
                 .to_string(),
         ));
     };
-    let source = open_source(image, &cli.analysis, &cli.registry).await?;
+    let source = open_source(image, &SourceOptions::from(&cli.analysis), &cli.registry).await?;
 
     let ci_mode = cli.analysis.ci || ci_from_env();
     let outputs = Outputs {
@@ -351,7 +358,7 @@ async fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Er
     };
     Ok(crate::tui::Target {
         reference: image.to_string(),
-        source: open_source(image, &cli.analysis, &registry).await?,
+        source: open_source(image, &SourceOptions::from(&cli.analysis), &registry).await?,
     })
 }
 
@@ -371,21 +378,45 @@ fn rule_overrides(args: &AnalysisArgs) -> RuleOverrides {
     }
 }
 
+/// What [`open_source`] needs besides the name: the explorer's and `diff`'s options alike.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOptions {
+    /// `--platform`.
+    pub platform: Option<Platform>,
+    /// `--source`.
+    pub kind: Option<SourceKind>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--cache-size`.
+    pub cache_size: Option<String>,
+}
+
+impl From<&AnalysisArgs> for SourceOptions {
+    fn from(args: &AnalysisArgs) -> Self {
+        SourceOptions {
+            platform: args.platform.clone(),
+            kind: args.source,
+            no_cache: args.no_cache,
+            cache_size: args.cache_size.clone(),
+        }
+    }
+}
+
 /// The source IMAGE names (see [`SourceSpec`]), with the cache in front unless `--no-cache`.
 /// A bare name is read from its registry; only when the registry says the repository or tag
 /// does not exist, and the local Docker engine has the image, is the engine used instead, and
 /// stderr says so.
 pub async fn open_source(
     image: &str,
-    analysis: &AnalysisArgs,
+    options: &SourceOptions,
     registry: &RegistryArgs,
 ) -> Result<Arc<Source>, Error> {
-    let cache = open_cache(analysis.no_cache, analysis.cache_size.as_deref())?;
+    let cache = open_cache(options.no_cache, options.cache_size.as_deref())?;
     let cached = |source: Source| match &cache {
         Some(cache) => source.with_cache(cache.clone()),
         None => source,
     };
-    let platform = analysis.platform.clone();
+    let platform = options.platform.clone();
     let registry_source = |name: &str| -> Result<Source, Error> {
         let reference: Reference = name.parse()?;
         let client = RegistryClient::new(registry_options(registry, &reference)?)?;
@@ -395,7 +426,7 @@ pub async fn open_source(
             platform.clone(),
         )))
     };
-    let source = match SourceSpec::parse(image, analysis.source)? {
+    let source = match SourceSpec::parse(image, options.kind)? {
         SourceSpec::Registry(name) => cached(registry_source(&name)?),
         SourceSpec::Engine(engine, name) => {
             cached(Source::Daemon(DaemonSource::new(engine, &name, platform)?))
@@ -523,9 +554,32 @@ fn run_cache(args: &CacheArgs) -> Result<i32, Error> {
 
 /// A toolbox subcommand: a client for the registries it names, then the subcommand itself.
 async fn run_command(command: &Command, registry: &RegistryArgs) -> Result<i32, Error> {
-    let hosts = command.registries()?;
-    let client = RegistryClient::new(registry_options_for(registry, &hosts)?)?;
-    command.run(&client).await
+    command.run(registry).await
+}
+
+/// `layerscope diff`: both images from any source (with the cache), then the comparison.
+async fn run_diff(args: &diff::DiffArgs, registry: &RegistryArgs) -> Result<i32, Error> {
+    let options = SourceOptions {
+        platform: args.platform.clone(),
+        kind: None,
+        no_cache: args.no_cache,
+        cache_size: None,
+    };
+    let side = |side: char, image: &str, e: Error| -> Error {
+        ToolboxError::Load {
+            side,
+            reference: image.to_string(),
+            message: e.to_string(),
+        }
+        .into()
+    };
+    let a = open_source(&args.image_a, &options, registry)
+        .await
+        .map_err(|e| side('A', &args.image_a, e))?;
+    let b = open_source(&args.image_b, &options, registry)
+        .await
+        .map_err(|e| side('B', &args.image_b, e))?;
+    diff::run(a, b, args).await
 }
 
 fn registry_options(args: &RegistryArgs, reference: &Reference) -> Result<RegistryOptions, Error> {

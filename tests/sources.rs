@@ -266,6 +266,54 @@ async fn skopeo_archives_and_layouts_give_the_registry_figures() {
     }
     let out = cli::run(h, &["--ci", &format!("docker-archive:{}", da.display())]).await;
     assert_eq!(out.status.code(), Some(1), "the wasteful image fails CI");
+
+    // `diff` takes any source: the OCI layout holds the very image the registry serves
+    // (identical, exit 0); the docker archive holds the gzip twin with the same files, its
+    // compressed layers stored uncompressed (other blobs, same content): exit 1, no file differences.
+    let same = cli::run(
+        h,
+        &[
+            "diff",
+            "--json",
+            &oci_dest,
+            &registry.reference("app", "v1"),
+        ],
+    )
+    .await;
+    assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
+    let archive = format!("docker-archive:{}", da.display());
+    let twin = cli::run(
+        h,
+        &["diff", "--json", &archive, &registry.reference("app", "gz")],
+    )
+    .await;
+    let report = json_ok_or(&twin, 1);
+    assert_eq!(report["identical"], false, "{report}");
+    assert_eq!(report["files"], serde_json::json!([]), "{report}");
+    assert_eq!(report["sameConfig"], true, "{report}");
+    let statuses: Vec<&str> = report["layers"]["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    // Layers 0 and 1 are gzip in the registry and plain in the archive; layer 2 is plain in both.
+    assert_eq!(
+        statuses,
+        ["same-content", "same-content", "shared"],
+        "{report}"
+    );
+}
+
+/// The JSON of a run that ended with `code`.
+fn json_ok_or(output: &Output, code: i32) -> Value {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stderr: {}",
+        stderr(output)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

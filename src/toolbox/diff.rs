@@ -9,12 +9,15 @@ use std::fmt::Write as _;
 use clap::Args;
 use serde::Serialize;
 
-use super::{human_size, json_text, load_image, parse_image, print_stdout, ToolboxError};
+use std::sync::Arc;
+
+use crate::source::Source;
+
+use super::{human_size, json_text, load_source, print_stdout, ToolboxError};
 use crate::compare::{compare, Comparison, FileChange, LayerMatch};
 use crate::error::{exit_code, Error};
 use crate::image::{ImageInfo, Platform};
 use crate::layer::EntryKind;
-use crate::registry::RegistryClient;
 use crate::tree::{display_path, ChangeKind, Entry};
 
 /// Arguments of `layerscope diff`.
@@ -39,34 +42,22 @@ pub struct DiffArgs {
     /// Platform to choose from multi-platform images (both): OS/ARCH[/VARIANT].
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<Platform>,
+
+    /// Neither read nor write the cache of blobs and layer indexes.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
-impl DiffArgs {
-    /// The registries this command talks to.
-    pub fn registries(&self) -> Result<Vec<String>, Error> {
-        Ok(vec![
-            parse_image(&self.image_a)?.registry,
-            parse_image(&self.image_b)?.registry,
-        ])
-    }
-}
-
-/// Run `layerscope diff`.
-pub async fn run(client: &RegistryClient, args: &DiffArgs) -> Result<i32, Error> {
-    let a = parse_image(&args.image_a)?;
-    let b = parse_image(&args.image_b)?;
-    let (name_a, name_b) = (a.to_string(), b.to_string());
-    let (loaded_a, loaded_b) = tokio::join!(
-        load_image(client, a, args.platform.clone()),
-        load_image(client, b, args.platform.clone())
-    );
+/// Run `layerscope diff` on the images `a` and `b` (opened from any source).
+pub async fn run(a: Arc<Source>, b: Arc<Source>, args: &DiffArgs) -> Result<i32, Error> {
+    let (loaded_a, loaded_b) = tokio::join!(load_source(a), load_source(b));
     let side = |side: char, reference: &str, e: Error| ToolboxError::Load {
         side,
         reference: reference.to_string(),
         message: e.to_string(),
     };
-    let loaded_a = loaded_a.map_err(|e| side('A', &name_a, e))?;
-    let loaded_b = loaded_b.map_err(|e| side('B', &name_b, e))?;
+    let loaded_a = loaded_a.map_err(|e| side('A', &args.image_a, e))?;
+    let loaded_b = loaded_b.map_err(|e| side('B', &args.image_b, e))?;
     let tree_a = loaded_a.tree.read().unwrap_or_else(|p| p.into_inner());
     let tree_b = loaded_b.tree.read().unwrap_or_else(|p| p.into_inner());
     let comparison = compare(&loaded_a.info, &tree_a, &loaded_b.info, &tree_b);

@@ -50,17 +50,23 @@ pub fn parse_image(text: &str) -> Result<Reference, Error> {
 }
 
 /// Pull `reference` through the pipeline (every layer downloaded, verified and indexed) and
-/// return the loaded model. Events are drained: only the result matters here.
+/// return the loaded model.
 pub async fn load_image(
     client: &RegistryClient,
     reference: Reference,
     platform: Option<Platform>,
 ) -> Result<Loaded, Error> {
-    let source = Arc::new(Source::Registry(RegistrySource::new(
+    load_source(Arc::new(Source::Registry(RegistrySource::new(
         client.clone(),
         reference,
         platform,
-    )));
+    ))))
+    .await
+}
+
+/// Load an image from any source through the pipeline. Events are drained: only the result
+/// matters here.
+pub async fn load_source(source: Arc<Source>) -> Result<Loaded, Error> {
     let (events, mut drained) = mpsc::unbounded_channel();
     tokio::spawn(async move { while drained.recv().await.is_some() {} });
     let tree = Arc::new(RwLock::new(FileTree::new()));
