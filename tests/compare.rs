@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -14,9 +12,9 @@ use common::cli::{self, json, stderr, stdout};
 use common::layers::{Compress, LayerBuilder, Meta};
 use common::push::TestImage;
 use common::push::{attestation_for, build_image, index_json, mt, Blob, Flavor, Pusher, Step};
-use common::registry::{FaultProxy, Registry, Reply, Request, TempDir};
+use common::registry::{isolated_options, FaultProxy, Registry, Reply, Request, TempDir};
 use layerscope::compare::{compare, LayerMatch};
-use layerscope::registry::{RegistryClient, RegistryOptions};
+use layerscope::registry::RegistryClient;
 use layerscope::tree::{ChangeKind, FileTree};
 
 fn sized(seed: u8, n: usize) -> Vec<u8> {
@@ -391,18 +389,6 @@ async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
     assert!(stderr(&out).contains("uppercase"), "{}", stderr(&out));
 }
 
-fn isolated(dir: &Path) -> RegistryOptions {
-    RegistryOptions {
-        docker_config: Some(dir.join("no-docker-config")),
-        auth_files: Some(vec![]),
-        credential_helper_path: Some(dir.join("no-helpers").into_os_string()),
-        certs_dirs: Some(vec![]),
-        max_retries: 2,
-        retry_base_delay: Duration::from_millis(10),
-        ..RegistryOptions::default()
-    }
-}
-
 fn mark(tree: &FileTree, marks: &[Option<ChangeKind>], path: &str) -> Option<ChangeKind> {
     let node = tree
         .lookup(path.as_bytes())
@@ -415,7 +401,7 @@ fn mark(tree: &FileTree, marks: &[Option<ChangeKind>], path: &str) -> Option<Cha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_comparison_model_marks_both_trees() {
     let f = fixture().await;
-    let client = RegistryClient::new(isolated(f.home.path())).expect("client");
+    let client = RegistryClient::new(isolated_options(f.home.path())).expect("client");
     let a_ref = format!("{}/app:1.3", f.registry.host).parse().expect("ref");
     let b_ref = format!("{}/app:1.4", f.registry.host).parse().expect("ref");
     let (a, b) = tokio::join!(

@@ -4,32 +4,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use common::layers::{content, Compress, LayerBuilder};
 use common::push::{build_image, mt, Blob, Flavor, Pusher, Step};
-use common::registry::{Registry, TempDir};
+use common::registry::{isolated_options, Registry, TempDir};
 use layerscope::pipeline;
 use layerscope::reference::Reference;
-use layerscope::registry::{RegistryClient, RegistryOptions};
+use layerscope::registry::RegistryClient;
 use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 use tokio::sync::mpsc;
-
-/// Options that read nothing from this machine.
-fn isolated(dir: &Path) -> RegistryOptions {
-    RegistryOptions {
-        docker_config: Some(dir.join("no-docker-config")),
-        auth_files: Some(vec![]),
-        credential_helper_path: Some(dir.join("no-helpers").into_os_string()),
-        certs_dirs: Some(vec![]),
-        max_retries: 1,
-        retry_base_delay: Duration::from_millis(10),
-        ..RegistryOptions::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_reads_each_files_bytes_as_of_the_layer_shown() {
@@ -69,7 +54,7 @@ async fn the_viewer_reads_each_files_bytes_as_of_the_layer_shown() {
     let reference: Reference = format!("{}/viewer/app:1", registry.host)
         .parse()
         .expect("reference");
-    let client = RegistryClient::new(isolated(dir.path())).expect("client");
+    let client = RegistryClient::new(isolated_options(dir.path())).expect("client");
     let source = Arc::new(Source::Registry(RegistrySource::new(
         client, reference, None,
     )));

@@ -19,8 +19,8 @@ use common::push::{
     Step, TestImage,
 };
 use common::registry::{
-    FaultProxy, IssuerConfig, Registry, RegistryAuth, RegistryConfig, Reply, Request, TempDir,
-    TokenField, TokenIssuer,
+    isolated_options, FaultProxy, IssuerConfig, Registry, RegistryAuth, RegistryConfig, Reply,
+    Request, TempDir, TokenField, TokenIssuer,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -88,22 +88,6 @@ fn sample_image(flavor: Flavor, platform: (&str, &str, Option<&str>), seed: &str
 const AMD64: (&str, &str, Option<&str>) = ("linux", "amd64", None);
 const ARM64: (&str, &str, Option<&str>) = ("linux", "arm64", Some("v8"));
 
-/// Options that read nothing from this machine (no credentials, no CA dirs, no helpers) and
-/// retry quickly.
-fn isolated(dir: &Path) -> RegistryOptions {
-    RegistryOptions {
-        docker_config: Some(dir.join("no-docker-config")),
-        auth_files: Some(vec![]),
-        credential_helper_path: Some(dir.join("no-helpers").into_os_string()),
-        certs_dirs: Some(vec![]),
-        max_retries: 2,
-        retry_base_delay: Duration::from_millis(10),
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(20),
-        ..RegistryOptions::default()
-    }
-}
-
 fn client(options: RegistryOptions) -> RegistryClient {
     RegistryClient::new(options).expect("client")
 }
@@ -167,7 +151,7 @@ async fn resolves_a_docker_v2_image() {
     let image = sample_image(Flavor::DockerV2, AMD64, "docker-v2");
     let registry = registry_with("app", "v1", &image).await;
     let dir = TempDir::new("t");
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&registry.reference("app", "v1")), None)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", registry.log()));
@@ -181,7 +165,7 @@ async fn resolves_a_docker_v2_image() {
     assert_eq!(info.reference, format!("{}/app:v1", registry.host));
 
     // An explicit platform must match a single-platform image.
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let reference = parse(&registry.reference("app", "v1"));
     let amd64: Platform = "linux/amd64".parse().expect("platform");
     c.resolve(&reference, Some(&amd64))
@@ -205,7 +189,7 @@ async fn resolves_a_docker_v2_image() {
     let port = registry.host.rsplit(':').next().expect("port");
     let by_name = parse(&format!("localhost:{port}/app:v1"));
     assert!(by_name.is_loopback());
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&by_name, None)
         .await
         .expect("resolve via localhost");
@@ -217,7 +201,7 @@ async fn resolves_an_oci_image_with_gzip_and_zstd_layers() {
     let image = sample_image(Flavor::Oci, AMD64, "oci");
     let registry = registry_with("app", "oci", &image).await;
     let dir = TempDir::new("t");
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&registry.reference("app", "oci")), None)
         .await
         .expect("resolve");
@@ -233,7 +217,7 @@ async fn resolves_an_oci_manifest_without_media_type() {
         .contains("mediaType\": \"application/vnd.oci.image.manifest"));
     let registry = registry_with("app", "bare", &image).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let reference = parse(&registry.reference("app", "bare"));
     let fetched = c.fetch_manifest(&reference).await.expect("manifest");
     let ParsedManifest::Image(manifest) = &fetched.parsed else {
@@ -273,7 +257,7 @@ async fn registry_with_index() -> (Registry, TestImage, TestImage, String) {
 async fn index_default_platform_is_this_machine() {
     let (registry, amd, arm, index_digest) = registry_with_index().await;
     let dir = TempDir::new("t");
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&registry.reference("multi", "latest")), None)
         .await
         .expect("resolve");
@@ -300,7 +284,7 @@ async fn index_platform_flag_picks_the_other_entry() {
     let (registry, _amd, arm, _) = registry_with_index().await;
     let dir = TempDir::new("t");
     let wanted: Platform = "linux/arm64".parse().expect("platform");
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(
             &parse(&registry.reference("multi", "latest")),
             Some(&wanted),
@@ -319,7 +303,7 @@ async fn index_without_a_match_lists_the_platforms() {
     let (registry, ..) = registry_with_index().await;
     let dir = TempDir::new("t");
     let wanted: Platform = "linux/s390x".parse().expect("platform");
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .resolve(
             &parse(&registry.reference("multi", "latest")),
             Some(&wanted),
@@ -365,7 +349,7 @@ async fn docker_manifest_list_selects_by_platform() {
         .push_manifest("listed", "v1", &list, mt::DOCKER_LIST)
         .await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let reference = parse(&registry.reference("listed", "v1"));
     let fetched = c.fetch_manifest(&reference).await.expect("list");
     assert!(matches!(fetched.parsed, ParsedManifest::Index(_)));
@@ -388,7 +372,7 @@ async fn nested_repository_and_pull_by_digest() {
     let image = sample_image(Flavor::Oci, AMD64, "nested");
     let registry = registry_with("team/project/app", "dev", &image).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let info = c
         .resolve(&parse(&registry.reference("team/project/app", "dev")), None)
         .await
@@ -419,7 +403,7 @@ async fn blob_streams_verify_sha256_and_sha512() {
     let image = sample_image(Flavor::DockerV2, AMD64, "streams");
     let registry = registry_with("app", "v1", &image).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let reference = parse(&registry.reference("app", "v1"));
     for layer in &image.layers {
         let bytes = collect(
@@ -466,7 +450,7 @@ async fn at_most_three_blob_downloads_per_registry() {
     let image = sample_image(Flavor::DockerV2, AMD64, "slots");
     let registry = registry_with("app", "v1", &image).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let reference = parse(&registry.reference("app", "v1"));
     let d = digest(&image.layers[0].blob.digest);
     let mut open = Vec::new();
@@ -511,7 +495,7 @@ async fn basic_registry(image: &TestImage) -> Registry {
 fn with_creds(dir: &Path, user: &str, password: &str) -> RegistryOptions {
     RegistryOptions {
         credentials: Some((user.to_string(), password.to_string())),
-        ..isolated(dir)
+        ..isolated_options(dir)
     }
 }
 
@@ -545,7 +529,7 @@ async fn htpasswd_basic_auth_accepts_the_right_password_and_names_a_wrong_one() 
         "never print the password: {error}"
     );
 
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .resolve(&reference, None)
         .await
         .expect_err("no credentials");
@@ -616,7 +600,7 @@ async fn token_auth_anonymous_and_access_token_field() {
     };
     let (registry, issuer) = token_registry(config, &image).await;
     let dir = TempDir::new("t");
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&registry.reference("secret/app", "v1")), None)
         .await
         .expect("anonymous pull");
@@ -644,7 +628,7 @@ async fn token_auth_reports_wrong_password_and_missing_credentials() {
     );
     assert!(pulls(&issuer).iter().any(|r| r.status == 401));
 
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .resolve(&reference, None)
         .await
         .expect_err("anonymous gets no access");
@@ -709,7 +693,7 @@ fn docker_config(dir: &Path, json: &str) -> RegistryOptions {
     std::fs::write(config_dir.join("config.json"), json).expect("write config.json");
     RegistryOptions {
         docker_config: Some(config_dir),
-        ..isolated(dir)
+        ..isolated_options(dir)
     }
 }
 
@@ -865,7 +849,7 @@ async fn helper_identity_token_and_podman_auth_file() {
     .expect("write auth.json");
     let options = RegistryOptions {
         auth_files: Some(vec![auth_file]),
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     };
     let info = client(options)
         .resolve(&reference, None)
@@ -945,7 +929,7 @@ async fn tls_with_a_custom_ca_an_untrusted_certificate_and_an_insecure_host() {
     std::fs::copy(&tls.ca_cert, certs.join(&registry.host).join("ca.crt")).expect("copy CA");
     let options = RegistryOptions {
         certs_dirs: Some(vec![certs]),
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     };
     let info = client(options)
         .resolve(&reference, None)
@@ -954,7 +938,7 @@ async fn tls_with_a_custom_ca_an_untrusted_certificate_and_an_insecure_host() {
     assert_image_matches(&info, &image);
 
     // Not trusted: a TLS error, not a silent downgrade.
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .resolve(&reference, None)
         .await
         .expect_err("untrusted");
@@ -964,7 +948,7 @@ async fn tls_with_a_custom_ca_an_untrusted_certificate_and_an_insecure_host() {
     // --insecure-registry skips verification.
     let options = RegistryOptions {
         insecure_hosts: vec![registry.host.clone()],
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     };
     let info = client(options)
         .resolve(&reference, None)
@@ -979,7 +963,7 @@ async fn tls_with_a_custom_ca_an_untrusted_certificate_and_an_insecure_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_and_connection_refused() {
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     // A 70-character label cannot be put in a DNS query: rustls refuses it as a TLS name, and
     // over plain HTTP (an insecure host) the resolver fails without any packet leaving the
     // machine. Both are an unknown host.
@@ -996,7 +980,7 @@ async fn unknown_host_and_connection_refused() {
     assert!(error.to_string().contains("unknown host"), "{error}");
     let insecure = client(RegistryOptions {
         insecure_hosts: vec![host.clone()],
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     });
     let error = insecure
         .fetch_manifest(&reference)
@@ -1033,7 +1017,7 @@ async fn unknown_repository_tag_digest_and_blob() {
         .push_manifest("app", "v2", &image.manifest, mt::OCI_MANIFEST)
         .await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
 
     let error = c
         .resolve(&parse(&registry.reference("nope", "v1")), None)
@@ -1122,7 +1106,7 @@ async fn corrupt_and_short_blobs_fail_verification() {
     .await;
     let reference = parse(&format!("{}/app:v1", corrupt.host()));
     let error = collect(
-        &client(isolated(dir.path())),
+        &client(isolated_options(dir.path())),
         &reference,
         &d,
         Some(size as u64),
@@ -1146,7 +1130,7 @@ async fn corrupt_and_short_blobs_fail_verification() {
     .await;
     let reference = parse(&format!("{}/app:v1", short.host()));
     let error = collect(
-        &client(isolated(dir.path())),
+        &client(isolated_options(dir.path())),
         &reference,
         &d,
         Some(size as u64),
@@ -1183,7 +1167,7 @@ async fn a_cut_connection_is_resumed_and_a_cut_that_persists_is_reported() {
     .await;
     let reference = parse(&format!("{}/app:v1", resuming.host()));
     let bytes = collect(
-        &client(isolated(dir.path())),
+        &client(isolated_options(dir.path())),
         &reference,
         &d,
         Some(size as u64),
@@ -1209,7 +1193,7 @@ async fn a_cut_connection_is_resumed_and_a_cut_that_persists_is_reported() {
     .await;
     let reference = parse(&format!("{}/app:v1", cutting.host()));
     let error = collect(
-        &client(isolated(dir.path())),
+        &client(isolated_options(dir.path())),
         &reference,
         &d,
         Some(size as u64),
@@ -1228,7 +1212,7 @@ async fn schema1_invalid_json_and_html_answers() {
     let image = sample_image(Flavor::DockerV2, AMD64, "bad-manifests");
     let registry = registry_with("app", "v1", &image).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
 
     let schema1 = proxy(&registry, |r, _| {
         r.path().contains("/manifests/").then(|| {
@@ -1307,7 +1291,7 @@ async fn manifest_bytes_that_do_not_match_their_digest_are_refused() {
     let tampering =
         FaultProxy::start_with_rewrite(&registry.url(), Arc::new(|_, _| None), rewrite).await;
     let dir = TempDir::new("t");
-    let c = client(isolated(dir.path()));
+    let c = client(isolated_options(dir.path()));
     let error = c
         .fetch_manifest(&parse(&format!("{}/app:v1", tampering.host())))
         .await
@@ -1353,7 +1337,7 @@ async fn rate_limits_are_waited_out_then_reported() {
     })
     .await;
     let started = Instant::now();
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&format!("{}/app:v1", limited.host())), None)
         .await
         .expect("success after the limit");
@@ -1389,7 +1373,7 @@ async fn rate_limits_are_waited_out_then_reported() {
         })
     })
     .await;
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .fetch_manifest(&parse(&format!("{}/app:v1", always.host())))
         .await
         .expect_err("rate limited");
@@ -1410,7 +1394,7 @@ async fn rate_limits_are_waited_out_then_reported() {
     })
     .await;
     let started = Instant::now();
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .fetch_manifest(&parse(&format!("{}/app:v1", long.host())))
         .await
         .expect_err("rate limited for an hour");
@@ -1432,7 +1416,7 @@ async fn server_errors_are_retried_then_reported() {
         (r.path().contains("/blobs/") && n % 2 == 0).then(|| Reply::new(503).body("busy"))
     })
     .await;
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&format!("{}/app:v1", flaky.host())), None)
         .await
         .expect("retried through 503s");
@@ -1447,7 +1431,7 @@ async fn server_errors_are_retried_then_reported() {
         })
     })
     .await;
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .fetch_manifest(&parse(&format!("{}/app:v1", broken.host())))
         .await
         .expect_err("always 500");
@@ -1481,7 +1465,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
         dropping.then(Reply::hang_up)
     })
     .await;
-    let info = client(isolated(dir.path()))
+    let info = client(isolated_options(dir.path()))
         .resolve(&parse(&format!("{}/app:v1", resetting.host())), None)
         .await
         .expect("retried through resets");
@@ -1498,7 +1482,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     .await;
     let options = RegistryOptions {
         read_timeout: Duration::from_millis(300),
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     };
     let reference = parse(&format!("{}/app:v1", stalling.host()));
     let bytes = collect(&client(options), &reference, &d, Some(size as u64))
@@ -1524,7 +1508,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     .await;
     let options = RegistryOptions {
         read_timeout: Duration::from_millis(600),
-        ..isolated(dir.path())
+        ..isolated_options(dir.path())
     };
     let reference = parse(&format!("{}/app:v1", dripping.host()));
     let bytes = collect(&client(options), &reference, &d, Some(size as u64))
@@ -1553,7 +1537,7 @@ async fn denied_access_is_its_own_error() {
     })
     .await;
     let dir = TempDir::new("t");
-    let error = client(isolated(dir.path()))
+    let error = client(isolated_options(dir.path()))
         .fetch_manifest(&parse(&format!("{}/app:v1", denying.host())))
         .await
         .expect_err("denied");

@@ -15,8 +15,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use layerscope::registry::RegistryOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------------------------------------
+// Client options
+
+/// Registry client options that read nothing of this machine (no Docker config, auth files,
+/// credential helpers or CA directories; `dir` stands in for them) and retry quickly.
+pub fn isolated_options(dir: &Path) -> RegistryOptions {
+    RegistryOptions {
+        docker_config: Some(dir.join("no-docker-config")),
+        auth_files: Some(vec![]),
+        credential_helper_path: Some(dir.join("no-helpers").into_os_string()),
+        certs_dirs: Some(vec![]),
+        max_retries: 2,
+        retry_base_delay: Duration::from_millis(10),
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(20),
+        ..RegistryOptions::default()
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Temporary directories
