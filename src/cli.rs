@@ -1,6 +1,9 @@
 //! The command line: arguments, the choice of mode (explorer, CI, JSON, text summary) and exit
 //! codes. Logic lives in the library modules; this file only wires them together.
 
+// The argument docs below are clap's --help text, where `[:TAG]` means "optional", not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
