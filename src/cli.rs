@@ -49,7 +49,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The image: `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]`, e.g. `localhost:5000/app:1.4`.
+    /// The image: `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]`, e.g. `localhost:5000/app:1.4`, or a
+    /// local one: `docker://NAME`, `docker-archive:PATH`, `oci:DIR[:TAG]` (see --source).
     #[arg(value_name = "IMAGE")]
     pub image: Option<String>,
 
