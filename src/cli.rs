@@ -24,7 +24,8 @@ use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::report;
 use crate::source::{
-    Choice, DaemonSource, Engine, LocalSource, RegistrySource, Source, SourceKind, SourceSpec,
+    Choice, DaemonSource, Engine, LocalSource, RegistryOrEngine, RegistrySource, Source,
+    SourceKind, SourceSpec,
 };
 use crate::toolbox::ToolboxError;
 use crate::toolbox::{blob, config, diff, history, listing, manifest, tag};
@@ -286,7 +287,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
                 .to_string(),
         ));
     };
-    let source = open_source(image, &SourceOptions::from(&cli.analysis), &cli.registry).await?;
+    let source = open_source(image, &SourceOptions::from(&cli.analysis), &cli.registry)?;
 
     let ci_mode = cli.analysis.ci || ci_from_env();
     let outputs = Outputs {
@@ -306,7 +307,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 
     if interactive() && !ci_mode && outputs.json.is_none() {
         let compare = match cli.analysis.compare.as_deref() {
-            Some(other) => Some(compare_target(other, &cli).await?),
+            Some(other) => Some(compare_target(other, &cli)?),
             None => None,
         };
         let image = crate::tui::Target {
@@ -322,7 +323,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         ));
     }
 
-    let loaded = load_with_progress(source, cli.analysis.quiet).await?;
+    let loaded = load_with_progress(image, source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
     let figures = analyse(&tree);
     let rows = report::layer_rows(&loaded.info, &tree);
@@ -352,7 +353,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 /// The second image of `--compare`, from any source, with the same options. A password read
 /// from standard input for the first image is not read again: the second image uses `--creds`
 /// or the stored credentials.
-async fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
+fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
     let registry = RegistryArgs {
         insecure: cli.registry.insecure,
         insecure_registries: cli.registry.insecure_registries.clone(),
@@ -362,7 +363,7 @@ async fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Er
     };
     Ok(crate::tui::Target {
         reference: image.to_string(),
-        source: open_source(image, &SourceOptions::from(&cli.analysis), &registry).await?,
+        source: open_source(image, &SourceOptions::from(&cli.analysis), &registry)?,
     })
 }
 
@@ -408,9 +409,9 @@ impl From<&AnalysisArgs> for SourceOptions {
 
 /// The source IMAGE names (see [`SourceSpec`]), with the cache in front unless `--no-cache`.
 /// A bare name is read from its registry; only when the registry says the repository or tag
-/// does not exist, and the local Docker engine has the image, is the engine used instead, and
-/// stderr says so.
-pub async fn open_source(
+/// does not exist, and the local Docker engine has the image, is the engine used instead
+/// (decided when the image resolves; [`Source::notice`] then says so).
+pub fn open_source(
     image: &str,
     options: &SourceOptions,
     registry: &RegistryArgs,
@@ -440,43 +441,13 @@ pub async fn open_source(
             path,
             Choice { name, platform },
         ))),
-        SourceSpec::Auto(name) => {
-            let source = cached(registry_source(&name)?);
-            // Resolving now is not wasted: the registry source keeps the result.
-            match source.resolve().await {
-                Ok(_) => source,
-                Err(e) if registry_lacks_it(&e) => {
-                    let engine = DaemonSource::new(Engine::Docker, &name, platform).ok();
-                    match engine {
-                        Some(engine) if engine.has_image().await => {
-                            eprintln!(
-                                "layerscope: {name}: not in the registry; reading it from the local {} ({})",
-                                Engine::Docker.name(),
-                                engine.describe_socket()
-                            );
-                            cached(Source::Daemon(engine))
-                        }
-                        _ => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        SourceSpec::Auto(name) => Source::RegistryOrEngine(RegistryOrEngine::new(
+            cached(registry_source(&name)?),
+            DaemonSource::new(Engine::Docker, &name, platform).ok(),
+            cache.clone(),
+        )),
     };
     Ok(Arc::new(source))
-}
-
-/// Whether a registry error says the repository or tag does not exist (Docker Hub says so
-/// with a refusal: it does not tell a missing repository from a private one).
-fn registry_lacks_it(e: &Error) -> bool {
-    use crate::registry::RegistryError as R;
-    match e {
-        Error::Registry(R::ManifestUnknown { .. } | R::RepositoryUnknown { .. }) => true,
-        Error::Registry(R::AuthenticationRequired { host, .. } | R::AccessDenied { host, .. }) => {
-            host.ends_with("docker.io")
-        }
-        _ => false,
-    }
 }
 
 /// The cache, unless turned off; a cache directory that cannot be used is a warning, not an
@@ -577,12 +548,10 @@ async fn run_diff(args: &diff::DiffArgs, registry: &RegistryArgs) -> Result<i32,
         }
         .into()
     };
-    let a = open_source(&args.image_a, &options, registry)
-        .await
-        .map_err(|e| side('A', &args.image_a, e))?;
-    let b = open_source(&args.image_b, &options, registry)
-        .await
-        .map_err(|e| side('B', &args.image_b, e))?;
+    let a =
+        open_source(&args.image_a, &options, registry).map_err(|e| side('A', &args.image_a, e))?;
+    let b =
+        open_source(&args.image_b, &options, registry).map_err(|e| side('B', &args.image_b, e))?;
     diff::run(a, b, args).await
 }
 
@@ -621,14 +590,22 @@ fn registry_options_for(
 }
 
 /// Run the pipeline to the end, with a progress line on stderr when wanted.
-async fn load_with_progress(source: Arc<Source>, quiet: bool) -> Result<Loaded, Error> {
+async fn load_with_progress(
+    image: &str,
+    source: Arc<Source>,
+    quiet: bool,
+) -> Result<Loaded, Error> {
     let (events, mut ignored) = mpsc::unbounded_channel();
     // Headless modes read counters, not events; drain them so they do not pile up.
     tokio::spawn(async move { while ignored.recv().await.is_some() {} });
     let tree = Arc::new(RwLock::new(FileTree::new()));
     let show = progress::wanted(quiet);
     let mut line: Option<ProgressLine> = None;
+    let told = source.clone();
     let result = pipeline::load(source, tree, events, |p| {
+        if let Some(notice) = told.notice() {
+            eprintln!("layerscope: {image}: {notice}");
+        }
         if show {
             line = Some(ProgressLine::start(p));
         }

@@ -373,6 +373,8 @@ async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
         f.home.path(),
         &[
             "diff",
+            // The layer was indexed before in this home: only an uncached run meets the blob.
+            "--no-cache",
             &format!("{}/app:1.3", corrupt.host()),
             &format!("{}/app:1.4", f.registry.host),
         ],

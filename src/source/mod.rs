@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod docker_archive;
+pub mod fallback;
 pub mod layout;
 pub mod oci_layout;
 pub mod registry;
@@ -27,6 +28,7 @@ use crate::image::{ImageInfo, LayerInfo};
 use crate::layer::LayerIndex;
 
 pub use daemon::{DaemonSource, Engine};
+pub use fallback::RegistryOrEngine;
 pub use layout::{Choice, LocalKind, LocalSource};
 pub use registry::RegistrySource;
 pub use spec::{SourceKind, SourceSpec};
@@ -43,6 +45,8 @@ pub enum Source {
     Local(LocalSource),
     /// A local Docker Engine or Podman, through its image export.
     Daemon(DaemonSource),
+    /// A bare name: the registry, or the local engine when the registry lacks the image.
+    RegistryOrEngine(RegistryOrEngine),
     /// Another source with the on-disk cache in front of it.
     Cached {
         /// The source the data comes from when the cache has none.
@@ -69,6 +73,16 @@ impl Source {
     pub fn cache(&self) -> Option<&Arc<Cache>> {
         match self {
             Source::Cached { cache, .. } => Some(cache),
+            Source::RegistryOrEngine(s) => s.current().cache(),
+            _ => None,
+        }
+    }
+
+    /// What the user should be told about where the image came from (a bare name read from
+    /// the local engine), once resolved.
+    pub fn notice(&self) -> Option<&str> {
+        match self {
+            Source::RegistryOrEngine(s) => s.notice(),
             _ => None,
         }
     }
@@ -77,6 +91,7 @@ impl Source {
     fn origin(&self) -> &Source {
         match self {
             Source::Cached { inner, .. } => inner.origin(),
+            Source::RegistryOrEngine(s) => s.current().origin(),
             other => other,
         }
     }
@@ -93,6 +108,7 @@ impl Source {
             Source::Registry(s) => s.resolve(None).await,
             Source::Local(s) => s.resolve().await,
             Source::Daemon(s) => s.resolve().await,
+            Source::RegistryOrEngine(s) => s.resolve().await,
             Source::Cached { inner, cache } => match inner.origin() {
                 Source::Registry(s) => s.resolve(Some(cache)).await,
                 Source::Daemon(s) => s.resolve_with_cache(cache).await,
@@ -118,6 +134,7 @@ impl Source {
             Source::Registry(s) => s.open_layer(layer).await,
             Source::Local(s) => s.open_layer(layer).await,
             Source::Daemon(s) => s.open_layer(layer).await,
+            Source::RegistryOrEngine(s) => Box::pin(s.current().open_layer(layer)).await,
             Source::Cached { inner, cache } => {
                 if let Some(stream) = open_cached_blob(cache, layer) {
                     return Ok(stream);
@@ -131,6 +148,9 @@ impl Source {
     pub async fn open_layer_from_origin(&self, layer: &LayerInfo) -> Result<LayerStream, Error> {
         match self {
             Source::Cached { inner, .. } => Box::pin(inner.open_layer_from_origin(layer)).await,
+            Source::RegistryOrEngine(s) => {
+                Box::pin(s.current().open_layer_from_origin(layer)).await
+            }
             other => Box::pin(other.open_layer(layer)).await,
         }
     }
@@ -141,6 +161,7 @@ impl Source {
             Source::Registry(s) => s.describe(),
             Source::Local(s) => s.describe(),
             Source::Daemon(s) => s.describe(),
+            Source::RegistryOrEngine(s) => s.current().describe(),
             Source::Cached { inner, .. } => inner.describe(),
         }
     }

@@ -119,6 +119,9 @@ pub async fn run(image: Target, compare: Option<Target>) -> Result<i32, Error> {
     drop(terminal);
     result.map_err(|e| Error::io("drawing the screen", e))?;
     // The status line may have cut it, and the screen is gone: say it once more, in full.
+    if let Some(notice) = image.source.notice() {
+        eprintln!("layerscope: {}: {notice}", image.reference);
+    }
     if let Some(error) = &app.error {
         eprintln!("layerscope: error: {error}");
     }
@@ -133,6 +136,8 @@ async fn event_loop(
     tx: &UnboundedSender<Message>,
 ) -> io::Result<()> {
     let mut dirty = true;
+    // Said once, when the image resolved from somewhere the user did not name.
+    let mut told_source = false;
     loop {
         if dirty {
             terminal.draw(|frame| ui::render(frame, app))?;
@@ -149,6 +154,13 @@ async fn event_loop(
         }
         for effect in app.take_effects() {
             start(effect, app, source, tx);
+        }
+        if !told_source {
+            if let Some(notice) = source.notice() {
+                app.notice = Some(notice.to_string());
+                told_source = true;
+                redraw = true;
+            }
         }
         if app.quit {
             return Ok(());
