@@ -27,8 +27,7 @@ use crate::source::{
     Choice, DaemonSource, Engine, LocalSource, RegistryOrEngine, RegistrySource, Source,
     SourceKind, SourceSpec,
 };
-use crate::toolbox::ToolboxError;
-use crate::toolbox::{blob, config, diff, history, listing, manifest, tag};
+use crate::toolbox::{blob, config, diff, history, listing, manifest, tag, ToolboxError};
 use crate::tree::FileTree;
 
 /// Explore what every layer of a container image did to the filesystem, straight from its
