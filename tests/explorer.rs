@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::layers::{content, Compress, LayerBuilder};
-use common::push::{build_image, mt, Blob, Flavor, Pusher, Step};
+use common::push::{build_image, mt, Flavor, Pusher, Step};
 use common::registry::{Registry, TempDir};
 use common::tmux::Tmux;
 
@@ -50,14 +50,8 @@ async fn a_dive_user_browses_an_image_in_a_real_terminal() {
         Flavor::Oci,
         ("linux", "amd64", None),
         vec![
-            (
-                Blob::new(base.blob.clone(), mt::OCI_LAYER_GZIP),
-                base.tar.clone(),
-            ),
-            (
-                Blob::new(app.blob.clone(), mt::OCI_LAYER_ZSTD),
-                app.tar.clone(),
-            ),
+            base.layer(mt::OCI_LAYER_GZIP),
+            app.layer(mt::OCI_LAYER_ZSTD),
         ],
         &[
             Step::layer("ADD rootfs.tar /"),

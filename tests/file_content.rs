@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, RwLock};
 
 use common::layers::{content, Compress, LayerBuilder};
-use common::push::{build_image, mt, Blob, Flavor, Pusher, Step};
+use common::push::{build_image, mt, Flavor, Pusher, Step};
 use common::registry::{isolated_options, Registry, TempDir};
 use layerscope::pipeline;
 use layerscope::reference::Reference;
@@ -34,14 +34,8 @@ async fn the_viewer_reads_each_files_bytes_as_of_the_layer_shown() {
         Flavor::Oci,
         ("linux", "amd64", None),
         vec![
-            (
-                Blob::new(base.blob.clone(), mt::OCI_LAYER_GZIP),
-                base.tar.clone(),
-            ),
-            (
-                Blob::new(app.blob.clone(), mt::OCI_LAYER_ZSTD),
-                app.tar.clone(),
-            ),
+            base.layer(mt::OCI_LAYER_GZIP),
+            app.layer(mt::OCI_LAYER_ZSTD),
         ],
         &[Step::layer("ADD rootfs /"), Step::layer("RUN configure")],
     );

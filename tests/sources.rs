@@ -179,24 +179,20 @@ async fn registry_with_images() -> (Registry, TestImage) {
     (registry, amd64)
 }
 
+/// The `--json` analysis of `app:v1` straight from the registry: what every other source of
+/// the same image must match.
+async fn registry_json(home: &Path, registry: &Registry) -> Value {
+    let reference = registry.reference("app", "v1");
+    json_ok(&cli::run(home, &["--no-cache", "--json", "-", &reference]).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_archives_and_layouts_give_the_registry_figures() {
     let (registry, _) = registry_with_images().await;
     let home = TempDir::new("sources-home");
     let work = TempDir::new("sources-skopeo");
     let h = home.path();
-    let from_registry = json_ok(
-        &cli::run(
-            h,
-            &[
-                "--no-cache",
-                "--json",
-                "-",
-                &registry.reference("app", "v1"),
-            ],
-        )
-        .await,
-    );
+    let from_registry = registry_json(h, &registry).await;
     assert_eq!(from_registry["image"]["wastedBytes"], 8710);
 
     let src = format!("docker://{}", registry.reference("app", "v1"));
@@ -462,18 +458,7 @@ async fn docker_save_layouts_written_by_hand_read_like_the_registry() {
     let home = TempDir::new("sources-home");
     let work = TempDir::new("sources-save");
     let h = home.path();
-    let reference = json_ok(
-        &cli::run(
-            h,
-            &[
-                "--no-cache",
-                "--json",
-                "-",
-                &registry.reference("app", "v1"),
-            ],
-        )
-        .await,
-    );
+    let reference = registry_json(h, &registry).await;
     let expected = without(reference, ARCHIVE_FIELDS, ARCHIVE_LAYER_FIELDS);
 
     // Classic layout, three images: plain layers; the same tars as gzip, zstd and plain; and
@@ -703,18 +688,7 @@ async fn docker_engine_socket_and_docker_save_output() {
     let work = TempDir::new("sources-engine");
     let h = home.path();
     let expected = without(
-        json_ok(
-            &cli::run(
-                h,
-                &[
-                    "--no-cache",
-                    "--json",
-                    "-",
-                    &registry.reference("app", "v1"),
-                ],
-            )
-            .await,
-        ),
+        registry_json(h, &registry).await,
         ARCHIVE_FIELDS,
         ARCHIVE_LAYER_FIELDS,
     );

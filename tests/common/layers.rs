@@ -376,6 +376,16 @@ impl LayerBuilder {
     }
 }
 
+impl Built {
+    /// This layer as an image layer: its blob with `media_type`, and its tar (for the diff_id).
+    pub fn layer(&self, media_type: &str) -> (super::push::Blob, Vec<u8>) {
+        (
+            super::push::Blob::new(self.blob.clone(), media_type),
+            self.tar.clone(),
+        )
+    }
+}
+
 /// Compress an arbitrary tar (or any bytes) as a layer blob.
 pub fn built(tar: Vec<u8>, how: Compress) -> Built {
     let blob = compress(&tar, how);
