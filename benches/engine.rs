@@ -29,7 +29,7 @@ const RUNS: usize = 3;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use synthetic::{ensure_layers, GeneratedLayer};
+use synthetic::{ensure_layers, GeneratedLayer, Totals};
 
 // ---------------------------------------------------------------------------------------------
 // Measurement (child process)
@@ -51,9 +51,12 @@ fn child(name: &str, threaded: bool, dir: &Path) {
     let options = IndexOptions {
         decompress_thread: threaded,
     };
-    let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
-    let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
-    let files: u64 = layers.iter().map(|l| l.files).sum();
+    let Totals {
+        compressed,
+        uncompressed,
+        files,
+        ..
+    } = Totals::of(&layers);
 
     let started = Instant::now();
     let next = AtomicUsize::new(0);
@@ -261,17 +264,10 @@ fn main() {
         ("1M", "target: < 6 s and < 1 GB"),
     ] {
         let layers = ensure_layers(&dir, name);
-        let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
-        let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
-        let files: u64 = layers.iter().map(|l| l.files).sum();
-        let whiteouts: u64 = layers.iter().map(|l| l.whiteouts).sum();
+        let totals = Totals::of(&layers);
+        let uncompressed = totals.uncompressed;
         println!();
-        println!(
-            "scenario {name}: {} gzip layers, {files} file entries, {whiteouts} whiteouts, {:.1} MB gzip, {:.1} MB tar ({target})",
-            layers.len(),
-            compressed as f64 / 1e6,
-            uncompressed as f64 / 1e6
-        );
+        println!("scenario {name}: {totals} ({target})");
         let floor = gunzip_floor(&layers);
         println!(
             "  floor: bare gunzip + sha256 of every layer on one core: {:.3} s ({:.0} MB/s uncompressed)",

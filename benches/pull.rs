@@ -32,7 +32,7 @@ use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 
 use registry::Registry;
-use synthetic::{ensure_layers, GeneratedLayer};
+use synthetic::{ensure_layers, Totals};
 
 /// Measurements per scenario.
 const RUNS: usize = 3;
@@ -178,18 +178,10 @@ fn main() {
     println!("layerscope pull benchmark ({})", synthetic::machine());
     for name in scenarios {
         let layers = ensure_layers(&dir, name);
-        let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
-        let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
-        let files: u64 = layers.iter().map(|l| l.files).sum();
-        let whiteouts: u64 = layers.iter().map(|l| l.whiteouts).sum();
+        let totals = Totals::of(&layers);
+        let (files, compressed) = (totals.files, totals.compressed);
         println!();
-        println!(
-            "scenario {name}: {} gzip layers, {files} files, {whiteouts} whiteouts, {:.1} MB gzip, {:.1} MB tar ({})",
-            layers.len(),
-            compressed as f64 / 1e6,
-            uncompressed as f64 / 1e6,
-            targets(name)
-        );
+        println!("scenario {name}: {totals} ({})", targets(name));
         let registry = runtime.block_on(Registry::start());
         let repo = format!("bench/{}", name.to_ascii_lowercase());
         let digests = runtime.block_on(publish::push_generated(&registry.url(), &repo, &layers));

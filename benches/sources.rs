@@ -41,7 +41,7 @@ use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 
 use registry::Registry;
-use synthetic::{ensure_layers, GeneratedLayer};
+use synthetic::{ensure_layers, Totals};
 
 /// Measurements per configuration; the best is reported with all of them.
 const RUNS: usize = 3;
@@ -120,16 +120,8 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let compressed: u64 = layers.iter().map(GeneratedLayer::compressed_len).sum();
-    let uncompressed: u64 = layers.iter().map(|l| l.tar_len).sum();
-    let files: u64 = layers.iter().map(|l| l.files).sum();
     println!("layerscope sources benchmark ({})", synthetic::machine());
-    println!(
-        "image {name}: {} gzip layers, {files} files, {:.1} MB gzip, {:.1} MB tar",
-        layers.len(),
-        compressed as f64 / 1e6,
-        uncompressed as f64 / 1e6
-    );
+    println!("image {name}: {}", Totals::of(&layers));
 
     let registry = runtime.block_on(Registry::start());
     runtime.block_on(publish::push_generated(

@@ -23,7 +23,7 @@ use ratatui::layout::Rect;
 use ratatui::Terminal;
 
 use layerscope::digest::Digest;
-use layerscope::image::{align_history, layer_infos, ImageConfig, ImageInfo, ParsedManifest};
+use layerscope::image::{ImageInfo, ImageParts, ParsedManifest};
 use layerscope::layer::index_layer;
 use layerscope::pipeline::Event as PipelineEvent;
 use layerscope::tree::FileTree;
@@ -71,7 +71,6 @@ fn image_info(layers: &[synthetic::GeneratedLayer]) -> ImageInfo {
         history.join(",")
     );
     let config_bytes = config.into_bytes();
-    let parsed = ImageConfig::parse(&config_bytes).expect("config");
     let descriptors: Vec<String> = layers
         .iter()
         .map(|l| {
@@ -95,23 +94,18 @@ fn image_info(layers: &[synthetic::GeneratedLayer]) -> ImageInfo {
     else {
         panic!("not an image manifest")
     };
-    let manifest = *manifest;
-    let infos = layer_infos(&manifest, &parsed).expect("layers");
-    let history = align_history(&parsed.history, infos.len());
     let digest = Digest::sha256_of(manifest_json.as_bytes());
-    ImageInfo {
+    let parts = ImageParts {
         reference: "bench/110k:latest".to_string(),
         digest: digest.clone(),
         manifest_digest: digest,
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        platform: None,
         manifest_bytes: manifest_json.into_bytes(),
-        manifest,
+        manifest: *manifest,
         config_bytes,
-        config: parsed,
-        layers: infos,
-        history,
-    }
+        platform: None,
+    };
+    ImageInfo::assemble(parts, None).expect("image")
 }
 
 fn key(code: KeyCode, modifiers: KeyModifiers) -> Message {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::ci::CiConfigError;
 use crate::digest::{Digest, VerifyError};
-use crate::image::{LayerCountMismatch, ManifestError, NoMatchingPlatform};
+use crate::image::{AssembleError, LayerCountMismatch, ManifestError, NoMatchingPlatform};
 use crate::layer::LayerError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
@@ -173,6 +173,16 @@ impl From<NoMatchingPlatform> for Error {
 impl From<LayerCountMismatch> for Error {
     fn from(e: LayerCountMismatch) -> Self {
         Error::LayerCount(e)
+    }
+}
+
+impl From<AssembleError> for Error {
+    fn from(e: AssembleError) -> Self {
+        match e {
+            AssembleError::Config(message) => Error::Config(message),
+            AssembleError::LayerCount(e) => Error::LayerCount(e),
+            AssembleError::Platform(e) => Error::Platform(e),
+        }
     }
 }
 

@@ -358,14 +358,12 @@ async fn an_image_that_cannot_be_loaded_is_an_error_naming_its_side() {
     let corrupt = FaultProxy::start(
         &f.registry.url(),
         Arc::new(move |r: &Request, _| {
-            r.path()
-                .ends_with(&format!("/blobs/{}", wrong.digest))
-                .then(|| {
-                    let mut bytes = wrong.bytes.clone();
-                    let last = bytes.len() - 1;
-                    bytes[last] ^= 0x01;
-                    Reply::new(200).body(bytes)
-                })
+            r.is_blob(&wrong.digest).then(|| {
+                let mut bytes = wrong.bytes.clone();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0x01;
+                Reply::new(200).body(bytes)
+            })
         }),
     )
     .await;

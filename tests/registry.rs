@@ -1082,10 +1082,6 @@ async fn proxy(
     FaultProxy::start(&registry.url(), Arc::new(rule)).await
 }
 
-fn is_blob(request: &Request, blob: &Blob) -> bool {
-    request.path().ends_with(&format!("/blobs/{}", blob.digest))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_short_blobs_fail_verification() {
     let image = sample_image(Flavor::DockerV2, AMD64, "corrupt");
@@ -1097,7 +1093,7 @@ async fn corrupt_and_short_blobs_fail_verification() {
 
     let wrong = layer.clone();
     let corrupt = proxy(&registry, move |r, _| {
-        is_blob(r, &wrong).then(|| {
+        r.is_blob(&wrong.digest).then(|| {
             let mut bytes = wrong.bytes.clone();
             bytes[size / 2] ^= 0xff;
             Reply::new(200).body(bytes)
@@ -1124,7 +1120,7 @@ async fn corrupt_and_short_blobs_fail_verification() {
 
     let short_layer = layer.clone();
     let short = proxy(&registry, move |r, _| {
-        is_blob(r, &short_layer)
+        r.is_blob(&short_layer.digest)
             .then(|| Reply::new(200).body(short_layer.bytes[..size / 2].to_vec()))
     })
     .await;
@@ -1159,7 +1155,7 @@ async fn a_cut_connection_is_resumed_and_a_cut_that_persists_is_reported() {
     // First answer cut mid-way, then the real registry answers the Range request.
     let cut_once = layer.clone();
     let resuming = proxy(&registry, move |r, _| {
-        (is_blob(r, &cut_once) && r.header("range").is_none()).then(|| Reply {
+        (r.is_blob(&cut_once.digest) && r.header("range").is_none()).then(|| Reply {
             announced_length: Some(size),
             ..Reply::new(200).body(cut_once.bytes[..size / 3].to_vec())
         })
@@ -1185,7 +1181,7 @@ async fn a_cut_connection_is_resumed_and_a_cut_that_persists_is_reported() {
     // Always cut: reported after the retries, naming how far it got.
     let always = layer.clone();
     let cutting = proxy(&registry, move |r, _| {
-        is_blob(r, &always).then(|| Reply {
+        r.is_blob(&always.digest).then(|| Reply {
             announced_length: Some(size),
             ..Reply::new(200).body(always.bytes[..size / 3].to_vec())
         })
@@ -1474,7 +1470,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     // A blob answer that stalls longer than the read timeout is resumed with a Range request.
     let stalled = layer.clone();
     let stalling = proxy(&registry, move |r, _| {
-        (is_blob(r, &stalled) && r.header("range").is_none()).then(|| Reply {
+        (r.is_blob(&stalled.digest) && r.header("range").is_none()).then(|| Reply {
             pace: Some((size / 2, Duration::from_secs(5))),
             ..Reply::new(200).body(stalled.bytes.clone())
         })
@@ -1500,7 +1496,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     // A download slower in total than the read timeout, but never silent that long, is fine.
     let dripped = layer.clone();
     let dripping = proxy(&registry, move |r, _| {
-        is_blob(r, &dripped).then(|| Reply {
+        r.is_blob(&dripped.digest).then(|| Reply {
             pace: Some((size / 6 + 1, Duration::from_millis(150))),
             ..Reply::new(200).body(dripped.bytes.clone())
         })
@@ -1518,7 +1514,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     let blob_requests = dripping
         .requests()
         .iter()
-        .filter(|(_, r, _)| is_blob(r, &layer))
+        .filter(|(_, r, _)| r.is_blob(&layer.digest))
         .count();
     assert_eq!(blob_requests, 1, "no timeout, no resume");
 }

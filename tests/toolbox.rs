@@ -558,14 +558,12 @@ async fn a_blob_that_fails_verification_is_refused_and_nothing_is_written() {
     let corrupt = FaultProxy::start(
         &f.registry.url(),
         Arc::new(move |r: &Request, _| {
-            r.path()
-                .ends_with(&format!("/blobs/{}", wrong.digest))
-                .then(|| {
-                    let mut bytes = wrong.bytes.clone();
-                    let mid = bytes.len() / 2;
-                    bytes[mid] ^= 0x55;
-                    Reply::new(200).body(bytes)
-                })
+            r.is_blob(&wrong.digest).then(|| {
+                let mut bytes = wrong.bytes.clone();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x55;
+                Reply::new(200).body(bytes)
+            })
         }),
     )
     .await;
@@ -594,8 +592,7 @@ async fn a_blob_that_fails_verification_is_refused_and_nothing_is_written() {
     let truncating = FaultProxy::start(
         &f.registry.url(),
         Arc::new(move |r: &Request, _| {
-            r.path()
-                .ends_with(&format!("/blobs/{}", short.digest))
+            r.is_blob(&short.digest)
                 .then(|| Reply::new(200).body(short.bytes[..short.bytes.len() - 10].to_vec()))
         }),
     )
@@ -987,13 +984,11 @@ async fn an_interrupted_download_leaves_nothing_behind() {
     let slow = FaultProxy::start(
         &f.registry.url(),
         Arc::new(move |r: &Request, _| {
-            r.path()
-                .ends_with(&format!("/blobs/{}", slow_blob.digest))
-                .then(|| {
-                    let mut reply = Reply::new(200).body(slow_blob.bytes.clone());
-                    reply.pace = Some((16, std::time::Duration::from_millis(100)));
-                    reply
-                })
+            r.is_blob(&slow_blob.digest).then(|| {
+                let mut reply = Reply::new(200).body(slow_blob.bytes.clone());
+                reply.pace = Some((16, std::time::Duration::from_millis(100)));
+                reply
+            })
         }),
     )
     .await;

@@ -443,3 +443,45 @@ pub fn machine() -> String {
             .join(" ")
     )
 }
+
+/// What a scenario's layers add up to.
+pub struct Totals {
+    /// Layers.
+    pub layers: usize,
+    /// Gzip bytes.
+    pub compressed: u64,
+    /// Tar bytes.
+    pub uncompressed: u64,
+    /// File entries.
+    pub files: u64,
+    /// Whiteout entries.
+    pub whiteouts: u64,
+}
+
+impl Totals {
+    /// Sum up `layers`.
+    pub fn of(layers: &[GeneratedLayer]) -> Totals {
+        Totals {
+            layers: layers.len(),
+            compressed: layers.iter().map(GeneratedLayer::compressed_len).sum(),
+            uncompressed: layers.iter().map(|l| l.tar_len).sum(),
+            files: layers.iter().map(|l| l.files).sum(),
+            whiteouts: layers.iter().map(|l| l.whiteouts).sum(),
+        }
+    }
+}
+
+impl std::fmt::Display for Totals {
+    /// "2 gzip layers, 110000 files, 11000 whiteouts, 29.3 MB gzip, 173.9 MB tar".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} gzip layers, {} files, {} whiteouts, {:.1} MB gzip, {:.1} MB tar",
+            self.layers,
+            self.files,
+            self.whiteouts,
+            self.compressed as f64 / 1e6,
+            self.uncompressed as f64 / 1e6
+        )
+    }
+}

@@ -56,6 +56,72 @@ pub struct ImageInfo {
     pub history: Vec<HistoryStep>,
 }
 
+/// What a source has read of an image before it becomes an [`ImageInfo`]: the manifest and
+/// the config bytes, and where they came from.
+pub struct ImageParts {
+    /// The reference to show.
+    pub reference: String,
+    /// The digest of what the reference named (an index or the manifest).
+    pub digest: Digest,
+    /// The digest of the manifest itself.
+    pub manifest_digest: Digest,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// The manifest bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// The parsed manifest.
+    pub manifest: ImageManifest,
+    /// The config bytes (verified against the manifest).
+    pub config_bytes: Vec<u8>,
+    /// The platform an index entry stated.
+    pub platform: Option<Platform>,
+}
+
+/// Why an image's parts do not make an [`ImageInfo`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssembleError {
+    /// The config blob is not a valid image config.
+    Config(String),
+    /// The manifest and config disagree about the layers.
+    LayerCount(LayerCountMismatch),
+    /// A single-platform image is not the platform asked for.
+    Platform(NoMatchingPlatform),
+}
+
+impl ImageInfo {
+    /// Build the image every source resolves to: config parsed, layers paired with their
+    /// diff_ids, history aligned, and a single-platform image checked against `wanted` (as
+    /// `docker pull --platform` does); the platform is the index entry's, else the config's.
+    pub fn assemble(parts: ImageParts, wanted: Option<&Platform>) -> Result<Self, AssembleError> {
+        let config = ImageConfig::parse(&parts.config_bytes)
+            .map_err(|e| AssembleError::Config(e.to_string()))?;
+        let layers = layer_infos(&parts.manifest, &config).map_err(AssembleError::LayerCount)?;
+        let history = align_history(&config.history, layers.len());
+        let declared = config_platform(&config);
+        if let (None, Some(wanted), Some(actual)) = (&parts.platform, wanted, &declared) {
+            if !wanted.accepts(actual) {
+                return Err(AssembleError::Platform(NoMatchingPlatform {
+                    wanted: wanted.clone(),
+                    available: vec![actual.clone()],
+                }));
+            }
+        }
+        Ok(ImageInfo {
+            reference: parts.reference,
+            digest: parts.digest,
+            manifest_digest: parts.manifest_digest,
+            media_type: parts.media_type,
+            platform: parts.platform.or(declared),
+            manifest_bytes: parts.manifest_bytes,
+            manifest: parts.manifest,
+            config_bytes: parts.config_bytes,
+            config,
+            layers,
+            history,
+        })
+    }
+}
+
 /// The manifest and config disagree about the layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerCountMismatch {

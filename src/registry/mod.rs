@@ -35,8 +35,8 @@ pub use push::ManifestHead;
 
 use crate::digest::{Digest, DigestHasher};
 use crate::image::{
-    align_history, config_platform, layer_infos, media_type, select_platform, Descriptor,
-    ImageConfig, ImageInfo, ManifestError, ParsedManifest, Platform,
+    media_type, select_platform, AssembleError, Descriptor, ImageInfo, ImageParts, ManifestError,
+    ParsedManifest, Platform,
 };
 use crate::reference::{Reference, Target};
 use auth::{
@@ -349,44 +349,29 @@ impl RegistryClient {
                 bytes
             }
         };
-        let config =
-            ImageConfig::parse(&config_bytes).map_err(|e| RegistryError::InvalidConfig {
-                reference: reference.to_string(),
-                detail: e.to_string(),
-            })?;
-        let layers =
-            layer_infos(manifest, &config).map_err(|source| RegistryError::LayerCount {
-                reference: reference.to_string(),
-                source,
-            })?;
-        let history = align_history(&config.history, layers.len());
-        let declared = config_platform(&config);
-        // A single-platform image asked for with --platform must be that platform, as with
-        // `docker pull --platform`.
-        if let (None, Some(wanted), Some(actual)) = (&chosen_platform, platform, &declared) {
-            if !wanted.accepts(actual) {
-                return Err(RegistryError::NoMatchingPlatform {
-                    reference: reference.to_string(),
-                    source: Box::new(crate::image::NoMatchingPlatform {
-                        wanted: wanted.clone(),
-                        available: vec![actual.clone()],
-                    }),
-                });
-            }
-        }
-        let platform = chosen_platform.or(declared);
-        Ok(ImageInfo {
+        let parts = ImageParts {
             reference: reference.to_string(),
             digest: top.digest.clone(),
             manifest_digest: image.digest.clone(),
             media_type: image.parsed.media_type().to_string(),
-            platform,
             manifest_bytes: image.bytes.clone(),
             manifest: manifest.as_ref().clone(),
             config_bytes,
-            config,
-            layers,
-            history,
+            platform: chosen_platform,
+        };
+        ImageInfo::assemble(parts, platform).map_err(|e| match e {
+            AssembleError::Config(detail) => RegistryError::InvalidConfig {
+                reference: reference.to_string(),
+                detail,
+            },
+            AssembleError::LayerCount(source) => RegistryError::LayerCount {
+                reference: reference.to_string(),
+                source,
+            },
+            AssembleError::Platform(source) => RegistryError::NoMatchingPlatform {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            },
         })
     }
 

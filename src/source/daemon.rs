@@ -23,15 +23,13 @@ use tokio::sync::{mpsc, OnceCell};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::{
-    describe, image_info, Choice, Described, LayerFile, LayoutRead, Parts, METADATA_LIMIT,
-};
+use super::layout::{describe, Choice, Described, LayerFile, LayoutRead, METADATA_LIMIT};
 use super::store::normalise;
 use super::LayerStream;
 use crate::cache::Cache;
 use crate::digest::{Algorithm, Digest, DigestHasher, Verifier};
 use crate::error::Error;
-use crate::image::{ImageInfo, LayerInfo, ParsedManifest, Platform};
+use crate::image::{ImageInfo, ImageParts, LayerInfo, ParsedManifest, Platform};
 use crate::layer::{index_layer, sniff, Compression, LayerError, LayerIndex};
 use crate::pipeline::ChannelReader;
 
@@ -315,8 +313,8 @@ impl DaemonSource {
             return None;
         };
         // A platform mismatch, like any other surprise, is left for the export to report.
-        let info = image_info(
-            Parts {
+        let info = ImageInfo::assemble(
+            ImageParts {
                 reference: self.name.clone(),
                 digest: record.digest,
                 manifest_digest: record.manifest_digest,

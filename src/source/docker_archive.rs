@@ -12,13 +12,13 @@
 
 use serde::Deserialize;
 
-use super::layout::{
-    digest_in_name, image_info, read_verified, Choice, Described, LayerPlace, LayoutRead, Parts,
-};
+use super::layout::{digest_in_name, read_verified, Choice, Described, LayerPlace, LayoutRead};
 use super::store::normalise;
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::image::{media_type, Descriptor, ImageConfig, ImageManifest, LayerCountMismatch};
+use crate::image::{
+    media_type, Descriptor, ImageConfig, ImageInfo, ImageManifest, ImageParts, LayerCountMismatch,
+};
 use crate::layer::Compression;
 use crate::reference::Reference;
 
@@ -195,8 +195,8 @@ pub fn describe_docker(files: &dyn LayoutRead, choice: &Choice) -> Result<Descri
         (_, Some(tag)) => tag.clone(),
         _ => location.clone(),
     };
-    let info = image_info(
-        Parts {
+    let info = ImageInfo::assemble(
+        ImageParts {
             reference,
             digest: manifest_digest.clone(),
             manifest_digest,

@@ -10,11 +10,7 @@ use super::store::{hash_place, stream_place, LayoutFiles};
 use super::LayerStream;
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::image::LayerInfo;
-use crate::image::{
-    align_history, config_platform, layer_infos, ImageConfig, ImageInfo, ImageManifest,
-    NoMatchingPlatform, Platform,
-};
+use crate::image::{ImageInfo, LayerInfo, Platform};
 use crate::layer::{sniff, Compression};
 
 /// Metadata files (manifests, configs, indexes) larger than this are refused.
@@ -122,57 +118,6 @@ pub fn read_verified(
         source,
     })?;
     Ok(bytes)
-}
-
-/// The parts a layout gives, before they become an [`ImageInfo`].
-pub struct Parts {
-    /// The reference to show.
-    pub reference: String,
-    /// The digest of what the choice named (an index or the manifest).
-    pub digest: Digest,
-    /// The digest of the manifest itself.
-    pub manifest_digest: Digest,
-    /// The manifest's media type.
-    pub media_type: String,
-    /// The manifest bytes.
-    pub manifest_bytes: Vec<u8>,
-    /// The parsed manifest.
-    pub manifest: ImageManifest,
-    /// The config bytes (verified).
-    pub config_bytes: Vec<u8>,
-    /// The platform an index entry stated.
-    pub platform: Option<Platform>,
-}
-
-/// Build the [`ImageInfo`] exactly as the registry path does: layers paired with diff_ids,
-/// history aligned, and a single-platform image checked against `--platform`.
-pub fn image_info(parts: Parts, wanted: Option<&Platform>) -> Result<ImageInfo, Error> {
-    let config =
-        ImageConfig::parse(&parts.config_bytes).map_err(|e| Error::Config(e.to_string()))?;
-    let layers = layer_infos(&parts.manifest, &config)?;
-    let history = align_history(&config.history, layers.len());
-    let declared = config_platform(&config);
-    if let (None, Some(wanted), Some(actual)) = (&parts.platform, wanted, &declared) {
-        if !wanted.accepts(actual) {
-            return Err(Error::Platform(NoMatchingPlatform {
-                wanted: wanted.clone(),
-                available: vec![actual.clone()],
-            }));
-        }
-    }
-    Ok(ImageInfo {
-        reference: parts.reference,
-        digest: parts.digest,
-        manifest_digest: parts.manifest_digest,
-        media_type: parts.media_type,
-        platform: parts.platform.or(declared),
-        manifest_bytes: parts.manifest_bytes,
-        manifest: parts.manifest,
-        config_bytes: parts.config_bytes,
-        config,
-        layers,
-        history,
-    })
 }
 
 impl LayoutRead for LayoutFiles {

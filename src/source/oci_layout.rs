@@ -5,10 +5,12 @@
 //! their digests like registry blobs.
 
 use super::docker_archive::same_name;
-use super::layout::{image_info, read_verified, Choice, Described, LayerPlace, LayoutRead, Parts};
+use super::layout::{read_verified, Choice, Described, LayerPlace, LayoutRead};
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::image::{select_platform, Descriptor, ImageIndex, ParsedManifest, Platform};
+use crate::image::{
+    select_platform, Descriptor, ImageIndex, ImageInfo, ImageParts, ParsedManifest, Platform,
+};
 
 /// The annotation naming an image in a layout (by the spec, the tag).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -178,8 +180,8 @@ pub fn describe_oci(files: &dyn LayoutRead, choice: &Choice) -> Result<Described
         .map(str::to_string)
         .or_else(|| choice.name.clone())
         .unwrap_or_else(|| location.clone());
-    let info = image_info(
-        Parts {
+    let info = ImageInfo::assemble(
+        ImageParts {
             reference,
             digest: top.digest.clone(),
             manifest_digest,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ratatui::buffer::Buffer;
 
 use crate::digest::Digest;
-use crate::image::{align_history, layer_infos, ImageConfig, ImageInfo, ParsedManifest};
+use crate::image::{ImageInfo, ImageParts, ParsedManifest};
 use crate::layer::index_layer;
 use crate::tree::FileTree;
 
@@ -84,7 +84,6 @@ pub fn image_for(layers: &[LayerSpec<'_>]) -> (Arc<ImageInfo>, FileTree) {
         history.join(",")
     );
     let config_bytes = config_json.into_bytes();
-    let config = ImageConfig::parse(&config_bytes).unwrap();
     let layer_json: Vec<String> = tars
         .iter()
         .map(|t| {
@@ -108,23 +107,18 @@ pub fn image_for(layers: &[LayerSpec<'_>]) -> (Arc<ImageInfo>, FileTree) {
     else {
         panic!("not an image manifest")
     };
-    let manifest = *manifest;
-    let infos = layer_infos(&manifest, &config).unwrap();
-    let history = align_history(&config.history, infos.len());
     let digest = Digest::sha256_of(manifest_json.as_bytes());
-    let info = ImageInfo {
+    let parts = ImageParts {
         reference: "127.0.0.1:5000/demo/app:1.0".to_string(),
         digest: digest.clone(),
         manifest_digest: digest,
         media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        platform: Some("linux/amd64".parse().unwrap()),
         manifest_bytes: manifest_json.into_bytes(),
-        manifest,
+        manifest: *manifest,
         config_bytes,
-        config,
-        layers: infos,
-        history,
+        platform: Some("linux/amd64".parse().unwrap()),
     };
+    let info = ImageInfo::assemble(parts, None).unwrap();
     let mut tree = FileTree::new();
     for tar in &tars {
         tree.push_layer(index_layer(&tar[..], None).unwrap());

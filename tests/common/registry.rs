@@ -106,6 +106,11 @@ impl Request {
         self.target.split('?').next().unwrap_or("")
     }
 
+    /// Whether this asks for the blob `digest` (`…/blobs/sha256:…`).
+    pub fn is_blob(&self, digest: &str) -> bool {
+        self.path().ends_with(&format!("/blobs/{digest}"))
+    }
+
     /// Every decoded value of a query parameter.
     pub fn query(&self, key: &str) -> Vec<String> {
         let query = self.target.split_once('?').map(|(_, q)| q).unwrap_or("");
