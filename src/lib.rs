@@ -15,6 +15,7 @@ pub mod cli;
 pub mod compare;
 pub mod digest;
 pub mod error;
+pub mod escape;
 pub mod export;
 pub mod image;
 pub mod layer;
