@@ -43,6 +43,32 @@ pub enum RegistryError {
         /// What the TLS library said.
         detail: String,
     },
+    /// The server's certificate was refused; `problem` says which check failed (a certificate
+    /// other than the one trusted in certs.d, expired, issued for another name, untrusted).
+    CertificateRefused {
+        /// The host.
+        host: String,
+        /// Which check failed, a clause.
+        problem: String,
+    },
+    /// The registry asks for a client certificate and none was found for it.
+    ClientCertificateMissing {
+        /// The host.
+        host: String,
+        /// The certs.d directory where `client.cert` and `client.key` belong.
+        dir: String,
+        /// A pair that exists but could not be read, if any.
+        note: Option<String>,
+    },
+    /// The registry refused the client certificate that was presented.
+    ClientCertificateRefused {
+        /// The host.
+        host: String,
+        /// The certificate file presented.
+        file: String,
+        /// What the server's alert said.
+        alert: String,
+    },
     /// Transient failures (5xx, resets, timeouts) went on past the retry budget.
     GaveUp {
         /// The host.
@@ -323,6 +349,23 @@ impl fmt::Display for RegistryError {
                 "TLS handshake with {host} failed: {detail} (trust its CA in \
                  /etc/docker/certs.d/{host}/ca.crt, or allow it with --insecure-registry {host})"
             ),
+            E::CertificateRefused { host, problem } => {
+                write!(f, "the TLS certificate of {host} is refused: {problem}")
+            }
+            E::ClientCertificateMissing { host, dir, note } => {
+                write!(
+                    f,
+                    "{host} asks for a TLS client certificate and none was found: put \
+                     client.cert and client.key in {dir}/"
+                )?;
+                match note {
+                    Some(note) => write!(f, " ({note})"),
+                    None => Ok(()),
+                }
+            }
+            E::ClientCertificateRefused { host, file, alert } => {
+                write!(f, "{host} refused the TLS client certificate {file} ({alert})")
+            }
             E::GaveUp {
                 host,
                 attempts,
@@ -517,6 +560,20 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+impl RegistryError {
+    /// Whether the failure happened in TLS (handshake, server or client certificate): a TLS
+    /// server then also answers plain HTTP with an error that says less.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Tls { .. }
+                | RegistryError::CertificateRefused { .. }
+                | RegistryError::ClientCertificateMissing { .. }
+                | RegistryError::ClientCertificateRefused { .. }
+        )
+    }
+}
 
 /// One entry of an OCI distribution error body, `{"errors":[{"code","message","detail"}]}`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -13,7 +13,9 @@ pub mod credentials;
 mod error;
 mod listing;
 mod push;
+mod tls;
 mod transport;
+mod x509;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -52,6 +54,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 const SMALL_BODY_LIMIT: usize = 64 * 1024;
 /// How many tags to name when a tag is not found.
 const TAGS_SHOWN: usize = 10;
+/// The environment variable naming the certs.d roots to read instead of Docker's and Podman's.
+pub const CERTS_D_ENV: &str = "LAYERSCOPE_CERTS_D";
 
 /// How the client behaves: trust, credentials, retries, timeouts.
 #[derive(Clone)]
@@ -68,8 +72,12 @@ pub struct RegistryOptions {
     pub auth_files: Option<Vec<PathBuf>>,
     /// Where to look for `docker-credential-*` helpers (`None`: `$PATH`).
     pub credential_helper_path: Option<OsString>,
-    /// Directories holding `HOST[:PORT]/*.crt` CA files. `None`: `/etc/docker/certs.d`,
-    /// `/etc/containers/certs.d` and `certs.d` in Docker's config directory.
+    /// certs.d roots: `ROOT/HOST[:PORT]/` holds `*.crt` certificates to trust and
+    /// `*.cert`/`*.key` client certificate pairs. `None`: the directories listed in
+    /// `$LAYERSCOPE_CERTS_D` (separated by `:`), else the ones Docker and Podman read
+    /// (`/etc/docker/certs.d`, `/etc/containers/certs.d`, the per-user
+    /// `~/.config/containers/certs.d` and `~/.config/docker/certs.d`, and `certs.d` in Docker's
+    /// config directory).
     pub certs_dirs: Option<Vec<PathBuf>>,
     /// The `User-Agent` header.
     pub user_agent: String,
@@ -159,10 +167,10 @@ impl RegistryOptions {
         if let Some(dirs) = &self.certs_dirs {
             return dirs.clone();
         }
-        let mut dirs = vec![
-            PathBuf::from("/etc/docker/certs.d"),
-            PathBuf::from("/etc/containers/certs.d"),
-        ];
+        if let Some(list) = std::env::var_os(CERTS_D_ENV).filter(|v| !v.is_empty()) {
+            return std::env::split_paths(&list).collect();
+        }
+        let mut dirs = tls::system_and_user_certs_dirs();
         let config_dir = match &self.docker_config {
             Some(path) if path.extension().is_some_and(|x| x == "json") => {
                 path.parent().map(PathBuf::from)
@@ -625,7 +633,7 @@ impl RegistryClient {
                         let ping = read_ping(response).await;
                         match (&ping, &https_error) {
                             // A TLS server answering our plain-HTTP try: its TLS error says more.
-                            (Ping::NotRegistry { html: false, .. }, RegistryError::Tls { .. }) => {
+                            (Ping::NotRegistry { html: false, .. }, e) if e.is_tls() => {
                                 return Err(https_error)
                             }
                             _ => (http, ping),

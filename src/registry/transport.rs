@@ -1,12 +1,12 @@
-//! HTTP plumbing under the registry client: one reqwest client per host (custom CAs from
-//! `certs.d`, skip-verify only for hosts the user marked insecure), retries with backoff and
+//! HTTP plumbing under the registry client: one reqwest client per host (TLS from `certs.d`, see
+//! [`super::tls`]; skip-verify only for hosts the user marked insecure), retries with backoff and
 //! `Retry-After`, redirects followed by hand so `Authorization` never leaves the origin it was
 //! meant for, and transport errors sorted into the sentences of [`RegistryError`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFT
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::error::{describe_error_body, parse_error_body, status_text, RegistryError};
+use super::tls::{self, HostTls};
 
 /// Redirect hops followed before giving up (CDNs use one or two).
 pub(crate) const MAX_REDIRECTS: u32 = 10;
@@ -114,6 +115,8 @@ pub(crate) struct Failure {
 pub(crate) struct Transport {
     settings: TransportSettings,
     clients: Mutex<HashMap<(String, bool), reqwest::Client>>,
+    /// What TLS found for each client above, to explain a failed handshake.
+    tls: Mutex<HashMap<(String, bool), Arc<HostTls>>>,
 }
 
 impl Transport {
@@ -121,6 +124,7 @@ impl Transport {
         Transport {
             settings,
             clients: Mutex::new(HashMap::new()),
+            tls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -159,14 +163,13 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(60))
             // Large layers over HTTP/2 (CDNs) need more than the 64 KiB default window.
             .http2_adaptive_window(true);
-        if skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        } else {
-            let certs = load_host_cas(&self.settings.certs_dirs, host)?;
-            if !certs.is_empty() {
-                builder = builder.tls_certs_merge(certs);
-            }
-        }
+        let (tls_config, host_tls) =
+            tls::client_config(&self.settings.certs_dirs, host, skip_verify)?;
+        builder = builder.tls_backend_preconfigured(tls_config);
+        self.tls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), Arc::new(host_tls));
         let client = builder.build().map_err(|e| RegistryError::Setup {
             detail: format!("HTTP client for {host}: {}", error_chain(&e)),
         })?;
@@ -259,7 +262,13 @@ impl Transport {
             if let Some(body) = &body {
                 builder = builder.body(body.clone());
             }
-            let response = builder.send().await.map_err(|e| classify(&e, &host))?;
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| self.classify(&e, &host, skip))?;
+            if let Some(tls) = self.host_tls(&host, skip) {
+                tls.note_answer();
+            }
             let status = response.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(response);
@@ -294,6 +303,30 @@ impl Transport {
             transient: false,
             reason: "too many redirects".to_string(),
         })
+    }
+}
+
+impl Transport {
+    /// What TLS set up for the client of `host`.
+    fn host_tls(&self, host: &str, skip_verify: bool) -> Option<Arc<HostTls>> {
+        let key = (host.to_ascii_lowercase(), skip_verify);
+        let tls = self.tls.lock().unwrap_or_else(|p| p.into_inner());
+        tls.get(&key).cloned()
+    }
+
+    /// [`classify`], with TLS failures explained by what certs.d held for the host.
+    fn classify(&self, error: &reqwest::Error, host: &str, skip_verify: bool) -> Failure {
+        match self
+            .host_tls(host, skip_verify)
+            .and_then(|t| t.explain(error))
+        {
+            Some(error) => Failure {
+                reason: error.to_string(),
+                error,
+                transient: false,
+            },
+            None => classify(error, host),
+        }
     }
 }
 
@@ -586,33 +619,6 @@ fn looks_like_tls_failure(cause: &str) -> bool {
     ];
     let cause = cause.to_ascii_lowercase();
     MARKERS.iter().any(|m| cause.contains(m))
-}
-
-/// CA certificates for `host` from `DIR/HOST[:PORT]/*.crt`, as Docker reads `certs.d`.
-fn load_host_cas(dirs: &[PathBuf], host: &str) -> Result<Vec<reqwest::Certificate>, RegistryError> {
-    let mut certs = Vec::new();
-    for dir in dirs {
-        let host_dir = dir.join(host);
-        let Ok(entries) = std::fs::read_dir(&host_dir) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let pem = std::fs::read(&path).map_err(|e| RegistryError::Setup {
-                detail: format!("cannot read CA file {}: {e}", path.display()),
-            })?;
-            let bundle =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Setup {
-                    detail: format!("CA file {} is not PEM: {}", path.display(), error_chain(&e)),
-                })?;
-            certs.extend(bundle);
-        }
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]
