@@ -21,7 +21,7 @@ use crate::output_file;
 use crate::pipeline::{self, Loaded};
 use crate::progress::{self, ProgressLine};
 use crate::reference::Reference;
-use crate::registry::{RegistryClient, RegistryOptions};
+use crate::registry::{mirror, Mirror, RegistryClient, RegistryOptions};
 use crate::report;
 use crate::source::{
     Choice, DaemonSource, Engine, LocalSource, RegistryOrEngine, RegistrySource, Source,
@@ -226,6 +226,11 @@ pub struct RegistryArgs {
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", global = true)]
     pub insecure_registries: Vec<String>,
 
+    /// Read Docker Hub images from this mirror first (falling back to Docker Hub); may be
+    /// repeated. Asked before the `registry-mirrors` of Docker's daemon.json.
+    #[arg(long = "registry-mirror", value_name = "URL", global = true)]
+    pub registry_mirrors: Vec<String>,
+
     /// Credentials USER:PASSWORD for the image's registry, instead of Docker's config.
     #[arg(
         long,
@@ -356,6 +361,7 @@ fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
     let registry = RegistryArgs {
         insecure: cli.registry.insecure,
         insecure_registries: cli.registry.insecure_registries.clone(),
+        registry_mirrors: cli.registry.registry_mirrors.clone(),
         creds: cli.registry.creds.clone(),
         username: None,
         password_stdin: false,
@@ -423,12 +429,16 @@ pub fn open_source(
     let platform = options.platform.clone();
     let registry_source = |name: &str| -> Result<Source, Error> {
         let reference: Reference = name.parse()?;
-        let client = RegistryClient::new(registry_options(registry, &reference)?)?;
-        Ok(Source::Registry(RegistrySource::new(
-            client,
-            reference,
-            platform.clone(),
-        )))
+        let options = registry_options(registry, &reference)?;
+        let mirrors = if reference.is_docker_hub() {
+            docker_hub_mirrors(registry, &options.insecure_hosts)?
+        } else {
+            Vec::new()
+        };
+        let client = RegistryClient::new(options)?;
+        Ok(Source::Registry(
+            RegistrySource::new(client, reference, platform.clone()).with_mirrors(mirrors),
+        ))
     };
     let source = match SourceSpec::parse(image, options.kind)? {
         SourceSpec::Registry(name) => cached(registry_source(&name)?),
@@ -447,6 +457,20 @@ pub fn open_source(
         )),
     };
     Ok(Arc::new(source))
+}
+
+/// The registry mirrors for a Docker Hub image: `--registry-mirror`, then daemon.json's (a
+/// daemon.json that cannot be used is a warning).
+fn docker_hub_mirrors(
+    args: &RegistryArgs,
+    insecure_hosts: &[String],
+) -> Result<Vec<Mirror>, Error> {
+    let (mirrors, warnings) =
+        mirror::configured(&args.registry_mirrors, insecure_hosts).map_err(Error::Other)?;
+    for warning in warnings {
+        eprintln!("layerscope: warning: {warning}");
+    }
+    Ok(mirrors)
 }
 
 /// The cache, unless turned off; a cache directory that cannot be used is a warning, not an

@@ -69,6 +69,13 @@ pub enum RegistryError {
         /// What the server's alert said.
         alert: String,
     },
+    /// Docker Hub failed after the registry mirrors did not serve the image.
+    AfterMirrors {
+        /// Docker Hub's failure.
+        error: Box<RegistryError>,
+        /// What each mirror did, a clause ("the registry mirror … does not have it").
+        mirrors: String,
+    },
     /// Transient failures (5xx, resets, timeouts) went on past the retry budget.
     GaveUp {
         /// The host.
@@ -366,6 +373,9 @@ impl fmt::Display for RegistryError {
             E::ClientCertificateRefused { host, file, alert } => {
                 write!(f, "{host} refused the TLS client certificate {file} ({alert})")
             }
+            E::AfterMirrors { error, mirrors } => {
+                write!(f, "{error} (tried first: {mirrors})")
+            }
             E::GaveUp {
                 host,
                 attempts,
@@ -562,6 +572,14 @@ impl fmt::Display for RegistryError {
 impl std::error::Error for RegistryError {}
 
 impl RegistryError {
+    /// The error itself, or Docker Hub's when it came after the mirrors.
+    pub fn without_mirrors(&self) -> &RegistryError {
+        match self {
+            RegistryError::AfterMirrors { error, .. } => error,
+            other => other,
+        }
+    }
+
     /// Whether the failure happened in TLS (handshake, server or client certificate): a TLS
     /// server then also answers plain HTTP with an error that says less.
     pub(crate) fn is_tls(&self) -> bool {

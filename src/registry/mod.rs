@@ -12,6 +12,7 @@ mod blob;
 pub mod credentials;
 mod error;
 mod listing;
+pub mod mirror;
 mod push;
 mod tls;
 mod transport;
@@ -33,6 +34,7 @@ pub use blob::BlobStream;
 pub use credentials::{Credential, CredentialSources};
 pub use error::RegistryError;
 pub use listing::{parse_next_link, Listing, MAX_PAGES};
+pub use mirror::Mirror;
 pub use push::ManifestHead;
 
 use crate::digest::{Digest, DigestHasher};

@@ -46,9 +46,12 @@ impl RegistryOrEngine {
     }
 
     /// "…: not in the registry; reading it from the local Docker engine (…)", once the engine
-    /// was chosen.
+    /// was chosen; else what the registry source has to say (a mirror that served it).
     pub fn notice(&self) -> Option<&str> {
-        self.notice.get().map(String::as_str)
+        self.notice
+            .get()
+            .map(String::as_str)
+            .or_else(|| self.registry.notice())
     }
 
     /// Resolve through the registry; on "no such repository or tag", through the engine when it
@@ -90,14 +93,14 @@ impl RegistryOrEngine {
 /// Whether a registry error says the repository or tag does not exist (Docker Hub says so with
 /// a refusal: it does not tell a missing repository from a private one).
 fn lacks_image(e: &Error) -> bool {
-    match e {
-        Error::Registry(
-            RegistryError::ManifestUnknown { .. } | RegistryError::RepositoryUnknown { .. },
-        ) => true,
-        Error::Registry(
-            RegistryError::AuthenticationRequired { host, .. }
-            | RegistryError::AccessDenied { host, .. },
-        ) => host.ends_with("docker.io"),
+    let Error::Registry(e) = e else {
+        return false;
+    };
+    // After the mirrors, Docker Hub's answer decides.
+    match e.without_mirrors() {
+        RegistryError::ManifestUnknown { .. } | RegistryError::RepositoryUnknown { .. } => true,
+        RegistryError::AuthenticationRequired { host, .. }
+        | RegistryError::AccessDenied { host, .. } => host.ends_with("docker.io"),
         _ => false,
     }
 }

@@ -79,10 +79,12 @@ impl Source {
     }
 
     /// What the user should be told about where the image came from (a bare name read from
-    /// the local engine), once resolved.
+    /// the local engine, a Docker Hub image read from a mirror), once resolved.
     pub fn notice(&self) -> Option<&str> {
         match self {
             Source::RegistryOrEngine(s) => s.notice(),
+            Source::Registry(s) => s.notice(),
+            Source::Cached { inner, .. } => inner.notice(),
             _ => None,
         }
     }
