@@ -1,6 +1,6 @@
 //! Running the layerscope binary the way the tests need it: isolated from this machine (its
-//! own HOME, Docker config, cache and runtime directory under a temporary `home`, no `CI`
-//! variable, empty standard input), and reading what it printed.
+//! own HOME, Docker config, cache, runtime directory, certs.d and daemon.json under a temporary
+//! `home`, no `CI` variable, empty standard input), and reading what it printed.
 
 use std::path::Path;
 use std::process::Output;
@@ -19,6 +19,9 @@ pub fn command(home: &Path) -> tokio::process::Command {
         .env("LAYERSCOPE_CACHE_DIR", home.join("cache"))
         .env("DOCKER_CONFIG", home.join("docker"))
         .env("XDG_RUNTIME_DIR", home.join("run"))
+        // certs.d and Docker's daemon.json (registry mirrors) from `home`, not from /etc.
+        .env("LAYERSCOPE_CERTS_D", home.join("certs.d"))
+        .env("LAYERSCOPE_DOCKER_DAEMON_JSON", home.join("daemon.json"))
         .stdin(std::process::Stdio::null());
     if let Some(host) = std::env::var_os("DOCKER_HOST") {
         command.env("DOCKER_HOST", host);

@@ -326,6 +326,19 @@ impl Pusher {
         }
     }
 
+    /// A pusher that presents a TLS client certificate (`pem`: certificate and key).
+    pub fn with_client_certificate(base: &str, pem: &[u8]) -> Pusher {
+        Pusher {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .tls_danger_accept_invalid_certs(true)
+                .identity(reqwest::Identity::from_pem(pem).unwrap())
+                .build()
+                .unwrap(),
+            ..Pusher::new(base)
+        }
+    }
+
     /// A pusher that answers Basic and Bearer challenges with `user`/`password`.
     pub fn with_credentials(base: &str, user: &str, password: &str) -> Pusher {
         Pusher {

@@ -406,6 +406,8 @@ pub struct RegistryConfig {
     pub redirect_blobs: bool,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsFiles>,
+    /// Require TLS client certificates signed by this CA (`http.tls.clientcas`).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A running `docker-registry`, killed on drop.
@@ -507,7 +509,7 @@ impl Registry {
             ),
             None => String::new(),
         };
-        let tls_yaml = match &config.tls {
+        let mut tls_yaml = match &config.tls {
             Some(tls) => format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 tls.server_cert.display(),
@@ -515,6 +517,12 @@ impl Registry {
             ),
             None => String::new(),
         };
+        if let Some(client_ca) = &config.client_ca {
+            tls_yaml.push_str(&format!(
+                "    clientcas:\n      - {}\n",
+                client_ca.display()
+            ));
+        }
         let log = dir.path().join("registry.log");
         for _attempt in 0..8 {
             let port = free_port();
@@ -1019,11 +1027,13 @@ async fn sign_jwt(signer: &Signer, claims: &serde_json::Value) -> String {
     format!("{signing_input}.{}", b64url(&output.stdout))
 }
 
-fn path_str(path: &Path) -> &str {
+/// A temp path as `&str` (the test harness makes only UTF-8 ones).
+pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
-fn run_openssl(args: &[&str]) {
+/// Run the `openssl` CLI, failing the test with its stderr when it fails.
+pub fn run_openssl(args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
         .output()
