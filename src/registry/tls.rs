@@ -619,3 +619,55 @@ impl ServerCertVerifier for AnyCertificate {
         self.schemes.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_directories_stay_inside_their_root() {
+        assert_eq!(host_dir_name("127.0.0.1:5000"), Some("127.0.0.1:5000"));
+        assert_eq!(host_dir_name("[::1]:5000"), Some("[::1]:5000"));
+        for bad in ["", ".", "..", "a/b", "a\\b"] {
+            assert_eq!(host_dir_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_from_a_certificate_are_shown_plainly_and_escaped() {
+        assert_eq!(presented_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(presented_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(
+            presented_name("DnsName(\"evil\u{1b}]0;x\")"),
+            "evil\\x1b]0;x"
+        );
+        assert_eq!(presented_name("DirectoryName"), "DirectoryName");
+    }
+
+    #[test]
+    fn certs_d_files_are_read_as_docker_reads_them() {
+        let root = std::env::temp_dir().join(format!("layerscope-certsd-{}", std::process::id()));
+        let dir = root.join("reg.example:5000");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let roots = vec![root.clone()];
+        // Nothing there, or a directory for another host: nothing found.
+        let found = read_host_dirs(&roots, "other.example").expect("empty");
+        assert!(found.trusted.is_empty() && found.client_pairs.is_empty());
+        // A certificate file that holds no certificate is an error naming it.
+        std::fs::write(dir.join("ca.crt"), "not PEM").expect("write");
+        let error = read_host_dirs(&roots, "reg.example:5000").expect_err("not PEM");
+        assert!(error.to_string().contains("ca.crt"), "{error}");
+        std::fs::remove_file(dir.join("ca.crt")).expect("remove");
+        // A client certificate without its key, or a key without its certificate.
+        std::fs::write(dir.join("client.cert"), "x").expect("write");
+        let error = read_host_dirs(&roots, "reg.example:5000").expect_err("no key");
+        assert!(error.to_string().contains("has no key"), "{error}");
+        std::fs::write(dir.join("client.key"), "x").expect("write");
+        let found = read_host_dirs(&roots, "reg.example:5000").expect("pair");
+        assert_eq!(found.client_pairs.len(), 1);
+        std::fs::remove_file(dir.join("client.cert")).expect("remove");
+        let error = read_host_dirs(&roots, "reg.example:5000").expect_err("no cert");
+        assert!(error.to_string().contains("has no certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
