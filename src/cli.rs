@@ -330,16 +330,17 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let loaded = load_with_progress(image, source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
     let figures = analyse(&tree);
+    let findings = crate::findings::find(&tree, &crate::findings::layer_steps(&loaded.info));
     let rows = report::layer_rows(&loaded.info, &tree);
     let outcome = outputs.ci.as_ref().map(|rules| rules.evaluate(&figures));
 
     if let Some(target) = &outputs.json {
-        let export = Export::new(&loaded.info, &rows, &figures, outcome.as_ref());
+        let export = Export::new(&loaded.info, &rows, &figures, &findings, outcome.as_ref());
         write_json(target, &export.to_json())?;
     }
     let json_on_stdout = outputs.json.as_deref() == Some("-");
     if let Some(outcome) = &outcome {
-        let text = report::render_ci(&loaded.info, &figures, outcome);
+        let text = report::render_ci(&loaded.info, &figures, &findings, outcome);
         // Keep standard output pure JSON when the export goes there.
         if json_on_stdout {
             eprint!("{text}");
@@ -349,7 +350,12 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         return Ok(ci_exit_code(outcome));
     }
     if outputs.json.is_none() {
-        print_stdout(&report::render_summary(&loaded.info, &rows, &figures))?;
+        print_stdout(&report::render_summary(
+            &loaded.info,
+            &rows,
+            &figures,
+            &findings,
+        ))?;
     }
     Ok(exit_code::OK)
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::analysis::Figures;
 use crate::ci::CiOutcome;
+use crate::findings::Findings;
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
 use crate::tree::display_path;
@@ -26,6 +27,8 @@ pub struct Export {
     pub history: Vec<HistorySection>,
     /// Paths stored more than once, largest first.
     pub inefficiencies: Vec<InefficiencySection>,
+    /// Why bytes are wasted and which step to change, largest first.
+    pub findings: Vec<FindingSection>,
     /// Present only in CI mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci: Option<CiSection>,
@@ -61,6 +64,8 @@ pub struct ImageSection {
     pub file_count: u64,
     /// Their bytes.
     pub file_bytes: u64,
+    /// Σ bytes of the findings: what the image could shed (no byte counted twice).
+    pub reclaimable_bytes: u64,
 }
 
 /// One element of `layers`.
@@ -119,6 +124,29 @@ pub struct InefficiencySection {
     pub wasted_bytes: u64,
 }
 
+/// One element of `findings`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingSection {
+    /// `removed-later`, `rewritten-same-content`, `overwritten`, `package-cache`,
+    /// `temporary-files` or `duplicate-content`.
+    pub kind: String,
+    /// Reclaimable bytes.
+    pub bytes: u64,
+    /// Number of paths, listed or not.
+    pub files: u64,
+    /// Layer indexes involved, ascending.
+    pub layers: Vec<usize>,
+    /// The `createdBy` of each of those layers.
+    pub steps: Vec<String>,
+    /// The first paths, largest first then by path (non-UTF-8 bytes escaped as `\xNN`).
+    pub paths: Vec<String>,
+    /// Paths not listed.
+    pub paths_omitted: u64,
+    /// One sentence of advice naming the steps.
+    pub hint: String,
+}
+
 /// `ci` of the export.
 #[derive(Debug, Serialize)]
 pub struct CiSection {
@@ -147,6 +175,7 @@ impl Export {
         info: &ImageInfo,
         layers: &[LayerRow],
         figures: &Figures,
+        findings: &Findings,
         ci: Option<&CiOutcome>,
     ) -> Export {
         let image = ImageSection {
@@ -163,6 +192,7 @@ impl Export {
             shadowed_bytes: figures.shadowed_bytes,
             file_count: figures.file_count,
             file_bytes: figures.file_bytes,
+            reclaimable_bytes: findings.reclaimable_bytes,
         };
         let layers = layers
             .iter()
@@ -200,6 +230,24 @@ impl Export {
                 wasted_bytes: i.wasted_bytes,
             })
             .collect();
+        let findings = findings
+            .items
+            .iter()
+            .map(|f| FindingSection {
+                kind: f.kind.label().to_string(),
+                bytes: f.bytes,
+                files: f.files,
+                layers: f.layers.clone(),
+                steps: f.steps.clone(),
+                paths: f
+                    .paths
+                    .iter()
+                    .map(|p| display_path(p).into_owned())
+                    .collect(),
+                paths_omitted: f.paths_omitted,
+                hint: f.hint.clone(),
+            })
+            .collect();
         let ci = ci.map(|outcome| CiSection {
             pass: outcome.pass,
             rules: outcome
@@ -219,6 +267,7 @@ impl Export {
             layers,
             history,
             inefficiencies,
+            findings,
             ci,
         }
     }

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod escape;
 pub mod export;
+pub mod findings;
 pub mod image;
 pub mod layer;
 pub mod output_file;
