@@ -165,8 +165,14 @@ pub fn render_summary(info: &ImageInfo, rows: &[LayerRow<'_>], figures: &Figures
     out
 }
 
-/// The CI report: figures, the top inefficient files and each rule's verdict.
-pub fn render_ci(info: &ImageInfo, figures: &Figures, outcome: &CiOutcome) -> String {
+/// The CI report: figures, the top inefficient files, `details` (what the rules left out and
+/// the baseline, see [`crate::ci_report::text`]; may be empty) and each rule's verdict.
+pub fn render_ci(
+    info: &ImageInfo,
+    figures: &Figures,
+    outcome: &CiOutcome,
+    details: &str,
+) -> String {
     let mut out = String::new();
     write_header(&mut out, info);
     let _ = writeln!(out);
@@ -174,6 +180,7 @@ pub fn render_ci(info: &ImageInfo, figures: &Figures, outcome: &CiOutcome) -> St
     let _ = writeln!(out);
     write_inefficiencies(&mut out, figures);
     let _ = writeln!(out);
+    out.push_str(details);
     out.push_str(&outcome.render());
     out
 }
