@@ -21,6 +21,7 @@ pub mod digest;
 pub mod error;
 pub mod escape;
 pub mod export;
+pub mod findings;
 pub mod ignore;
 pub mod image;
 pub mod layer;

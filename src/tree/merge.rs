@@ -6,8 +6,8 @@ use crate::layer::LayerIndex;
 
 use super::changes::classify;
 use super::{
-    ChangeKind, EntryKind, FileTree, Layer, LayerStats, Node, NodeId, VersionRecord, IMPLICIT,
-    NONE, REMOVED,
+    ChangeKind, EntryKind, FileTree, HideRecord, Layer, LayerStats, Node, NodeId, VersionRecord,
+    IMPLICIT, NONE, REMOVED,
 };
 
 /// A node's state while merging, enough to decide what an operation does to it.
@@ -52,6 +52,7 @@ impl Merge<'_> {
     /// Make `state` the node's version at this layer.
     fn set(&mut self, node: u32, state: u32) {
         let latest = self.tree.nodes[node as usize].latest;
+        self.record_hidden(node, latest, state);
         if latest != NONE && self.tree.versions[latest as usize].layer == self.layer {
             let prev = self.tree.versions[latest as usize].prev;
             let absent_below = prev == NONE || self.tree.versions[prev as usize].state == REMOVED;
@@ -71,6 +72,28 @@ impl Merge<'_> {
         });
         self.tree.nodes[node as usize].latest = id;
         self.touched.push(node);
+    }
+
+    /// When the node's current version is a regular file, `state` hides it: remember which
+    /// entry and by what (the findings need the first event that hid each stored file).
+    fn record_hidden(&mut self, node: u32, latest: u32, state: u32) {
+        if latest == NONE {
+            return;
+        }
+        let record = self.tree.versions[latest as usize];
+        if record.state == REMOVED || record.state == IMPLICIT {
+            return;
+        }
+        let entry = &self.tree.layers[record.layer as usize].entries[record.state as usize];
+        if entry.kind == EntryKind::File {
+            self.tree.hidden.push(HideRecord {
+                node,
+                layer: record.layer,
+                entry: record.state,
+                by_layer: self.layer,
+                by_state: state,
+            });
+        }
     }
 
     /// Hide `node` and everything below it that is present, visiting each regular file.

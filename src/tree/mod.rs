@@ -82,6 +82,38 @@ struct VersionRecord {
     prev: u32,
 }
 
+/// A regular-file entry hidden while merging, and the event that hid it first. 20 bytes.
+#[derive(Clone, Copy)]
+struct HideRecord {
+    node: u32,
+    /// The layer that wrote the entry, and its index there.
+    layer: u32,
+    entry: u32,
+    /// The layer of the hiding event, and the state it gave the node there: an entry index
+    /// of that layer, [`REMOVED`] or [`IMPLICIT`].
+    by_layer: u32,
+    by_state: u32,
+}
+
+/// A regular-file entry that is not visible in the final filesystem, and the first event that
+/// hid it ([`FileTree::hidden_files`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hidden<'a> {
+    /// The path's node.
+    pub node: NodeId,
+    /// The layer that wrote the entry.
+    pub layer: usize,
+    /// The entry itself (a regular file).
+    pub entry: &'a Entry,
+    /// The layer of the hiding event (`layer` itself when the same tar hid it again).
+    pub by_layer: usize,
+    /// What the hiding event made of the path: another entry at the path
+    /// ([`VersionState::Written`]), a directory the layer needed as a parent
+    /// ([`VersionState::ImplicitDir`]), or the path gone ([`VersionState::Removed`]: a
+    /// whiteout, an opaque directory or a replacement of an ancestor).
+    pub by: VersionState<'a>,
+}
+
 /// The visits a path received (design §5): how many, their sum and their minimum size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Visits {
@@ -177,6 +209,7 @@ pub struct FileTree {
     versions: Vec<VersionRecord>,
     visits: Vec<Visits>,
     layers: Vec<Layer>,
+    hidden: Vec<HideRecord>,
 }
 
 impl Default for FileTree {
@@ -202,6 +235,7 @@ impl FileTree {
             versions: Vec::new(),
             visits: vec![Visits::default()],
             layers: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 
@@ -403,6 +437,27 @@ impl FileTree {
         &self.layers[layer].entries
     }
 
+    /// Every regular-file entry that is not visible in the final filesystem, each once, with
+    /// the first event that hid it: in layer order, and within a layer whiteouts and opaque
+    /// markers first, then entries in tar order (so an entry written twice in one tar is
+    /// hidden by its own layer). The entries' sizes add up to the layers' regular-file bytes
+    /// minus those of the files visible at the last layer. In the order they were hidden.
+    pub fn hidden_files(&self) -> impl ExactSizeIterator<Item = Hidden<'_>> + '_ {
+        self.hidden.iter().map(|h| Hidden {
+            node: NodeId(h.node),
+            layer: h.layer as usize,
+            entry: &self.layers[h.layer as usize].entries[h.entry as usize],
+            by_layer: h.by_layer as usize,
+            by: match h.by_state {
+                REMOVED => VersionState::Removed,
+                IMPLICIT => VersionState::ImplicitDir,
+                index => {
+                    VersionState::Written(&self.layers[h.by_layer as usize].entries[index as usize])
+                }
+            },
+        })
+    }
+
     /// The visits the path received across all layers (design §5).
     pub fn visits(&self, node: NodeId) -> Visits {
         self.visits[node.index()]
@@ -426,6 +481,7 @@ impl FileTree {
             + self.children.heap_bytes()
             + self.versions.capacity() * std::mem::size_of::<VersionRecord>()
             + self.visits.capacity() * std::mem::size_of::<Visits>()
+            + self.hidden.capacity() * std::mem::size_of::<HideRecord>()
             + entries
     }
 }
@@ -527,5 +583,44 @@ mod tests {
             let node = tree.lookup(path);
             assert_eq!(node.and_then(|n| tree.content_location(n, 2)), None);
         }
+    }
+
+    #[test]
+    fn hidden_files_name_the_first_event_that_hid_each_stored_file() {
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&[
+            ("a/one", EntryKind::File, b"11"),
+            ("a/two", EntryKind::File, b"222"),
+            ("keep", EntryKind::File, b"k"),
+        ]));
+        // Layer 1: a whiteout of a/one; a/two written twice in the tar.
+        tree.push_layer(layer(&[
+            ("a/.wh.one", EntryKind::File, b""),
+            ("a/two", EntryKind::File, b"4444"),
+            ("a/two", EntryKind::File, b"55555"),
+        ]));
+        let hidden: Vec<(Vec<u8>, usize, u64, usize, &str)> = tree
+            .hidden_files()
+            .map(|h| {
+                let by = match h.by {
+                    VersionState::Removed => "removed",
+                    VersionState::ImplicitDir => "dir",
+                    VersionState::Written(e) if e.content == h.entry.content => "same",
+                    VersionState::Written(_) => "other",
+                };
+                (tree.path(h.node), h.layer, h.entry.size, h.by_layer, by)
+            })
+            .collect();
+        assert_eq!(
+            hidden,
+            vec![
+                (b"/a/one".to_vec(), 0, 2, 1, "removed"),
+                (b"/a/two".to_vec(), 0, 3, 1, "other"),
+                (b"/a/two".to_vec(), 1, 4, 1, "other"),
+            ]
+        );
+        // 2 + 3 + 4 stored but not visible: all layers' file bytes minus the visible ones.
+        let stored: u64 = (0..2).map(|l| tree.layer_stats(l).size_bytes).sum();
+        assert_eq!(stored - 6, hidden.iter().map(|h| h.2).sum::<u64>());
     }
 }
