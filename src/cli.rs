@@ -446,37 +446,46 @@ async fn run_ci(
     if let (Some(result), Some((name, _))) = (loaded_baseline, &baseline_source) {
         let other = result?;
         let tree = other.tree.read().unwrap_or_else(|p| p.into_inner());
-        let figures = analyse(&tree);
-        let rule = ignore::measure(&tree, &figures, &ignore);
+        let a = ignore::analyse_for_rules(&other.info, &tree, &ignore);
         baseline = Some(Baseline::from_image(
             name,
             &other.info,
-            &figures,
-            &rule,
-            None,
+            &a.figures,
+            &a.rule_figures,
+            Some(a.findings.reclaimable_bytes),
         ));
     }
 
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
-    let figures = analyse(&tree);
+    let analysed = ignore::analyse_for_rules(&loaded.info, &tree, &ignore);
+    let figures = &analysed.figures;
+    let rule_figures = &analysed.rule_figures;
     let rows = report::layer_rows(&loaded.info, &tree);
-    let rule_figures = ignore::measure(&tree, &figures, &ignore);
-    let comparison =
-        baseline.map(|b| BaselineComparison::new(b, &loaded.info, &figures, &rule_figures, None));
+    let comparison = baseline.map(|b| {
+        BaselineComparison::new(
+            b,
+            &loaded.info,
+            figures,
+            rule_figures,
+            Some(analysed.findings.reclaimable_bytes),
+        )
+    });
     let measures = Measures {
         efficiency: rule_figures.efficiency,
         wasted_bytes: rule_figures.wasted_bytes,
         user_wasted_percent: rule_figures.user_wasted_percent,
-        reclaimable_bytes: None,
+        reclaimable_bytes: Some(analysed.rule_findings.reclaimable_bytes),
         size_change: comparison.as_ref().map(|c| c.size),
         wasted_change: comparison.as_ref().map(|c| c.rule_wasted),
     };
     let outcome = config.rules.evaluate(&measures);
     let run = CiRun {
         info: &loaded.info,
-        figures: &figures,
+        figures,
         outcome: &outcome,
-        rule_figures: &rule_figures,
+        rule_figures,
+        findings: &analysed.rule_findings,
+        reclaimable_bytes: analysed.findings.reclaimable_bytes,
         ignore: &ignore,
         baseline: comparison.as_ref(),
         elapsed: started.elapsed(),
@@ -488,8 +497,8 @@ async fn run_ci(
     let mut delivery = Delivery::render(&requests, &run, step_summary);
     let mut json_text = None;
     if let Some(target) = json {
-        let mut export = Export::new(&loaded.info, &rows, &figures, Some(&outcome));
-        export.add_ci_details(&ignore, &rule_figures, comparison.as_ref());
+        let mut export = Export::new(&loaded.info, &rows, figures, Some(&outcome));
+        export.add_ci_details(&ignore, rule_figures, comparison.as_ref());
         let text = export.to_json();
         if target == "-" {
             json_text = Some(text);
@@ -504,7 +513,7 @@ async fn run_ci(
 
     let text = report::render_ci(
         &loaded.info,
-        &figures,
+        figures,
         &outcome,
         &ci_report::text::render(&run),
     );

@@ -1,5 +1,5 @@
-//! GitHub Actions: one `::error` workflow command per failed rule, which annotates the run,
-//! and the Markdown job summary of [`super::markdown`] (appended to `$GITHUB_STEP_SUMMARY` by
+//! GitHub Actions: one `::error` workflow command per failed rule and one `::warning` for each
+//! of the largest findings, which annotate the run, and the Markdown job summary of [`super::markdown`] (appended to `$GITHUB_STEP_SUMMARY` by
 //! [`super::Delivery`]).
 //!
 //! A workflow command is one line, `::NAME key=value,…::message`. The runner decodes `%25`,
@@ -9,6 +9,8 @@
 //! is encoded as the runner decodes it.
 
 use std::fmt::Write as _;
+
+use bytesize::ByteSize;
 
 use super::CiRun;
 use crate::ci::RuleStatus;
@@ -36,7 +38,11 @@ fn command(name: &str, title: &str, message: &str) -> String {
     )
 }
 
-/// The workflow commands of the check: an error for each failed rule.
+/// How many findings become warnings.
+pub const WARNINGS: usize = 3;
+
+/// The workflow commands of the check: an error for each failed rule, then a warning for
+/// each of the [`WARNINGS`] largest findings.
 pub fn commands(run: &CiRun<'_>) -> String {
     let mut out = String::new();
     for rule in run
@@ -59,6 +65,17 @@ pub fn commands(run: &CiRun<'_>) -> String {
                 ),
             )
         );
+    }
+    for finding in run.findings.items.iter().take(WARNINGS) {
+        out.push_str(&command(
+            "warning",
+            &format!(
+                "layerscope: {} reclaimable ({})",
+                ByteSize(finding.bytes).display().si(),
+                finding.kind.label()
+            ),
+            &finding.hint,
+        ));
     }
     out
 }

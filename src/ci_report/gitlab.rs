@@ -3,17 +3,21 @@
 //! `description`, `check_name`, `fingerprint`, `severity` (`info`, `minor`, `major`,
 //! `critical` or `blocker`) and `location` (`path`, `lines.begin`).
 //!
-//! One issue per failed rule. Its fingerprint is a SHA-256 over the check and the image's name
-//! without tag or digest, never over values that change from build to build, so GitLab
-//! recognises the same problem in the next pipeline. An image has no source line, so issues
+//! One issue per failed rule (`major`, or `critical` for growth against the baseline) and one
+//! per finding (`minor`). A fingerprint is a SHA-256 over the check, the image's name without
+//! tag or digest and, for a finding, its place and build steps — never over sizes or values
+//! that change from build to build — so GitLab recognises the same problem in the next
+//! pipeline. An image has no source line, so issues
 //! are placed on line 1 of the `Dockerfile` that builds it.
 
+use bytesize::ByteSize;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{image_name, CiRun};
 use crate::ci::{rule_name, RuleStatus};
 use crate::escape::escape_str;
+use crate::image::clean_created_by;
 
 /// Where issues are placed: the file that builds the image.
 pub const LOCATION_PATH: &str = "Dockerfile";
@@ -74,10 +78,14 @@ pub fn fingerprint(parts: &[&str]) -> String {
         .collect()
 }
 
-/// The issues of the check.
+/// The severity of a finding: it costs bytes, not correctness.
+pub const FINDING_SEVERITY: &str = "minor";
+
+/// The issues of the check: the failed rules, then the findings.
 pub fn issues(run: &CiRun<'_>) -> Vec<Issue> {
     let name = image_name(&run.info.reference);
-    run.outcome
+    let mut issues: Vec<Issue> = run
+        .outcome
         .rules
         .iter()
         .filter(|r| r.status == RuleStatus::Fail)
@@ -94,13 +102,56 @@ pub fn issues(run: &CiRun<'_>) -> Vec<Issue> {
                 fingerprint: fingerprint(&["rule", &check, name]),
                 check_name: check,
                 severity: severity(r.name),
-                location: Location {
-                    path: LOCATION_PATH.to_string(),
-                    lines: Lines { begin: 1 },
-                },
+                location: location(),
             }
         })
-        .collect()
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for f in &run.findings.items {
+        let check = format!("layerscope/{}", f.kind.label());
+        let place = f
+            .place
+            .as_deref()
+            .or(f.paths.first().map(Vec::as_slice))
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let steps: Vec<String> = f.steps.iter().map(|s| clean_created_by(s)).collect();
+        let mut print = fingerprint(&["finding", &check, name, &place, &steps.join("\n")]);
+        // Two findings alike in all of that (rare) still need fingerprints of their own.
+        let mut n = 1;
+        while !seen.insert(print.clone()) {
+            n += 1;
+            print = fingerprint(&[
+                "finding",
+                &check,
+                name,
+                &place,
+                &steps.join("\n"),
+                &n.to_string(),
+            ]);
+        }
+        issues.push(Issue {
+            description: escape_str(&format!(
+                "{} reclaimable in {}: {}",
+                ByteSize(f.bytes).display().si(),
+                run.info.reference,
+                f.hint
+            ))
+            .into_owned(),
+            check_name: check,
+            fingerprint: print,
+            severity: FINDING_SEVERITY,
+            location: location(),
+        });
+    }
+    issues
+}
+
+fn location() -> Location {
+    Location {
+        path: LOCATION_PATH.to_string(),
+        lines: Lines { begin: 1 },
+    }
 }
 
 /// The report: the issues as pretty JSON, newline-terminated.

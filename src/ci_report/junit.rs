@@ -1,7 +1,8 @@
 //! JUnit XML, the test-report format Jenkins, GitLab and Azure Pipelines read: one test suite
 //! for the image, one test case per rule (a `failure` with value and threshold when it
-//! failed, `skipped` when disabled), the image's facts as `properties`, and the whole text
-//! report (figures, inefficient files, what was left out, the baseline) in `system-out`.
+//! failed, with the largest findings as its reasons; `skipped` when disabled), the image's
+//! facts as `properties`, and the whole text report (figures, inefficient files, what was
+//! left out, the baseline) and every finding in `system-out`.
 //!
 //! Every piece of text is escaped for XML (`&`, `<`, `>`, and quotes in attributes);
 //! control characters, which XML 1.0 cannot hold, are shown visibly as `\xNN`.
@@ -15,8 +16,8 @@ use crate::ci::RuleStatus;
 use crate::escape::{escape_bytes, escape_str, is_control};
 use crate::report;
 
-/// How many inefficient files a failure lists as the reasons.
-const REASONS: usize = 5;
+/// How many findings, and how many inefficient files, a failure lists as its reasons.
+const REASONS: usize = 3;
 
 /// `text` as XML character data, or as an attribute value with `attribute`.
 pub fn xml_escape(text: &str, attribute: bool) -> String {
@@ -143,7 +144,8 @@ pub fn render(run: &CiRun<'_>) -> String {
             }
         }
     }
-    let report = report::render_ci(info, run.figures, outcome, &text::render(run));
+    let mut report = report::render_ci(info, run.figures, outcome, &text::render(run));
+    write_findings(&mut report, run);
     let _ = writeln!(
         out,
         "    <system-out>{}</system-out>",
@@ -153,12 +155,64 @@ pub fn render(run: &CiRun<'_>) -> String {
     out
 }
 
-/// The text inside a `failure`: the verdict, and the largest inefficient files as reasons.
+/// Every finding, with its hint, steps and first paths.
+fn write_findings(out: &mut String, run: &CiRun<'_>) {
+    let found = run.findings;
+    let _ = writeln!(
+        out,
+        "\nFindings: {} reclaimable ({} bytes) in {}",
+        ByteSize(found.reclaimable_bytes).display().si(),
+        found.reclaimable_bytes,
+        found.items.len()
+    );
+    for f in &found.items {
+        let _ = writeln!(
+            out,
+            "  {} {} ({} files): {}",
+            ByteSize(f.bytes).display().si(),
+            f.kind.label(),
+            f.files,
+            escape_str(&f.hint)
+        );
+        for (layer, step) in f.layers.iter().zip(&f.steps) {
+            let _ = writeln!(
+                out,
+                "      layer {layer}: {}",
+                escape_str(&text::short_step(step))
+            );
+        }
+        for path in f.paths.iter().take(PATHS) {
+            let _ = writeln!(out, "      {}", escape_bytes(path));
+        }
+        let more = f.files.saturating_sub(f.paths.len().min(PATHS) as u64);
+        if more > 0 {
+            let _ = writeln!(out, "      … {more} more");
+        }
+    }
+}
+
+/// How many paths of each finding `system-out` lists.
+const PATHS: usize = 5;
+
+/// The text inside a `failure`: the verdict, then the largest findings and the largest
+/// inefficient files as reasons.
 fn failure_body(run: &CiRun<'_>, name: &str, explanation: &str) -> String {
     let mut body = format!(
         "{name} failed for {}: {explanation}\n",
         escape_str(&run.info.reference)
     );
+    if !run.findings.items.is_empty() {
+        body.push_str("Largest findings:\n");
+        for f in run.findings.items.iter().take(REASONS) {
+            let _ = writeln!(
+                body,
+                "  {} {}: {}",
+                ByteSize(f.bytes).display().si(),
+                f.kind.label(),
+                escape_str(&f.hint)
+            );
+        }
+    }
     let top = &run.figures.inefficiencies;
     if !top.is_empty() {
         body.push_str("Largest inefficient files:\n");

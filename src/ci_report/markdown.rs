@@ -24,6 +24,21 @@ fn percent(ratio: f64) -> String {
     format!("{:.4} %", ratio * 100.0)
 }
 
+/// Prose that holds text from the image (a finding's hint): control characters shown
+/// visibly and every ASCII punctuation character backslash-escaped, so nothing in it becomes
+/// markup, a link, a mention or a table border.
+pub fn prose(text: &str) -> String {
+    let shown = escape_str(text);
+    let mut out = String::with_capacity(shown.len() + 8);
+    for c in shown.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `text` as an inline code span: control characters shown visibly, a fence longer than any
 /// run of backticks inside.
 pub fn code(text: &str) -> String {
@@ -122,6 +137,7 @@ pub fn render(run: &CiRun<'_>) -> String {
 
     write_figures(&mut out, run);
     write_baseline(&mut out, run);
+    write_findings(&mut out, run);
     write_inefficiencies(&mut out, run);
     out
 }
@@ -149,6 +165,14 @@ fn write_figures(out: &mut String, run: &CiRun<'_>) {
         (
             "Shadowed bytes",
             format!("{} ({} bytes)", size(f.shadowed_bytes), f.shadowed_bytes),
+        ),
+        (
+            "Reclaimable bytes",
+            format!(
+                "{} ({} bytes)",
+                size(run.reclaimable_bytes),
+                run.reclaimable_bytes
+            ),
         ),
     ];
     for (name, value) in rows {
@@ -234,6 +258,54 @@ fn write_baseline(out: &mut String, run: &CiRun<'_>) {
     let _ = writeln!(out);
 }
 
+/// How many findings the summary lists.
+pub const TOP_FINDINGS: usize = 10;
+
+fn write_findings(out: &mut String, run: &CiRun<'_>) {
+    let found = run.findings;
+    let _ = writeln!(out, "#### Findings\n");
+    if found.items.is_empty() {
+        let _ = writeln!(out, "None: nothing to reclaim.\n");
+        return;
+    }
+    let whole = if found.reclaimable_bytes == run.reclaimable_bytes {
+        String::new()
+    } else {
+        format!(
+            " without the ignored paths ({} in the whole image)",
+            size(run.reclaimable_bytes)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "{} ({} bytes) reclaimable in {} finding{}{whole}.\n",
+        size(found.reclaimable_bytes),
+        found.reclaimable_bytes,
+        found.items.len(),
+        if found.items.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(out, "| Reclaimable | Kind | Files | What to change |");
+    let _ = writeln!(out, "|---:|---|---:|---|");
+    for f in found.items.iter().take(TOP_FINDINGS) {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {} |",
+            size(f.bytes),
+            f.kind.label(),
+            f.files,
+            prose(&f.hint)
+        );
+    }
+    if found.items.len() > TOP_FINDINGS {
+        let _ = writeln!(
+            out,
+            "\n{} more not shown.",
+            found.items.len() - TOP_FINDINGS
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn write_inefficiencies(out: &mut String, run: &CiRun<'_>) {
     let list = &run.figures.inefficiencies;
     let _ = writeln!(out, "#### Top inefficient files\n");
@@ -269,5 +341,15 @@ mod tests {
         assert_eq!(code("x\u{1b}[2J\ny"), "`x\\x1b[2J\\x0ay`");
         assert_eq!(cell_code("a|b"), "`a\\|b`");
         assert_eq!(cell_path(b"/caf\xe9|x"), "`/caf\\xe9\\|x`");
+    }
+
+    #[test]
+    fn prose_cannot_become_markup() {
+        assert_eq!(prose("RUN rm -rf /tmp/*"), "RUN rm \\-rf \\/tmp\\/\\*");
+        assert_eq!(
+            prose("[x](javascript:y) @team #1 a|b"),
+            "\\[x\\]\\(javascript\\:y\\) \\@team \\#1 a\\|b"
+        );
+        assert_eq!(prose("<img src=x>\n"), "\\<img src\\=x\\>\\\\x0a");
     }
 }

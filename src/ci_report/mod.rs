@@ -27,6 +27,7 @@ use crate::analysis::Figures;
 use crate::baseline::BaselineComparison;
 use crate::ci::CiOutcome;
 use crate::error::Error;
+use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::output_file;
@@ -169,8 +170,8 @@ fn file_of(request: &ReportRequest, step_summary: Option<&PathBuf>) -> Option<Pa
     }
 }
 
-/// Everything a report says: the image, its figures, the rules' verdict, what the rules
-/// left out and the baseline.
+/// Everything a report says: the image, its figures and findings, the rules' verdict, what
+/// the rules left out and the baseline.
 #[derive(Debug, Clone, Copy)]
 pub struct CiRun<'a> {
     /// The image.
@@ -181,6 +182,10 @@ pub struct CiRun<'a> {
     pub outcome: &'a CiOutcome,
     /// The figures as the rules saw them.
     pub rule_figures: &'a RuleFigures,
+    /// The findings as the rules saw them (without the paths left out).
+    pub findings: &'a Findings,
+    /// The image's reclaimable bytes, whole.
+    pub reclaimable_bytes: u64,
     /// The patterns that left paths out.
     pub ignore: &'a IgnorePaths,
     /// The image against `--baseline`.
