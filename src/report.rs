@@ -7,8 +7,9 @@ use bytesize::ByteSize;
 
 use crate::analysis::Figures;
 use crate::ci::CiOutcome;
+use crate::escape::escape_bytes;
 use crate::image::{clean_created_by, HistoryEntry, ImageInfo, LayerInfo};
-use crate::tree::{display_path, FileTree, LayerStats};
+use crate::tree::{FileTree, LayerStats};
 
 /// How many inefficient files the text views list.
 pub const TOP_INEFFICIENCIES: usize = 10;
@@ -112,7 +113,7 @@ fn write_inefficiencies(out: &mut String, figures: &Figures) {
             "  {:>5}  {:>10}  {}",
             i.count,
             size(i.wasted_bytes),
-            display_path(&i.path)
+            escape_bytes(&i.path)
         );
     }
 }

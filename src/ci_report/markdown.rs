@@ -24,14 +24,21 @@ fn percent(ratio: f64) -> String {
     format!("{:.4} %", ratio * 100.0)
 }
 
+/// Characters that can start markup in GitHub's Markdown: emphasis, code, links and
+/// images, HTML and entities, headings, tables, strikethrough, mentions, math, and the `:`
+/// and `.` of autolinks (`https://…`, `www.…`).
+const MARKUP: &[char] = &[
+    '\\', '`', '*', '_', '[', ']', '(', ')', '<', '>', '#', '!', '|', '~', '&', '@', '$', ':', '.',
+];
+
 /// Prose that holds text from the image (a finding's hint): control characters shown
-/// visibly and every ASCII punctuation character backslash-escaped, so nothing in it becomes
-/// markup, a link, a mention or a table border.
+/// visibly and every character that could start markup backslash-escaped, so nothing in it
+/// becomes formatting, a link, a mention or a table border.
 pub fn prose(text: &str) -> String {
     let shown = escape_str(text);
     let mut out = String::with_capacity(shown.len() + 8);
     for c in shown.chars() {
-        if c.is_ascii_punctuation() {
+        if MARKUP.contains(&c) {
             out.push('\\');
         }
         out.push(c);
@@ -345,11 +352,12 @@ mod tests {
 
     #[test]
     fn prose_cannot_become_markup() {
-        assert_eq!(prose("RUN rm -rf /tmp/*"), "RUN rm \\-rf \\/tmp\\/\\*");
+        assert_eq!(prose("RUN rm -rf /tmp/*"), "RUN rm -rf /tmp/\\*");
         assert_eq!(
             prose("[x](javascript:y) @team #1 a|b"),
             "\\[x\\]\\(javascript\\:y\\) \\@team \\#1 a\\|b"
         );
-        assert_eq!(prose("<img src=x>\n"), "\\<img src\\=x\\>\\\\x0a");
+        assert_eq!(prose("<img src=x>\n"), "\\<img src=x\\>\\\\x0a");
+        assert_eq!(prose("see www.example.com"), "see www\\.example\\.com");
     }
 }
