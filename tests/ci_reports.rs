@@ -749,3 +749,55 @@ async fn ignore_paths_move_a_rule_from_fail_to_pass() {
         stderr(&out)
     );
 }
+
+/// The layerscope command lines of the CI examples in assets/ci/: every option they pass is
+/// one the binary has, and every `--ci-report` names a format it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ci_examples_pass_options_that_exist() {
+    let home = TempDir::new("home");
+    let help = stdout(&layerscope(home.path(), &["--help"], &[]).await);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/ci");
+    let mut checked = 0;
+    for name in ["github-actions.yml", "gitlab-ci.yml"] {
+        let text = read(&root.join(name));
+        // `layerscope --ci …` and its continuation lines, quoted variables set beside it.
+        let mut command = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("layerscope ") || line.starts_with("BASELINE=\"--") {
+                inside = line.starts_with("layerscope ");
+                command.push_str(line.trim_start_matches("BASELINE=").trim_matches('"'));
+                command.push(' ');
+            } else if inside {
+                command.push_str(line);
+                command.push(' ');
+            }
+            if inside && !line.ends_with('\\') {
+                inside = false;
+            }
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert!(words.contains(&"--ci"), "{name}: {command}");
+        for (i, word) in words.iter().enumerate() {
+            if word.starts_with("--") {
+                assert!(
+                    help.contains(&format!("{word} "))
+                        || help.contains(&format!("{word}\n"))
+                        || help.contains(&format!("{word},")),
+                    "{name}: {word} is not an option of layerscope"
+                );
+                checked += 1;
+            }
+            if *word == "--ci-report" {
+                let value = words.get(i + 1).expect("a value");
+                let format = value.split(':').next().unwrap_or("");
+                assert!(
+                    ["junit", "github", "gitlab", "markdown"].contains(&format),
+                    "{name}: {value}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} options checked");
+}
