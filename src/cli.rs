@@ -414,9 +414,8 @@ async fn run_ci(
                 .to_string(),
         ));
     }
-    let json_on_stdout = json == Some("-");
     let github_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-    let requests = ci_report::requests(&args.ci_reports, github_actions, json_on_stdout)?;
+    let requests = ci_report::requests(&args.ci_reports, github_actions, json)?;
 
     // A report baseline is read before anything is pulled: a bad one fails at once.
     let mut baseline = None;

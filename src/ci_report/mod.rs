@@ -124,13 +124,14 @@ impl FromStr for ReportRequest {
 }
 
 /// The requests of the command line, with the GitHub report added when running in GitHub
-/// Actions and not asked for. The same file named twice, or standard output claimed twice
-/// (`json_on_stdout` counts), is refused.
+/// Actions and not asked for. The same file named twice, or standard output claimed twice,
+/// is refused; `json` is `--json`'s target, which counts too.
 pub fn requests(
     given: &[ReportRequest],
     github_actions: bool,
-    json_on_stdout: bool,
+    json: Option<&str>,
 ) -> Result<Vec<ReportRequest>, Error> {
+    let json_on_stdout = json == Some("-");
     let mut all = given.to_vec();
     if github_actions && !all.iter().any(|r| r.format == ReportFormat::Github) {
         all.push(ReportRequest {
@@ -145,12 +146,16 @@ pub fn requests(
             "only one of --json and --ci-report can write to standard output (-)".to_string(),
         ));
     }
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<PathBuf> = json
+        .filter(|j| *j != "-")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
     for r in &all {
         if let Some(path) = file_of(r, None) {
             if files.contains(&path) {
                 return Err(Error::Other(format!(
-                    "--ci-report: {} is named twice",
+                    "{} is named twice as an output (--ci-report, --json)",
                     path.display()
                 )));
             }
@@ -311,20 +316,27 @@ mod tests {
     #[test]
     fn github_is_added_in_actions_and_conflicts_are_refused() {
         let junit: ReportRequest = "junit".parse().expect("parses");
-        let all = requests(std::slice::from_ref(&junit), true, false).expect("ok");
+        let all = requests(std::slice::from_ref(&junit), true, None).expect("ok");
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].format, ReportFormat::Github);
-        let all = requests(std::slice::from_ref(&junit), false, false).expect("ok");
+        let all = requests(std::slice::from_ref(&junit), false, None).expect("ok");
         assert_eq!(all.len(), 1);
 
         let twice = [
             junit.clone(),
             "junit:layerscope-junit.xml".parse().expect("p"),
         ];
-        assert!(requests(&twice, false, false).is_err());
+        assert!(requests(&twice, false, None).is_err());
+        assert!(requests(
+            std::slice::from_ref(&junit),
+            false,
+            Some("layerscope-junit.xml")
+        )
+        .is_err());
+        assert!(requests(std::slice::from_ref(&junit), false, Some("report.json")).is_ok());
         let stdout: ReportRequest = "junit:-".parse().expect("parses");
-        assert!(requests(std::slice::from_ref(&stdout), false, true).is_err());
-        assert!(requests(&[stdout], false, false).is_ok());
+        assert!(requests(std::slice::from_ref(&stdout), false, Some("-")).is_err());
+        assert!(requests(&[stdout], false, None).is_ok());
     }
 
     #[test]
