@@ -383,14 +383,20 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let loaded = load_with_progress(image, source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
     let figures = analyse(&tree);
+    let findings = crate::findings::find(&tree, &crate::findings::layer_steps(&loaded.info));
     let rows = report::layer_rows(&loaded.info, &tree);
 
     if let Some(target) = &outputs.json {
-        let export = Export::new(&loaded.info, &rows, &figures, None);
+        let export = Export::new(&loaded.info, &rows, &figures, &findings, None);
         write_json(target, &export.to_json())?;
     }
     if outputs.json.is_none() {
-        print_stdout(&report::render_summary(&loaded.info, &rows, &figures))?;
+        print_stdout(&report::render_summary(
+            &loaded.info,
+            &rows,
+            &figures,
+            &findings,
+        ))?;
     }
     Ok(exit_code::OK)
 }
@@ -496,7 +502,13 @@ async fn run_ci(
     let mut delivery = Delivery::render(&requests, &run, step_summary);
     let mut json_text = None;
     if let Some(target) = json {
-        let mut export = Export::new(&loaded.info, &rows, figures, Some(&outcome));
+        let mut export = Export::new(
+            &loaded.info,
+            &rows,
+            figures,
+            &analysed.findings,
+            Some(&outcome),
+        );
         export.add_ci_details(&ignore, rule_figures, comparison.as_ref());
         let text = export.to_json();
         if target == "-" {
@@ -513,6 +525,7 @@ async fn run_ci(
     let text = report::render_ci(
         &loaded.info,
         figures,
+        &analysed.rule_findings,
         &outcome,
         &ci_report::text::render(&run),
     );

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::analysis::Figures;
 use crate::baseline::{BaselineComparison, BaselineSpec};
 use crate::ci::{Change, CiOutcome};
+use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
@@ -28,6 +29,8 @@ pub struct Export {
     pub history: Vec<HistorySection>,
     /// Paths stored more than once, largest first.
     pub inefficiencies: Vec<InefficiencySection>,
+    /// Why bytes are wasted and which step to change, largest first.
+    pub findings: Vec<FindingSection>,
     /// Present only in CI mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci: Option<CiSection>,
@@ -63,6 +66,8 @@ pub struct ImageSection {
     pub file_count: u64,
     /// Their bytes.
     pub file_bytes: u64,
+    /// Σ bytes of the findings: what the image could shed (no byte counted twice).
+    pub reclaimable_bytes: u64,
 }
 
 /// One element of `layers`.
@@ -119,6 +124,29 @@ pub struct InefficiencySection {
     pub count: u32,
     /// Σ of its visit sizes.
     pub wasted_bytes: u64,
+}
+
+/// One element of `findings`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingSection {
+    /// `removed-later`, `rewritten-same-content`, `overwritten`, `package-cache`,
+    /// `temporary-files` or `duplicate-content`.
+    pub kind: String,
+    /// Reclaimable bytes.
+    pub bytes: u64,
+    /// Number of paths, listed or not.
+    pub files: u64,
+    /// Layer indexes involved, ascending.
+    pub layers: Vec<usize>,
+    /// The `createdBy` of each of those layers.
+    pub steps: Vec<String>,
+    /// The first paths, largest first then by path (non-UTF-8 bytes escaped as `\xNN`).
+    pub paths: Vec<String>,
+    /// Paths not listed.
+    pub paths_omitted: u64,
+    /// One sentence of advice naming the steps.
+    pub hint: String,
 }
 
 /// `ci` of the export.
@@ -231,6 +259,7 @@ impl Export {
         info: &ImageInfo,
         layers: &[LayerRow],
         figures: &Figures,
+        findings: &Findings,
         ci: Option<&CiOutcome>,
     ) -> Export {
         let image = ImageSection {
@@ -247,6 +276,7 @@ impl Export {
             shadowed_bytes: figures.shadowed_bytes,
             file_count: figures.file_count,
             file_bytes: figures.file_bytes,
+            reclaimable_bytes: findings.reclaimable_bytes,
         };
         let layers = layers
             .iter()
@@ -284,6 +314,24 @@ impl Export {
                 wasted_bytes: i.wasted_bytes,
             })
             .collect();
+        let findings = findings
+            .items
+            .iter()
+            .map(|f| FindingSection {
+                kind: f.kind.label().to_string(),
+                bytes: f.bytes,
+                files: f.files,
+                layers: f.layers.clone(),
+                steps: f.steps.clone(),
+                paths: f
+                    .paths
+                    .iter()
+                    .map(|p| display_path(p).into_owned())
+                    .collect(),
+                paths_omitted: f.paths_omitted,
+                hint: f.hint.clone(),
+            })
+            .collect();
         let ci = ci.map(|outcome| CiSection {
             pass: outcome.pass,
             rules: outcome
@@ -306,6 +354,7 @@ impl Export {
             layers,
             history,
             inefficiencies,
+            findings,
             ci,
         }
     }

@@ -186,6 +186,8 @@ pub struct Finding {
     /// One sentence naming the steps and the remedy. Holds text from the image: escape it
     /// before it reaches a terminal.
     pub hint: String,
+    /// The remedy alone (the hint's part after the colon), for short displays.
+    pub remedy: String,
     /// Where the finding is: the cache directory, the deepest directory holding all its
     /// paths (the path itself for a single file), or for duplicates the copy kept. `None`
     /// when the paths have nothing in common below `/`.
@@ -358,7 +360,7 @@ impl Group {
             .iter()
             .map(|&l| steps.get(l).cloned().unwrap_or_default())
             .collect();
-        let hint = hint(
+        let (situation, remedy) = hint(
             self.kind,
             self.detail,
             self.bytes,
@@ -379,7 +381,8 @@ impl Group {
             steps: step_texts,
             paths,
             paths_omitted,
-            hint,
+            hint: format!("{situation}: {remedy}"),
+            remedy,
             place,
             view_layer,
         }
@@ -695,7 +698,7 @@ fn top_paths(tree: &FileTree, items: &mut [(u64, u32)]) -> (Vec<Vec<u8>>, u64) {
 }
 
 /// What kind of build step wrote a layer, as far as its `createdBy` tells.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StepKind {
     /// A command ran (`RUN`, or a shell command).
     Run,
@@ -706,7 +709,7 @@ enum StepKind {
 }
 
 fn step_kind(steps: &[String], layer: usize) -> StepKind {
-    let cleaned = clean_created_by(steps.get(layer).map_or("", String::as_str));
+    let cleaned = step_text(steps, layer);
     let first = cleaned.split_whitespace().next().unwrap_or("");
     match first.to_ascii_uppercase().as_str() {
         "RUN" | "|1" | "|2" | "|3" | "|4" | "|5" | "|6" | "|7" | "|8" | "|9" => StepKind::Run,
@@ -715,11 +718,30 @@ fn step_kind(steps: &[String], layer: usize) -> StepKind {
     }
 }
 
+/// A layer's step on one line as people write it: the classic builder's `/bin/sh -c` shown
+/// as `RUN`, and BuildKit's `RUN /bin/sh -c … # buildkit` shortened the same way.
+fn step_text(steps: &[String], layer: usize) -> String {
+    step_line(steps.get(layer).map_or("", String::as_str))
+}
+
+/// A `createdBy` on one line as people write the step: `/bin/sh -c #(nop) ` dropped, the
+/// classic builder's `/bin/sh -c CMD` and BuildKit's `RUN /bin/sh -c CMD # buildkit` both
+/// shown as `RUN CMD`, whitespace runs as one space.
+pub fn step_line(created_by: &str) -> String {
+    let raw = created_by.trim();
+    let raw = raw.strip_suffix("# buildkit").unwrap_or(raw).trim_end();
+    let cleaned = clean_created_by(raw);
+    let cleaned = match cleaned.strip_prefix("RUN /bin/sh -c ") {
+        Some(rest) => format!("RUN {}", rest.trim_start()),
+        None => cleaned,
+    };
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A layer's step as a hint names it: `RUN apt-get update (layer 6)`, shortened to one line;
 /// `layer 6` alone when history has no step for it.
 fn step_name(steps: &[String], layer: usize) -> String {
-    let cleaned = clean_created_by(steps.get(layer).map_or("", String::as_str));
-    let flat = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = step_text(steps, layer);
     if flat.is_empty() {
         return format!("layer {layer}");
     }
@@ -745,7 +767,8 @@ fn avoid_writing(steps: &[String], writer: usize) -> String {
     }
 }
 
-/// The one-sentence advice of a finding.
+/// The advice of a finding in two parts: what the image shows (naming the steps), and the
+/// remedy. The hint is the two joined by a colon.
 fn hint(
     kind: FindingKind,
     detail: Detail,
@@ -754,7 +777,7 @@ fn hint(
     place: Option<&[u8]>,
     layers: &[usize],
     steps: &[String],
-) -> String {
+) -> (String, String) {
     let amount = size(bytes);
     let place = match place {
         Some(path) => display_path(path).into_owned(),
@@ -762,22 +785,28 @@ fn hint(
         None => format!("{files} files"),
     };
     match detail {
-        Detail::Hidden { writer, hider } if writer == hider => format!(
-            "{} stores {amount} in {place} that the same layer then replaces or deletes: \
-             write each path once in that step",
-            step_name(steps, writer)
+        Detail::Hidden { writer, hider } if writer == hider => (
+            format!(
+                "{} stores {amount} in {place} that the same layer then replaces or deletes",
+                step_name(steps, writer)
+            ),
+            "write each path once in that step".to_string(),
         ),
         Detail::Hidden { writer, hider } => {
             let (w, m) = (step_name(steps, writer), step_name(steps, hider));
             match kind {
-                FindingKind::RewrittenSameContent => format!(
-                    "{m} rewrites {amount} in {place} with the same content that {w} wrote \
-                     (only mode, owner or time changed): set them where the files are written \
-                     (COPY --chown/--chmod) instead of in a later step"
+                FindingKind::RewrittenSameContent => (
+                    format!(
+                        "{m} rewrites {amount} in {place} with the same content that {w} wrote \
+                         (only mode, owner or time changed)"
+                    ),
+                    "set them where the files are written (COPY --chown/--chmod) instead of in \
+                     a later step"
+                        .to_string(),
                 ),
-                FindingKind::Overwritten => format!(
-                    "{w} wrote {amount} in {place} that {m} overwrites with new content: \
-                     write only the final version, in one step"
+                FindingKind::Overwritten => (
+                    format!("{w} wrote {amount} in {place} that {m} overwrites with new content"),
+                    "write only the final version, in one step".to_string(),
                 ),
                 _ => {
                     let verb = if step_kind(steps, writer) == StepKind::Run {
@@ -785,9 +814,9 @@ fn hint(
                     } else {
                         "added"
                     };
-                    format!(
-                        "{w} {verb} {amount} in {place} that {m} removes: {}",
-                        avoid_writing(steps, writer)
+                    (
+                        format!("{w} {verb} {amount} in {place} that {m} removes"),
+                        avoid_writing(steps, writer),
                     )
                 }
             }
@@ -797,10 +826,13 @@ fn hint(
                 StepKind::Copy => avoid_writing(steps, writer),
                 _ => cache.remedy(place.trim_end_matches('/')),
             };
-            format!(
-                "{} left {amount} of {} in {place}: {fix}",
-                step_name(steps, writer),
-                cache.what()
+            (
+                format!(
+                    "{} left {amount} of {} in {place}",
+                    step_name(steps, writer),
+                    cache.what()
+                ),
+                fix,
             )
         }
         Detail::Temporary { writer } => {
@@ -818,9 +850,9 @@ fn hint(
                 }
                 _ => avoid_writing(steps, writer),
             };
-            format!(
-                "{} left {amount} in {place}: {fix}",
-                step_name(steps, writer)
+            (
+                format!("{} left {amount} in {place}", step_name(steps, writer)),
+                fix,
             )
         }
         Detail::Duplicate { each, .. } => {
@@ -834,11 +866,13 @@ fn hint(
                 names.truncate(3);
                 names.push("…".to_string());
             }
-            format!(
-                "{place} ({}) is stored {times} ({amount}) by {}: keep one copy and link to it, \
-                 or write it once",
-                size(each),
-                names.join(", ")
+            (
+                format!(
+                    "{place} ({}) is stored {times} ({amount}) by {}",
+                    size(each),
+                    names.join(", ")
+                ),
+                "keep one copy and link to it, or write it once".to_string(),
             )
         }
     }

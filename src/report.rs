@@ -7,12 +7,20 @@ use bytesize::ByteSize;
 
 use crate::analysis::Figures;
 use crate::ci::CiOutcome;
-use crate::escape::escape_bytes;
+use crate::escape::{escape_bytes, escape_str};
+use crate::findings::{step_line, Findings};
 use crate::image::{clean_created_by, HistoryEntry, ImageInfo, LayerInfo};
 use crate::tree::{FileTree, LayerStats};
 
 /// How many inefficient files the text views list.
 pub const TOP_INEFFICIENCIES: usize = 10;
+
+/// How many findings the text summary lists, and how many paths of each.
+pub const TOP_FINDINGS: usize = 5;
+/// How many paths of each finding the text views list.
+pub const FINDING_PATHS: usize = 3;
+/// How many findings the CI report gives as reasons when a rule fails.
+pub const CI_REASONS: usize = 3;
 
 /// One layer with its change statistics and the build step that made it.
 #[derive(Debug, Clone, Copy)]
@@ -118,8 +126,60 @@ fn write_inefficiencies(out: &mut String, figures: &Figures) {
     }
 }
 
+/// The largest `limit` findings, numbered: kind, size and files, the hint, the steps
+/// involved (one line each) and the first `paths` paths. Text from the image is escaped.
+pub fn write_findings(out: &mut String, findings: &Findings, limit: usize, paths: usize) {
+    for (i, f) in findings.items.iter().take(limit).enumerate() {
+        let files = if f.files == 1 {
+            "1 file".to_string()
+        } else {
+            format!("{} files", f.files)
+        };
+        let number = format!("{}.", i + 1);
+        let _ = writeln!(
+            out,
+            "  {number:<3} {}, {} in {files}",
+            f.kind.label(),
+            size(f.bytes)
+        );
+        let _ = writeln!(out, "      {}", escape_str(&f.hint));
+        for (layer, step) in f.layers.iter().zip(&f.steps) {
+            let _ = writeln!(out, "      layer {layer}: {}", escape_str(&step_line(step)));
+        }
+        for path in f.paths.iter().take(paths) {
+            let _ = writeln!(out, "      {}", escape_bytes(path));
+        }
+        let more = f.files.saturating_sub(f.paths.len().min(paths) as u64);
+        if more > 0 {
+            let _ = writeln!(out, "      … {more} more");
+        }
+    }
+}
+
+/// The Findings section: the reclaimable total, then the largest findings.
+fn write_findings_section(out: &mut String, findings: &Findings) {
+    if findings.items.is_empty() {
+        let _ = writeln!(out, "Findings: none (nothing to reclaim)");
+        return;
+    }
+    let shown = findings.items.len().min(TOP_FINDINGS);
+    let _ = writeln!(
+        out,
+        "Findings: {} reclaimable ({} bytes) in {} findings; the {shown} largest:",
+        size(findings.reclaimable_bytes),
+        findings.reclaimable_bytes,
+        findings.items.len()
+    );
+    write_findings(out, findings, TOP_FINDINGS, FINDING_PATHS);
+}
+
 /// The summary printed without a terminal and without `--ci`/`--json`.
-pub fn render_summary(info: &ImageInfo, rows: &[LayerRow<'_>], figures: &Figures) -> String {
+pub fn render_summary(
+    info: &ImageInfo,
+    rows: &[LayerRow<'_>],
+    figures: &Figures,
+    findings: &Findings,
+) -> String {
     let mut out = String::new();
     write_header(&mut out, info);
     let _ = writeln!(out);
@@ -163,14 +223,18 @@ pub fn render_summary(info: &ImageInfo, rows: &[LayerRow<'_>], figures: &Figures
     write_figures(&mut out, info, figures);
     let _ = writeln!(out);
     write_inefficiencies(&mut out, figures);
+    let _ = writeln!(out);
+    write_findings_section(&mut out, findings);
     out
 }
 
-/// The CI report: figures, the top inefficient files, `details` (what the rules left out and
-/// the baseline, see [`crate::ci_report::text`]; may be empty) and each rule's verdict.
+/// The CI report: figures, the top inefficient files, when a rule fails the largest findings
+/// as its reasons, `details` (what the rules left out and the baseline, see
+/// [`crate::ci_report::text`]; may be empty) and each rule's verdict.
 pub fn render_ci(
     info: &ImageInfo,
     figures: &Figures,
+    findings: &Findings,
     outcome: &CiOutcome,
     details: &str,
 ) -> String {
@@ -181,6 +245,17 @@ pub fn render_ci(
     let _ = writeln!(out);
     write_inefficiencies(&mut out, figures);
     let _ = writeln!(out);
+    if !outcome.pass && !findings.items.is_empty() {
+        let shown = findings.items.len().min(CI_REASONS);
+        let _ = writeln!(
+            out,
+            "Reasons (the {shown} largest of {} findings, {} reclaimable in all):",
+            findings.items.len(),
+            size(findings.reclaimable_bytes)
+        );
+        write_findings(&mut out, findings, CI_REASONS, 1);
+        let _ = writeln!(out);
+    }
     out.push_str(details);
     out.push_str(&outcome.render());
     out

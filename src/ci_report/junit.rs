@@ -144,7 +144,8 @@ pub fn render(run: &CiRun<'_>) -> String {
             }
         }
     }
-    let mut report = report::render_ci(info, run.figures, outcome, &text::render(run));
+    let mut report =
+        report::render_ci(info, run.figures, run.findings, outcome, &text::render(run));
     write_findings(&mut report, run);
     let _ = writeln!(
         out,

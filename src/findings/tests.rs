@@ -676,3 +676,22 @@ fn the_first_event_decides_the_kind() {
     );
     check_totals(&tree, &found);
 }
+
+#[test]
+fn hints_name_buildkit_and_classic_steps_as_written_and_shorten_long_ones() {
+    let long = format!("/bin/sh -c apt-get install -y {}", "package ".repeat(20));
+    let steps = steps(&[
+        "RUN /bin/sh -c apt-get update # buildkit",
+        "|2 A=1 B=2 /bin/sh -c make",
+        &long,
+        "",
+    ]);
+    assert_eq!(step_name(&steps, 0), "RUN apt-get update (layer 0)");
+    assert_eq!(step_kind(&steps, 1), StepKind::Run);
+    let name = step_name(&steps, 2);
+    assert_eq!(name.chars().count(), STEP_IN_HINT + " (layer 2)".len());
+    assert!(name.starts_with("RUN apt-get install -y package") && name.contains("… (layer 2)"));
+    assert_eq!(step_name(&steps, 3), "layer 3");
+    assert_eq!(step_name(&steps, 9), "layer 9");
+    assert_eq!(step_kind(&steps, 3), StepKind::Unknown);
+}

@@ -62,4 +62,6 @@ pub enum Action {
     Back,
     /// Show or hide the key help.
     Help,
+    /// Open or close the Findings view (wasted bytes and their fixes).
+    Findings,
 }

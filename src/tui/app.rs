@@ -13,6 +13,7 @@ use ratatui::layout::{Position, Rect};
 
 use crate::analysis::{analyse, Figures};
 use crate::compare::{compare, Comparison, LayerMatch};
+use crate::findings::{find, layer_steps, FindingKind, Findings};
 use crate::image::ImageInfo;
 use crate::pipeline::{Event as PipelineEvent, Progress};
 use crate::tree::{ChangeKind, ContentLocation, FileTree, NodeId, VersionState};
@@ -128,6 +129,12 @@ pub struct App {
     pub finished: bool,
     /// The figures, once every layer is merged.
     pub figures: Option<Figures>,
+    /// The findings, once every layer is merged.
+    pub findings: Option<Findings>,
+    /// The Findings view is open.
+    pub findings_open: bool,
+    /// Selected finding.
+    pub findings_cursor: usize,
     /// The focused pane.
     pub focus: Pane,
     /// Selected row of the Layers pane (an index into the history steps).
@@ -192,6 +199,9 @@ impl App {
             layer_states: Vec::new(),
             finished: false,
             figures: None,
+            findings: None,
+            findings_open: false,
+            findings_cursor: 0,
             focus: Pane::Layers,
             layer_row: 0,
             layer_offset: 0,
@@ -323,7 +333,12 @@ impl App {
             }
             PipelineEvent::Finished => {
                 self.finished = true;
-                self.figures = Some(analyse(&read(&self.tree)));
+                let tree = self.tree.clone();
+                let tree = read(&tree);
+                self.figures = Some(analyse(&tree));
+                let steps = self.info.as_deref().map(layer_steps).unwrap_or_default();
+                self.findings = Some(find(&tree, &steps));
+                drop(tree);
                 if self.view.layer().is_none() {
                     self.show_selected_layer();
                 }
@@ -418,7 +433,7 @@ impl App {
             self.on_prompt_key(key);
             return;
         }
-        let scope = if self.viewer.is_some() || self.help {
+        let scope = if self.viewer.is_some() || self.help || self.findings_open {
             Scope::Global
         } else {
             self.focus.scope()
@@ -516,6 +531,16 @@ impl App {
             }
             return;
         }
+        if action == Action::Findings {
+            // Reachable from anywhere: over the viewer too, which it closes.
+            self.viewer = None;
+            self.findings_open = !self.findings_open;
+            return;
+        }
+        if self.findings_open {
+            self.findings_action(action);
+            return;
+        }
         if self.viewer.is_some() {
             self.viewer_action(action);
             return;
@@ -549,9 +574,11 @@ impl App {
                 view.expand(tree);
             }),
             Action::Filter => {
+                // A finding's list of paths is not text to edit: start afresh.
                 let text = self
                     .view
                     .filter()
+                    .filter(|f| !f.is_exact())
                     .map(|f| f.text().to_string())
                     .unwrap_or_default();
                 self.prompt = Some(Prompt::Filter(text));
@@ -573,6 +600,8 @@ impl App {
             Action::ToggleSort => self.with_tree(|view, tree| view.toggle_sort(tree)),
             Action::ToggleCompare => self.toggle_compare(),
             Action::Open => self.open(),
+            // Handled before the viewer, above.
+            Action::Findings => {}
             Action::Back => {
                 if self.view.filter().is_some() {
                     self.set_filter(None);
@@ -734,6 +763,111 @@ impl App {
         ));
     }
 
+    /// Rows of findings the Findings view shows at once.
+    pub fn findings_rows(&self) -> usize {
+        super::findings_view::list_rows(self.areas().body)
+    }
+
+    fn findings_action(&mut self, action: Action) {
+        let page = self.findings_rows().saturating_sub(1).max(1) as isize;
+        let delta = match action {
+            Action::Quit => {
+                self.quit = true;
+                return;
+            }
+            Action::Back => {
+                self.findings_open = false;
+                return;
+            }
+            Action::Help => {
+                self.help = true;
+                return;
+            }
+            Action::Open => {
+                self.jump_to_finding();
+                return;
+            }
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp => -page,
+            Action::PageDown => page,
+            Action::Home => isize::MIN / 2,
+            Action::End => isize::MAX / 2,
+            _ => return,
+        };
+        self.move_finding(delta);
+    }
+
+    fn move_finding(&mut self, delta: isize) {
+        let n = self.findings.as_ref().map_or(0, |f| f.items.len());
+        self.findings_cursor = (self.findings_cursor as isize)
+            .saturating_add(delta)
+            .clamp(0, n.saturating_sub(1) as isize) as usize;
+    }
+
+    /// Show the selected finding in the tree: its view layer selected (the writer's, for
+    /// hidden bytes) and the tree filtered to its paths (for duplicates, the kept copy too).
+    fn jump_to_finding(&mut self) {
+        let Some(finding) = self
+            .findings
+            .as_ref()
+            .and_then(|f| f.items.get(self.findings_cursor))
+        else {
+            return;
+        };
+        let layer = finding.view_layer;
+        if layer >= self.merged() {
+            return;
+        }
+        let mut paths = finding.paths.clone();
+        if finding.kind == FindingKind::DuplicateContent {
+            paths.extend(finding.place.clone());
+        }
+        let label = format!(
+            "finding {}: {} ({} {})",
+            self.findings_cursor + 1,
+            finding.kind,
+            paths.len(),
+            if paths.len() == 1 { "path" } else { "paths" }
+        );
+        let Some(info) = &self.info else { return };
+        if let Some(row) = info
+            .history
+            .iter()
+            .position(|s| s.layer_index == Some(layer))
+        {
+            self.layer_row = row;
+        }
+        let rows = self.areas().layers_rows;
+        self.scroll_layers(rows);
+        if let Some(c) = &mut self.compare {
+            c.active = false;
+        }
+        self.findings_open = false;
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        let nodes: Vec<NodeId> = paths.iter().filter_map(|p| tree.lookup(p)).collect();
+        self.view.show_layer(&tree, layer, self.mode);
+        self.view
+            .set_filter(&tree, PathPattern::exact(&label, paths));
+        if !self.view.reveal_all(&tree, &nodes) && self.view.hidden != Default::default() {
+            // Hidden by a hide flag: show every kind and try again.
+            self.view.hidden = Default::default();
+            self.view.reveal_all(&tree, &nodes);
+        }
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+        self.focus = Pane::Tree;
+        self.notice = Some(if self.view.rows().is_empty() {
+            format!("{label}: none of its paths is visible at layer {layer} (the layer hid them itself)")
+        } else {
+            format!(
+                "{label} at layer {layer} · esc clears the filter · {} findings",
+                self.key(Action::Findings)
+            )
+        });
+    }
+
     /// Open the viewer on the regular file under the cursor.
     fn open_file(&mut self) {
         if self.compare.as_ref().is_some_and(|c| c.active) {
@@ -863,6 +997,10 @@ impl App {
                 if self.help || self.prompt.is_some() {
                     return;
                 }
+                if self.findings_open {
+                    self.move_finding(if delta > 0 { 1 } else { -1 });
+                    return;
+                }
                 if let Some(viewer) = &mut self.viewer {
                     let _ = viewer;
                     self.viewer_action(if delta > 0 { Action::Down } else { Action::Up });
@@ -885,6 +1023,21 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) => {
                 if self.help {
                     self.help = false;
+                    return;
+                }
+                if self.findings_open {
+                    // A click on a finding selects it.
+                    let first = super::findings_view::first_row(areas.body);
+                    if mouse.row >= first {
+                        let height = self.findings_rows();
+                        let i = list_offset(self.findings_cursor, height)
+                            + (mouse.row - first) as usize;
+                        let n = self.findings.as_ref().map_or(0, |f| f.items.len());
+                        if (mouse.row - first) as usize >= height || i >= n {
+                            return;
+                        }
+                        self.findings_cursor = i;
+                    }
                     return;
                 }
                 if self.viewer.is_some() || self.prompt.is_some() {

@@ -1,7 +1,7 @@
 //! The Image details pane: reference, manifest digest, platform, total and compressed size,
-//! efficiency, wasted and shadowed bytes (design §5), and the inefficient files, largest waste
-//! first. With the pane focused, Enter on a file jumps to it in the tree at the layer that
-//! wrote it last.
+//! efficiency, wasted and shadowed bytes (design §5), the bytes the findings could reclaim,
+//! and the inefficient files, largest waste first. With the pane focused, Enter on a file
+//! jumps to it in the tree at the layer that wrote it last.
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use crate::tree::display_path;
 
+use super::action::Action;
 use super::app::{App, Pane};
 use super::ui::{block, human_size, list_offset, truncate, IMAGE_FIGURE_LINES};
 
@@ -76,6 +77,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(format!(
             "{} stored, not visible",
             human_size(figures.shadowed_bytes)
+        )),
+    ]));
+    let reclaimable = app.findings.as_ref().map_or(0, |f| f.reclaimable_bytes);
+    lines.push(Line::from(vec![
+        label("Findings"),
+        Span::raw(format!(
+            "{} reclaimable ({} to see why)",
+            human_size(reclaimable),
+            app.key(Action::Findings)
         )),
     ]));
     debug_assert_eq!(lines.len() as u16, IMAGE_FIGURE_LINES);

@@ -266,6 +266,13 @@ const DEFAULTS: &[(&str, Action, Scope, &[&str], &str)] = &[
     ),
     ("help", Action::Help, Scope::Global, &["?"], "this help"),
     (
+        "findings",
+        Action::Findings,
+        Scope::Global,
+        &["F"],
+        "findings: waste and fixes",
+    ),
+    (
         "compare-all",
         Action::CompareAll,
         Scope::Layers,

@@ -14,6 +14,7 @@ pub mod app;
 mod config_pane;
 pub mod event;
 mod file_tree;
+mod findings_view;
 mod help;
 mod image_details;
 pub mod keymap;

@@ -57,7 +57,11 @@ impl Harness {
     }
 
     fn started(width: u16, height: u16, theme: Theme) -> Harness {
-        let (info, tree) = image_for(&layers());
+        Harness::started_with(width, height, theme, &layers())
+    }
+
+    fn started_with(width: u16, height: u16, theme: Theme, specs: &[LayerSpec<'_>]) -> Harness {
+        let (info, tree) = image_for(specs);
         let app = App::new(
             info.reference.clone(),
             Arc::new(RwLock::new(tree)),
@@ -82,7 +86,14 @@ impl Harness {
 
     /// Every layer merged and analysed.
     fn loaded(width: u16, height: u16) -> Harness {
-        let mut h = Harness::resolved(width, height, Theme { color: true });
+        Harness::loaded_with(width, height, &layers())
+    }
+
+    /// Every layer of `specs` merged and analysed.
+    fn loaded_with(width: u16, height: u16, specs: &[LayerSpec<'_>]) -> Harness {
+        let mut h = Harness::started_with(width, height, Theme { color: true }, specs);
+        h.app
+            .update(Message::Pipeline(PipelineEvent::Resolved(h.info.clone())));
         for i in 0..h.info.layers.len() {
             h.app
                 .update(Message::Pipeline(PipelineEvent::LayerStarted(i)));
@@ -635,5 +646,151 @@ fn tiny_terminals_draw_without_panicking() {
             .press('j');
         harness.key(KeyCode::Enter, KeyModifiers::NONE);
         assert_eq!(harness.lines().len(), h as usize);
+        // The Findings view, a click in it, and Enter on a finding.
+        harness
+            .key(KeyCode::Esc, KeyModifiers::NONE)
+            .press('F')
+            .press('j');
+        harness.draw();
+        harness.click(1, 1);
+        harness.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(harness.lines().len(), h as usize);
     }
+}
+
+#[test]
+fn findings_view_lists_findings_and_enter_shows_one_in_the_tree() {
+    // The image: /usr/bin/tool (3000 B) overwritten by layer 2, /tmp/cache.bin (500 B)
+    // deleted by layer 1, /etc/passwd (30 B) overwritten by layer 1: 3530 B in all.
+    let mut h = Harness::loaded(120, 30);
+    let text = h.draw();
+    assert!(text.contains("3.5 kB reclaimable (F to see why)"), "{text}");
+
+    // F from the tree pane opens the view over the body.
+    h.key(KeyCode::Tab, KeyModifiers::NONE).press('F');
+    assert!(h.app.findings_open);
+    let text = h.draw();
+    assert!(text.contains("Findings (3) · 3.5 kB reclaimable"), "{text}");
+    let rows: Vec<String> = h.lines().into_iter().filter(|l| l.contains("→")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].contains("3.0 kB  overwritten             0→2      /usr/bin/tool · write only"),
+        "{text}"
+    );
+    assert!(
+        rows[1].contains(
+            "500 B  removed-later           0→1      /tmp/cache.bin · delete it in the same RUN"
+        ),
+        "{text}"
+    );
+    assert!(
+        rows[2].contains("30 B  overwritten             0→1      /etc/passwd"),
+        "{text}"
+    );
+    // The selected finding in full: hint, size, steps.
+    assert!(
+        text.contains("with new content: write only the final version, in one step"),
+        "{text}"
+    );
+    assert!(text.contains("layer 2  RUN echo step 2 > /step2"), "{text}");
+
+    // Down to the deleted cache: its hint and path below the list.
+    h.press('j');
+    let text = h.draw();
+    assert!(
+        text.contains("RUN echo step 0 > /step0 (layer 0) left 500 B in /tmp/cache.bin that"),
+        "{text}"
+    );
+    assert!(
+        text.contains("500 B (500 bytes) in 1 file · removed-later"),
+        "{text}"
+    );
+
+    // Enter: the writer's layer selected, the tree filtered to the finding's paths.
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    assert!(!h.app.findings_open);
+    assert_eq!(h.app.focus, Pane::Tree);
+    assert_eq!((h.app.view.layer(), h.app.layer_row), (Some(0), 0));
+    let tree_area = h.app.areas().tree;
+    let pane = h.region(tree_area);
+    assert!(pane.contains("cache.bin"), "{pane}");
+    assert!(!pane.contains("passwd") && !pane.contains("tool"), "{pane}");
+    let tree = h.app.tree.read().unwrap();
+    assert_eq!(h.app.selected_node(), tree.lookup(b"/tmp/cache.bin"));
+    drop(tree);
+    let text = h.draw();
+    assert!(
+        text.contains("finding 2: removed-later (1 path) at layer 0 · esc clears the filter"),
+        "{text}"
+    );
+    // Ctrl+F does not offer the label as text to edit.
+    h.ctrl('f');
+    assert!(h.draw().contains("Filter: ▏"));
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(h.app.view.filter().is_none());
+
+    // F again: back on the same finding; Esc goes back to the explorer.
+    h.press('F');
+    assert_eq!((h.app.findings_open, h.app.findings_cursor), (true, 1));
+    h.key(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(!h.app.findings_open);
+    assert!(h.draw().contains("passwd"));
+
+    // From the viewer too: F closes it and opens the view.
+    h.ctrl('f').typed("passwd");
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    h.press('j');
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    assert!(h.app.viewer.is_some());
+    h.press('F');
+    assert!(h.app.viewer.is_none() && h.app.findings_open);
+    // The wheel moves the selection; a click selects a row.
+    h.app.update(Message::Input(TermEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 10,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    })));
+    assert_eq!(h.app.findings_cursor, 2);
+    let (_, y) = h.find("3.0 kB  overwritten").unwrap();
+    h.click(5, y);
+    assert_eq!(h.app.findings_cursor, 0);
+    // Quit still quits.
+    h.press('q');
+    assert!(h.app.quit);
+}
+
+#[test]
+fn findings_view_before_loading_and_with_escaped_paths() {
+    let mut h = Harness::resolved(100, 24, Theme { color: true });
+    h.press('F');
+    assert!(h.draw().contains("findings come when every layer is in…"));
+    h.press('F');
+    assert!(!h.app.findings_open);
+
+    // A file whose name holds a terminal escape, left in /tmp: shown escaped, never raw.
+    let evil: &[LayerSpec<'_>] = &[
+        &[("tmp/\x1b]0;pwned\x07.log", Some(&[5u8; 64]))],
+        &[("srv/app", Some(b"app"))],
+    ];
+    let mut h = Harness::loaded_with(100, 24, evil);
+    h.press('F');
+    let text = h.draw();
+    assert!(text.contains("Findings (1) · 64 B reclaimable"), "{text}");
+    assert!(text.contains("/tmp/\\x1b]0;pwned\\x07.log"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+    assert!(text.contains("temporary-files"), "{text}");
+}
+
+#[test]
+fn an_image_without_findings_says_so() {
+    let clean: &[LayerSpec<'_>] = &[&[("srv/a", Some(b"a"))], &[("srv/b", Some(b"bb"))]];
+    let mut h = Harness::loaded_with(100, 24, clean);
+    h.press('F');
+    let text = h.draw();
+    assert!(text.contains("Findings (0) · 0 B reclaimable"), "{text}");
+    assert!(text.contains("No findings"), "{text}");
+    // Enter on nothing does nothing.
+    h.key(KeyCode::Enter, KeyModifiers::NONE);
+    assert!(h.app.findings_open);
 }

@@ -7,6 +7,7 @@
 //! directory sums) is computed once per layer and mode, in one pass over the nodes.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 
 use regex::bytes::Regex;
 
@@ -66,12 +67,15 @@ impl HiddenKinds {
     }
 }
 
-/// A path pattern: a regular expression when the text is one, else the text as a substring.
+/// A path pattern: a regular expression when the text is one, else the text as a substring;
+/// or a list of exact paths (a finding's), shown by a label.
 #[derive(Clone, Debug)]
 pub struct PathPattern {
     text: String,
     regex: Regex,
     is_regex: bool,
+    /// Exact paths: when set, a path matches only if it is one of them.
+    paths: Option<HashSet<Vec<u8>>>,
 }
 
 impl PathPattern {
@@ -89,12 +93,36 @@ impl PathPattern {
             text: text.to_string(),
             regex,
             is_regex,
+            paths: None,
+        })
+    }
+
+    /// A pattern matching exactly `paths` (absolute, `/a/b`), shown as `label`; `None` for no
+    /// paths.
+    pub fn exact(label: &str, paths: impl IntoIterator<Item = Vec<u8>>) -> Option<PathPattern> {
+        let paths: HashSet<Vec<u8>> = paths.into_iter().collect();
+        if paths.is_empty() {
+            return None;
+        }
+        Some(PathPattern {
+            text: label.to_string(),
+            regex: Regex::new(&regex::escape(label)).ok()?,
+            is_regex: false,
+            paths: Some(paths),
         })
     }
 
     /// Whether the absolute path matches.
     pub fn matches(&self, path: &[u8]) -> bool {
-        self.regex.is_match(path)
+        match &self.paths {
+            Some(paths) => paths.contains(path),
+            None => self.regex.is_match(path),
+        }
+    }
+
+    /// Whether the pattern is a list of exact paths ([`Self::exact`]), not typed text.
+    pub fn is_exact(&self) -> bool {
+        self.paths.is_some()
     }
 
     /// The text as typed.
@@ -695,6 +723,29 @@ impl TreeView {
         }
     }
 
+    /// Expand the ancestors of every node given, rebuild once, and put the cursor on the
+    /// first of them that is shown. `false` when none is.
+    pub fn reveal_all(&mut self, tree: &FileTree, nodes: &[NodeId]) -> bool {
+        for &node in nodes {
+            let mut ancestor = tree.parent(node);
+            while let Some(a) = ancestor {
+                if let Some(flag) = self.collapsed.get_mut(a.index()) {
+                    *flag = false;
+                }
+                ancestor = tree.parent(a);
+            }
+        }
+        self.rebuild(tree);
+        let shown: HashSet<NodeId> = nodes.iter().copied().collect();
+        match self.rows.iter().position(|r| shown.contains(&r.node)) {
+            Some(i) => {
+                self.cursor = i;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Counts of the visible rows by kind: added, modified, removed, unmodified.
     pub fn counts(&self) -> [usize; 4] {
         let mut counts = [0usize; 4];
@@ -827,6 +878,21 @@ mod tests {
         // Not a valid regex: taken as text.
         let text = PathPattern::new("main.py(").unwrap();
         assert!(!text.is_regex());
+        // Exact paths match themselves only, not their prefixes or their label.
+        let exact = PathPattern::exact(
+            "a finding",
+            [b"/usr/bin/tool".to_vec(), b"/etc/hosts".to_vec()],
+        )
+        .unwrap();
+        assert!(exact.is_exact() && !exact.is_regex());
+        assert_eq!(exact.text(), "a finding");
+        assert!(!exact.matches(b"/usr/bin/tool2") && !exact.matches(b"a finding"));
+        view.set_filter(&tree, Some(exact));
+        assert_eq!(
+            names(&view, &tree),
+            ["etc ~", "  hosts", "usr", "  bin", "    tool"]
+        );
+        assert!(PathPattern::exact("none", Vec::new()).is_none());
         view.set_filter(&tree, None);
         view.set_cursor(0, 10);
 

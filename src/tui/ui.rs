@@ -9,7 +9,9 @@ use ratatui::Frame;
 
 use super::app::{App, Pane, Prompt};
 use super::tree_view::{SortOrder, ViewMode};
-use super::{config_pane, file_tree, help, image_details, layer_details, layers, viewer};
+use super::{
+    config_pane, file_tree, findings_view, help, image_details, layer_details, layers, viewer,
+};
 
 /// Width of the left column on wide terminals, in percent.
 const LEFT_PERCENT: u16 = 42;
@@ -26,7 +28,7 @@ const FOCUSED_SHARE: u16 = 70;
 /// The status line.
 const STATUS_HEIGHT: u16 = 1;
 /// Lines of figures above the inefficient files list in the Image pane.
-pub const IMAGE_FIGURE_LINES: u16 = 7;
+pub const IMAGE_FIGURE_LINES: u16 = 8;
 
 /// Where everything goes for one terminal size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +124,7 @@ pub fn layout(area: Rect, focus: Pane, bottom: Pane, layer_rows: Option<usize>) 
 }
 
 /// Draw the whole screen from the app state: the panes where [`layout`] puts them, then the
-/// viewer and the help on top when open. Left column `LEFT_PERCENT` of the width (at least
+/// viewer, the Findings view and the help on top when open. Left column `LEFT_PERCENT` of the width (at least
 /// `LEFT_MIN_WIDTH`), Layer details `LAYER_DETAILS_HEIGHT` rows, the focused left box
 /// `FOCUSED_SHARE` % of the rest, one status line; from `TALL_BODY` rows Config gets its
 /// own box.
@@ -156,6 +158,9 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_status(frame, areas.status, app);
     if app.viewer.is_some() {
         viewer::render(frame, areas.body, app);
+    }
+    if app.findings_open {
+        findings_view::render(frame, areas.body, app);
     }
     if app.help {
         help::render(frame, areas.body, app);
