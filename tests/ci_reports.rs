@@ -612,6 +612,11 @@ async fn baselines_image_and_report() {
         "{markdown}"
     );
     assert!(markdown.contains("| Files | 6 | 7 | +1 |"), "{markdown}");
+    // The report's reclaimable bytes are the baseline's.
+    assert!(
+        markdown.contains("| Reclaimable | 6.3 kB | 6.3 kB | no change |"),
+        "{markdown}"
+    );
     assert!(markdown.contains("| 3 | `-` | `sha256:"), "{markdown}");
     // The text report went to stderr, standard output being the report's.
     assert!(
@@ -721,6 +726,7 @@ async fn ignore_paths_move_a_rule_from_fail_to_pass() {
     // The image's own figures stay whole.
     assert!(close(&doc["image"]["efficiency"], 6810.0 / 8030.0));
     assert_eq!(doc["image"]["wastedBytes"], 2230);
+    assert_eq!(doc["image"]["reclaimableBytes"], 6310);
     let report = stderr(&out);
     assert!(
         report.contains("Ignored paths:       /var/lib/apt/lists/**"),
