@@ -543,10 +543,22 @@ async fn run_ci(
     Ok(ci_exit_code(&outcome))
 }
 
-/// The image of `--baseline`, from any source, with the same options as the image (a
-/// password read from standard input is not read again; see [`compare_target`]).
+/// The image of `--baseline`, from any source its name gives (a prefix such as `docker://`;
+/// `--source` is the checked image's alone), with the image's other options. A password read
+/// from standard input is not read again (see [`compare_target`]).
 fn baseline_target(image: &str, cli: &Cli) -> Result<Arc<Source>, Error> {
-    compare_target(image, cli).map(|target| target.source)
+    let registry = RegistryArgs {
+        insecure: cli.registry.insecure,
+        insecure_registries: cli.registry.insecure_registries.clone(),
+        creds: cli.registry.creds.clone(),
+        username: None,
+        password_stdin: false,
+    };
+    let options = SourceOptions {
+        kind: None,
+        ..SourceOptions::from(&cli.analysis)
+    };
+    open_source(image, &options, &registry)
 }
 
 /// The second image of `--compare`, from any source, with the same options. A password read
