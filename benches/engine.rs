@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use layerscope::analysis::analyse;
+use layerscope::findings::find;
 use layerscope::layer::{index_layer_with, IndexOptions, LayerIndex};
 use layerscope::tree::FileTree;
 
@@ -108,6 +109,11 @@ fn child(name: &str, threaded: bool, dir: &Path) {
     let analyse_time = t.elapsed();
     let total = started.elapsed();
     let hwm = vm_hwm_kib();
+    // Findings come after the figures in every front end; measured apart.
+    let t = Instant::now();
+    let found = find(&tree, &[]);
+    let findings_time = t.elapsed();
+    let hwm_with_findings = vm_hwm_kib();
     let heap = tree.heap_bytes();
     println!("RESULT wall={}", total.as_secs_f64());
     let (time_target, memory_target) = match name {
@@ -134,6 +140,15 @@ fn child(name: &str, threaded: bool, dir: &Path) {
         heap as f64 / 1e6,
         heap as f64 / tree.node_count() as f64,
         tree.node_count()
+    );
+    println!(
+        "  findings {:.3} s more ({:.1} % of the wall time; {} findings, {} B reclaimable); peak RSS {:.1} MB with them ({:+.1} %)",
+        findings_time.as_secs_f64(),
+        findings_time.as_secs_f64() / total.as_secs_f64() * 100.0,
+        found.items.len(),
+        found.reclaimable_bytes,
+        hwm_with_findings as f64 / 1024.0,
+        (hwm_with_findings as f64 / hwm as f64 - 1.0) * 100.0
     );
     println!(
         "  figures: efficiency {:.4}, wasted {} B, userWasted {:.4}, shadowed {} B, {} files / {} B visible, {} inefficient paths",

@@ -5,6 +5,11 @@
 //!
 //! `cargo bench --bench pull [SCENARIO…]` with scenarios `110k`, `1M`, `600M` (default: all).
 //! Layer data is shared with the engine benchmark (`target/tmp/engine-bench/`).
+//!
+//! To compare with another build (say, of an earlier commit), set
+//! `LAYERSCOPE_BENCH_COMPARE=/path/to/layerscope`: its `--json` runs alternate with this
+//! build's, so load on a shared machine falls on both alike. `LAYERSCOPE_BENCH_RUNS` sets the
+//! number of runs (default 3).
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -190,14 +195,50 @@ fn main() {
         let resolved: Vec<Duration> = (0..RUNS)
             .map(|_| runtime.block_on(time_to_resolved(&reference)))
             .collect();
-        let runs: Vec<Run> = (0..RUNS)
-            .map(|_| {
-                run_measured(
-                    exe,
-                    &["--quiet", "--no-cache", "--json", "/dev/null", &reference],
-                )
-            })
-            .collect();
+        let args = ["--quiet", "--no-cache", "--json", "/dev/null", &reference];
+        let compare = std::env::var("LAYERSCOPE_BENCH_COMPARE")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let runs_wanted = std::env::var("LAYERSCOPE_BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(RUNS);
+        let mut runs: Vec<Run> = Vec::new();
+        let mut other_runs: Vec<Run> = Vec::new();
+        for _ in 0..runs_wanted {
+            runs.push(run_measured(exe, &args));
+            if let Some(other) = &compare {
+                other_runs.push(run_measured(other, &args));
+            }
+        }
+        if let Some(other) = &compare {
+            let wall = other_runs.iter().map(|r| r.wall).min().unwrap_or_default();
+            let rss = other_runs.iter().map(|r| r.max_rss_kib).min().unwrap_or(0);
+            let walls: Vec<String> = other_runs
+                .iter()
+                .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
+                .collect();
+            let rsss: Vec<String> = other_runs
+                .iter()
+                .map(|r| format!("{:.1}", r.max_rss_kib as f64 / 1024.0))
+                .collect();
+            println!(
+                "  {other} --json: best {:.3} s (runs {} s), least peak RSS {:.1} MB (runs {} MB)",
+                wall.as_secs_f64(),
+                walls.join(", "),
+                rss as f64 / 1024.0,
+                rsss.join(", ")
+            );
+            let rsss: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{:.1}", r.max_rss_kib as f64 / 1024.0))
+                .collect();
+            println!(
+                "  this build's peak RSS per run: {} MB (least {:.1} MB)",
+                rsss.join(", "),
+                runs.iter().map(|r| r.max_rss_kib).min().unwrap_or(0) as f64 / 1024.0
+            );
+        }
         let best = runs
             .iter()
             .min_by_key(|r| r.wall)
