@@ -12,10 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use crate::analysis::analyse;
+use crate::baseline::{Baseline, BaselineComparison, BaselineSpec};
 use crate::cache::{self, Cache};
-use crate::ci::{CiOutcome, RuleOverrides, Rules};
+use crate::ci::{CiConfig, CiOutcome, Measures, RuleOverrides};
+use crate::ci_report::{self, CiRun, Delivery, ReportRequest};
 use crate::error::{exit_code, Error};
 use crate::export::Export;
+use crate::ignore::{self, IgnorePaths};
 use crate::image::Platform;
 use crate::output_file;
 use crate::pipeline::{self, Loaded};
@@ -97,6 +100,53 @@ pub struct AnalysisArgs {
         value_name = "RATIO"
     )]
     pub highest_user_wasted_percent: Option<String>,
+
+    /// CI rule: fail when the reclaimable bytes of the findings exceed this size (20MB, 1GiB,
+    /// bytes) or `disabled` (the default).
+    #[arg(
+        long = "highestReclaimableBytes",
+        alias = "highest-reclaimable-bytes",
+        value_name = "SIZE"
+    )]
+    pub highest_reclaimable_bytes: Option<String>,
+
+    /// CI rule: fail when sizeBytes grew more than this since --baseline: a size (20MB) or a
+    /// percent (5%), or `disabled` (the default).
+    #[arg(
+        long = "highestSizeIncrease",
+        alias = "highest-size-increase",
+        value_name = "SIZE|PERCENT"
+    )]
+    pub highest_size_increase: Option<String>,
+
+    /// CI rule: fail when the wasted bytes grew more than this since --baseline: a size
+    /// (20MB) or a percent (5%), or `disabled` (the default).
+    #[arg(
+        long = "highestWastedIncrease",
+        alias = "highest-wasted-increase",
+        value_name = "SIZE|PERCENT"
+    )]
+    pub highest_wasted_increase: Option<String>,
+
+    /// Write a CI report; may be repeated. FORMAT: junit (default file layerscope-junit.xml),
+    /// github (workflow commands, and the job summary appended to $GITHUB_STEP_SUMMARY or
+    /// FILE; on by default when GITHUB_ACTIONS=true), gitlab (Code Quality JSON, default
+    /// gl-code-quality-report.json), markdown (default layerscope-report.md). FILE `-` is
+    /// standard output. Turns CI mode on.
+    #[arg(long = "ci-report", value_name = "FORMAT[:FILE]")]
+    pub ci_reports: Vec<ReportRequest>,
+
+    /// Compare with an earlier image (IMAGE, from any source) or an earlier --json report
+    /// (REPORT.json), for the highestSizeIncrease and highestWastedIncrease rules and the
+    /// report's before/after figures. Turns CI mode on.
+    #[arg(long, value_name = "IMAGE|REPORT.json")]
+    pub baseline: Option<String>,
+
+    /// Leave paths matching GLOB out of what the CI rules measure (anchored at /, `*` within a
+    /// name, `**` across names, e.g. /var/cache/** or **/*.log); may be repeated, adds to
+    /// ignorePaths of the rule file. Turns CI mode on.
+    #[arg(long = "ignore-path", value_name = "GLOB")]
+    pub ignore_paths: Vec<String>,
 
     /// Write the analysis as JSON to FILE, or to standard output with `-`.
     #[arg(short = 'j', long, value_name = "FILE|-")]
@@ -249,9 +299,25 @@ pub struct RegistryArgs {
     pub password_stdin: bool,
 }
 
+impl RegistryArgs {
+    /// The same options for a second image (`--compare`, `--baseline`): a password read from
+    /// standard input for the first image cannot be read again, so the second image uses
+    /// `--creds` or the stored credentials.
+    fn for_another_image(&self) -> RegistryArgs {
+        RegistryArgs {
+            insecure: self.insecure,
+            insecure_registries: self.insecure_registries.clone(),
+            registry_mirrors: self.registry_mirrors.clone(),
+            creds: self.creds.clone(),
+            username: None,
+            password_stdin: false,
+        }
+    }
+}
+
 /// What the headless run should produce.
 struct Outputs {
-    ci: Option<Rules>,
+    ci: Option<CiConfig>,
     json: Option<String>,
 }
 
@@ -293,20 +359,25 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     };
     let source = open_source(image, &SourceOptions::from(&cli.analysis), &cli.registry)?;
 
-    let ci_mode = cli.analysis.ci || ci_from_env();
+    let args = &cli.analysis;
+    let ci_mode = args.ci
+        || ci_from_env()
+        || !args.ci_reports.is_empty()
+        || args.baseline.is_some()
+        || !args.ignore_paths.is_empty();
     let outputs = Outputs {
         ci: if ci_mode {
             let cwd = std::env::current_dir()
                 .map_err(|e| Error::io("reading the working directory", e))?;
-            Some(Rules::load(
-                cli.analysis.ci_config.as_deref(),
+            Some(CiConfig::load(
+                args.ci_config.as_deref(),
                 &cwd,
-                &rule_overrides(&cli.analysis),
+                &rule_overrides(args),
             )?)
         } else {
             None
         },
-        json: cli.analysis.json.clone(),
+        json: args.json.clone(),
     };
 
     if interactive() && !ci_mode && outputs.json.is_none() {
@@ -327,27 +398,18 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         ));
     }
 
+    if let Some(config) = outputs.ci {
+        return run_ci(&cli, image, source, config, outputs.json.as_deref()).await;
+    }
     let loaded = load_with_progress(image, source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
     let figures = analyse(&tree);
     let findings = crate::findings::find(&tree, &crate::findings::layer_steps(&loaded.info));
     let rows = report::layer_rows(&loaded.info, &tree);
-    let outcome = outputs.ci.as_ref().map(|rules| rules.evaluate(&figures));
 
     if let Some(target) = &outputs.json {
-        let export = Export::new(&loaded.info, &rows, &figures, &findings, outcome.as_ref());
+        let export = Export::new(&loaded.info, &rows, &figures, &findings, None);
         write_json(target, &export.to_json())?;
-    }
-    let json_on_stdout = outputs.json.as_deref() == Some("-");
-    if let Some(outcome) = &outcome {
-        let text = report::render_ci(&loaded.info, &figures, &findings, outcome);
-        // Keep standard output pure JSON when the export goes there.
-        if json_on_stdout {
-            eprint!("{text}");
-        } else {
-            print_stdout(&text)?;
-        }
-        return Ok(ci_exit_code(outcome));
     }
     if outputs.json.is_none() {
         print_stdout(&report::render_summary(
@@ -360,18 +422,165 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     Ok(exit_code::OK)
 }
 
+/// CI mode: the image (and an image baseline) loaded, the rules checked on the figures as
+/// they see them, the text report, the JSON export and the CI reports written together, and
+/// the exit code of the verdict.
+async fn run_ci(
+    cli: &Cli,
+    image: &str,
+    source: Arc<Source>,
+    config: CiConfig,
+    json: Option<&str>,
+) -> Result<i32, Error> {
+    let started = std::time::Instant::now();
+    let args = &cli.analysis;
+    let ignore = IgnorePaths::new(&config.ignore_paths)?;
+    if config.rules.needs_baseline() && args.baseline.is_none() {
+        return Err(Error::Other(
+            "the rules highestSizeIncrease and highestWastedIncrease need --baseline IMAGE or --baseline REPORT.json"
+                .to_string(),
+        ));
+    }
+    let github_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let requests = ci_report::requests(&args.ci_reports, github_actions, json)?;
+
+    // A report baseline is read before anything is pulled: a bad one fails at once.
+    let mut baseline = None;
+    let mut baseline_source = None;
+    if let Some(value) = args.baseline.as_deref() {
+        match BaselineSpec::parse(value) {
+            BaselineSpec::Report(path) => baseline = Some(Baseline::from_report(&path, &ignore)?),
+            BaselineSpec::Image(name) => {
+                let source = baseline_target(&name, cli)
+                    .map_err(|e| Error::Other(format!("baseline {name}: {e}")))?;
+                baseline_source = Some((name, source));
+            }
+        }
+    }
+    let (loaded, loaded_baseline) =
+        tokio::join!(load_with_progress(image, source, args.quiet), async {
+            match &baseline_source {
+                Some((name, source)) => Some(
+                    crate::toolbox::load_source(source.clone())
+                        .await
+                        .map_err(|e| Error::Other(format!("baseline {name}: {e}"))),
+                ),
+                None => None,
+            }
+        });
+    let loaded = loaded?;
+    if let (Some(result), Some((name, _))) = (loaded_baseline, &baseline_source) {
+        let other = result?;
+        let tree = other.tree.read().unwrap_or_else(|p| p.into_inner());
+        let a = ignore::analyse_for_rules(&other.info, &tree, &ignore);
+        baseline = Some(Baseline::from_image(
+            name,
+            &other.info,
+            &a.figures,
+            &a.rule_figures,
+            Some(a.findings.reclaimable_bytes),
+        ));
+    }
+
+    let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
+    let analysed = ignore::analyse_for_rules(&loaded.info, &tree, &ignore);
+    let figures = &analysed.figures;
+    let rule_figures = &analysed.rule_figures;
+    let rows = report::layer_rows(&loaded.info, &tree);
+    let comparison = baseline.map(|b| {
+        BaselineComparison::new(
+            b,
+            &loaded.info,
+            figures,
+            rule_figures,
+            Some(analysed.findings.reclaimable_bytes),
+        )
+    });
+    let measures = Measures {
+        efficiency: rule_figures.efficiency,
+        wasted_bytes: rule_figures.wasted_bytes,
+        user_wasted_percent: rule_figures.user_wasted_percent,
+        reclaimable_bytes: Some(analysed.rule_findings.reclaimable_bytes),
+        size_change: comparison.as_ref().map(|c| c.size),
+        wasted_change: comparison.as_ref().map(|c| c.rule_wasted),
+    };
+    let outcome = config.rules.evaluate(&measures);
+    let run = CiRun {
+        info: &loaded.info,
+        figures,
+        outcome: &outcome,
+        rule_figures,
+        findings: &analysed.rule_findings,
+        reclaimable_bytes: analysed.findings.reclaimable_bytes,
+        ignore: &ignore,
+        baseline: comparison.as_ref(),
+        elapsed: started.elapsed(),
+    };
+
+    let step_summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let mut delivery = Delivery::render(&requests, &run, step_summary);
+    let mut json_text = None;
+    if let Some(target) = json {
+        let mut export = Export::new(
+            &loaded.info,
+            &rows,
+            figures,
+            &analysed.findings,
+            Some(&outcome),
+        );
+        export.add_ci_details(&ignore, rule_figures, comparison.as_ref());
+        let text = export.to_json();
+        if target == "-" {
+            json_text = Some(text);
+        } else {
+            delivery
+                .files
+                .push((PathBuf::from(target), text.into_bytes()));
+        }
+    }
+    // Every file, or none: a report that cannot be written changes nothing else.
+    delivery.commit()?;
+
+    let text = report::render_ci(
+        &loaded.info,
+        figures,
+        &analysed.rule_findings,
+        &outcome,
+        &ci_report::text::render(&run),
+    );
+    let stdout = json_text
+        .map(String::into_bytes)
+        .or_else(|| delivery.stdout.take());
+    match stdout {
+        // Standard output belongs to the JSON or the report; people read the rest on stderr.
+        Some(bytes) => {
+            eprint!("{text}{}", delivery.commands);
+            crate::toolbox::write_stdout(&bytes)?;
+        }
+        None => print_stdout(&format!("{text}{}", delivery.commands))?,
+    }
+    Ok(ci_exit_code(&outcome))
+}
+
+/// The image of `--baseline`, from any source its name gives (a prefix such as `docker://`;
+/// `--source` is the checked image's alone), with the image's other options. A password read
+/// from standard input is not read again (see [`compare_target`]).
+fn baseline_target(image: &str, cli: &Cli) -> Result<Arc<Source>, Error> {
+    let registry = cli.registry.for_another_image();
+    let options = SourceOptions {
+        kind: None,
+        ..SourceOptions::from(&cli.analysis)
+    };
+    open_source(image, &options, &registry)
+}
+
 /// The second image of `--compare`, from any source, with the same options. A password read
 /// from standard input for the first image is not read again: the second image uses `--creds`
 /// or the stored credentials.
 fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
-    let registry = RegistryArgs {
-        insecure: cli.registry.insecure,
-        insecure_registries: cli.registry.insecure_registries.clone(),
-        registry_mirrors: cli.registry.registry_mirrors.clone(),
-        creds: cli.registry.creds.clone(),
-        username: None,
-        password_stdin: false,
-    };
+    let registry = cli.registry.for_another_image();
     Ok(crate::tui::Target {
         reference: image.to_string(),
         source: open_source(image, &SourceOptions::from(&cli.analysis), &registry)?,
@@ -391,6 +600,10 @@ fn rule_overrides(args: &AnalysisArgs) -> RuleOverrides {
         lowest_efficiency: args.lowest_efficiency.clone(),
         highest_wasted_bytes: args.highest_wasted_bytes.clone(),
         highest_user_wasted_percent: args.highest_user_wasted_percent.clone(),
+        highest_reclaimable_bytes: args.highest_reclaimable_bytes.clone(),
+        highest_size_increase: args.highest_size_increase.clone(),
+        highest_wasted_increase: args.highest_wasted_increase.clone(),
+        ignore_paths: args.ignore_paths.clone(),
     }
 }
 

@@ -4,8 +4,10 @@
 use serde::Serialize;
 
 use crate::analysis::Figures;
-use crate::ci::CiOutcome;
+use crate::baseline::{BaselineComparison, BaselineSpec};
+use crate::ci::{Change, CiOutcome};
 use crate::findings::Findings;
+use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
 use crate::tree::display_path;
@@ -154,6 +156,12 @@ pub struct CiSection {
     pub pass: bool,
     /// Each rule.
     pub rules: Vec<CiRuleSection>,
+    /// The paths left out of what the rules measure, when any pattern was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<IgnoredSection>,
+    /// The image against `--baseline`, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSection>,
 }
 
 /// One CI rule.
@@ -163,10 +171,86 @@ pub struct CiRuleSection {
     pub name: String,
     /// Threshold, `null` when disabled.
     pub threshold: Option<f64>,
-    /// The image's value.
-    pub value: f64,
+    /// The value as the rule saw it (without the paths left out); `null` when it could not
+    /// be measured.
+    pub value: Option<f64>,
+    /// `ratio` or `bytes`: what `value` and `threshold` count.
+    pub unit: &'static str,
     /// `PASS`, `FAIL` or `SKIP`.
     pub status: String,
+}
+
+/// `ci.ignored`: what `ignorePaths` and `--ignore-path` left out.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoredSection {
+    /// The glob patterns.
+    pub patterns: Vec<String>,
+    /// Regular-file bytes stored under the paths left out, over every layer.
+    pub bytes: u64,
+    /// Paths left out that hold stored bytes.
+    pub paths: u64,
+}
+
+/// `ci.baseline`: the image against the baseline.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineSection {
+    /// The baseline's reference.
+    pub reference: String,
+    /// Its digest.
+    pub digest: String,
+    /// `image` (analysed now) or `report` (an earlier `--json` output).
+    pub source: &'static str,
+    /// `sizeBytes` before and after.
+    pub size_bytes: BeforeAfter,
+    /// `wastedBytes` before and after.
+    pub wasted_bytes: BeforeAfter,
+    /// `reclaimableBytes` before and after (`null` where unknown).
+    pub reclaimable_bytes: BeforeAfterMaybe,
+    /// `fileCount` before and after.
+    pub file_count: BeforeAfter,
+    /// Leading layers both share.
+    pub common_prefix: usize,
+    /// The positions whose layers differ.
+    pub changed_layers: Vec<ChangedLayerSection>,
+}
+
+/// A figure before (the baseline) and after (the image).
+#[derive(Debug, Serialize)]
+pub struct BeforeAfter {
+    /// The baseline's value.
+    pub before: u64,
+    /// The image's value.
+    pub after: u64,
+}
+
+/// A figure before and after, each possibly unknown.
+#[derive(Debug, Serialize)]
+pub struct BeforeAfterMaybe {
+    /// The baseline's value.
+    pub before: Option<u64>,
+    /// The image's value.
+    pub after: Option<u64>,
+}
+
+/// One layer position that differs from the baseline.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedLayerSection {
+    /// The position, base first.
+    pub index: usize,
+    /// `same-content`, `different`, `only-a` (only the baseline has it) or `only-b` (only
+    /// the image has it).
+    pub status: &'static str,
+    /// The baseline's layer digest there.
+    pub before: Option<String>,
+    /// The image's layer digest there.
+    pub after: Option<String>,
+    /// The baseline's layer size (compressed) there.
+    pub before_compressed_size_bytes: Option<u64>,
+    /// The image's layer size (compressed) there.
+    pub after_compressed_size_bytes: Option<u64>,
 }
 
 impl Export {
@@ -257,9 +341,12 @@ impl Export {
                     name: r.name.to_string(),
                     threshold: r.threshold,
                     value: r.value,
+                    unit: r.unit.json_name(),
                     status: r.status.label().to_string(),
                 })
                 .collect(),
+            ignored: None,
+            baseline: None,
         });
         Export {
             schema_version: SCHEMA_VERSION,
@@ -270,6 +357,59 @@ impl Export {
             findings,
             ci,
         }
+    }
+
+    /// Add to the `ci` section what the rules left out and the comparison with the baseline
+    /// (nothing without a `ci` section).
+    pub fn add_ci_details(
+        &mut self,
+        ignore: &IgnorePaths,
+        rule: &RuleFigures,
+        baseline: Option<&BaselineComparison>,
+    ) {
+        let Some(ci) = self.ci.as_mut() else {
+            return;
+        };
+        if !ignore.is_empty() {
+            ci.ignored = Some(IgnoredSection {
+                patterns: ignore.patterns().to_vec(),
+                bytes: rule.left_out_bytes,
+                paths: rule.left_out_paths,
+            });
+        }
+        ci.baseline = baseline.map(|b| {
+            let pair = |c: Change| BeforeAfter {
+                before: c.before,
+                after: c.after,
+            };
+            BaselineSection {
+                reference: b.baseline.reference.clone(),
+                digest: b.baseline.digest.clone(),
+                source: match b.baseline.spec {
+                    BaselineSpec::Report(_) => "report",
+                    BaselineSpec::Image(_) => "image",
+                },
+                size_bytes: pair(b.size),
+                wasted_bytes: pair(b.wasted),
+                reclaimable_bytes: BeforeAfterMaybe {
+                    before: b.reclaimable.0,
+                    after: b.reclaimable.1,
+                },
+                file_count: pair(b.file_count),
+                common_prefix: b.layers.common_prefix,
+                changed_layers: b
+                    .changed_layers()
+                    .map(|p| ChangedLayerSection {
+                        index: p.index,
+                        status: p.status.as_str(),
+                        before: p.a.as_ref().map(|l| l.digest.to_string()),
+                        after: p.b.as_ref().map(|l| l.digest.to_string()),
+                        before_compressed_size_bytes: p.a.as_ref().map(|l| l.compressed_size),
+                        after_compressed_size_bytes: p.b.as_ref().map(|l| l.compressed_size),
+                    })
+                    .collect(),
+            }
+        });
     }
 
     /// Pretty JSON text, newline-terminated.

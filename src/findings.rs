@@ -226,12 +226,20 @@ fn steps_of_history(history: &[HistoryStep], layers: usize) -> Vec<String> {
 /// Compute the findings of every layer merged into `tree`. `steps[i]` is the `createdBy` of
 /// layer `i` (see [`layer_steps`]); missing or empty steps are named by their layer alone.
 pub fn find(tree: &FileTree, steps: &[String]) -> Findings {
+    find_without(tree, steps, &[])
+}
+
+/// [`find`] as if the nodes `left_out` marks (by [`NodeId::index`]; an empty slice marks
+/// none) were not in the image: what the CI rules measure when paths are left out of them.
+/// Their bytes count in no finding, and duplicates are found among the other files only.
+pub fn find_without(tree: &FileTree, steps: &[String], left_out: &[bool]) -> Findings {
     let Some(last) = tree.layer_count().checked_sub(1) else {
         return Findings::default();
     };
     let mut groups: Vec<Group> = Vec::new();
     hidden_groups(tree, &mut groups);
-    let claimed = cache_and_temporary_groups(tree, last, &mut groups);
+    let mut claimed = cache_and_temporary_groups(tree, last, &mut groups);
+    leave_out(&mut groups, &mut claimed, left_out);
     duplicate_groups(tree, last, &claimed, &mut groups);
 
     let mut items: Vec<Finding> = groups
@@ -250,6 +258,29 @@ pub fn find(tree: &FileTree, steps: &[String]) -> Findings {
     Findings {
         items,
         reclaimable_bytes,
+    }
+}
+
+/// Drop the left-out nodes from the groups so far, and claim them so that no duplicate
+/// counts them.
+fn leave_out(groups: &mut [Group], claimed: &mut NodeSet, left_out: &[bool]) {
+    if !left_out.contains(&true) {
+        return;
+    }
+    let out = |node: u32| left_out.get(node as usize).copied().unwrap_or(false);
+    for group in groups.iter_mut() {
+        let mut dropped = 0;
+        group.items.retain(|&(size, node)| {
+            let keep = !out(node);
+            if !keep {
+                dropped += size;
+            }
+            keep
+        });
+        group.bytes -= dropped;
+    }
+    for (index, _) in left_out.iter().enumerate().filter(|(_, out)| **out) {
+        claimed.insert(NodeId(index as u32));
     }
 }
 

@@ -7,10 +7,14 @@
 //! [`report`] and the explorer show. [`pipeline`] runs the flow without waiting on any view.
 //! [`toolbox`] holds the subcommands that talk to a registry directly (manifest, config,
 //! history, blob, tag, tags, catalog, diff); [`compare`] is the model of two images side by side.
+//! In CI mode, [`ignore`] leaves paths out of what the rules measure, [`baseline`] compares
+//! with an earlier image or report, and [`ci_report`] writes the reports CI systems read.
 
 pub mod analysis;
+pub mod baseline;
 pub mod cache;
 pub mod ci;
+pub mod ci_report;
 pub mod cli;
 pub mod compare;
 pub mod digest;
@@ -18,6 +22,7 @@ pub mod error;
 pub mod escape;
 pub mod export;
 pub mod findings;
+pub mod ignore;
 pub mod image;
 pub mod layer;
 pub mod output_file;

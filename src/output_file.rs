@@ -90,6 +90,74 @@ fn replace(temp: &Path, target: &Path) -> io::Result<()> {
     fs::rename(temp, target)
 }
 
+/// A file written beside its target but not yet in place. Several outputs are staged first
+/// and committed only once every one of them could be written, so a failure changes none of
+/// them. Dropped uncommitted, the temporary file is removed.
+#[derive(Debug)]
+pub struct Staged {
+    target: PathBuf,
+    /// The temporary file, for targets that are replaced whole.
+    temp: Option<PathBuf>,
+    /// The bytes, for targets written in place (devices, pipes): they cannot be staged.
+    in_place: Option<Vec<u8>>,
+}
+
+/// Write `bytes` beside `path` (by the rules of the module documentation), ready to
+/// [`Staged::commit`]. A directory at `path`, or a directory that cannot be written, is an
+/// error here, before anything changes.
+pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
+    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    match placement(path)? {
+        Placement::Replace(target) => {
+            let temp = temp_beside(&target);
+            if let Err(e) = fs::write(&temp, bytes) {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+            Ok(Staged {
+                target,
+                temp: Some(temp),
+                in_place: None,
+            })
+        }
+        Placement::InPlace => Ok(Staged {
+            target: path.to_path_buf(),
+            temp: None,
+            in_place: Some(bytes.to_vec()),
+        }),
+    }
+}
+
+impl Staged {
+    /// Put the file in place.
+    pub fn commit(mut self) -> io::Result<()> {
+        if let Some(temp) = self.temp.take() {
+            let result = replace(&temp, &self.target);
+            if result.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            return result;
+        }
+        match self.in_place.take() {
+            Some(bytes) => fs::write(&self.target, bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = fs::remove_file(temp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +257,34 @@ mod tests {
         assert_eq!(reader.join().unwrap(), b"blob bytes");
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         assert!(!temp.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn staged_files_change_nothing_until_committed() {
+        let dir = Dir::new("staged");
+        let a = dir.0.join("a.xml");
+        let b = dir.0.join("b.json");
+        fs::write(&a, b"old a").unwrap();
+        let staged_a = stage(&a, b"new a").unwrap();
+        let staged_b = stage(&b, b"new b").unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"old a");
+        assert!(!b.exists());
+        // A target that cannot be staged fails before anything is in place.
+        assert!(stage(&dir.0.join("missing/c.md"), b"c").is_err());
+        assert!(stage(&dir.0, b"dir").is_err());
+        staged_a.commit().unwrap();
+        staged_b.commit().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+
+        let dropped = stage(&a, b"never").unwrap();
+        drop(dropped);
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(
+            fs::read_dir(&dir.0).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::ci::CiOutcome;
 use crate::escape::{escape_bytes, escape_str};
 use crate::findings::{step_line, Findings};
 use crate::image::{clean_created_by, HistoryEntry, ImageInfo, LayerInfo};
-use crate::tree::{display_path, FileTree, LayerStats};
+use crate::tree::{FileTree, LayerStats};
 
 /// How many inefficient files the text views list.
 pub const TOP_INEFFICIENCIES: usize = 10;
@@ -121,7 +121,7 @@ fn write_inefficiencies(out: &mut String, figures: &Figures) {
             "  {:>5}  {:>10}  {}",
             i.count,
             size(i.wasted_bytes),
-            display_path(&i.path)
+            escape_bytes(&i.path)
         );
     }
 }
@@ -229,12 +229,14 @@ pub fn render_summary(
 }
 
 /// The CI report: figures, the top inefficient files, when a rule fails the largest findings
-/// as its reasons, and each rule's verdict.
+/// as its reasons, `details` (what the rules left out and the baseline, see
+/// [`crate::ci_report::text`]; may be empty) and each rule's verdict.
 pub fn render_ci(
     info: &ImageInfo,
     figures: &Figures,
     findings: &Findings,
     outcome: &CiOutcome,
+    details: &str,
 ) -> String {
     let mut out = String::new();
     write_header(&mut out, info);
@@ -254,6 +256,7 @@ pub fn render_ci(
         write_findings(&mut out, findings, CI_REASONS, 1);
         let _ = writeln!(out);
     }
+    out.push_str(details);
     out.push_str(&outcome.render());
     out
 }
