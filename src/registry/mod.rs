@@ -963,7 +963,9 @@ impl RegistryClient {
                 )
                 | ("", StatusCode::BAD_REQUEST) => {
                     let reason = match &oci {
-                        Some(e) if !e.code.is_empty() => format!("{}: {registry_said}", e.code),
+                        Some(e) if !e.code.is_empty() => {
+                            format!("{}: {registry_said}", error::registry_said(&e.code))
+                        }
                         _ => registry_said,
                     };
                     return RegistryError::ManifestRejected {
@@ -1026,7 +1028,9 @@ impl RegistryClient {
                     host,
                     attempts: 1,
                     retry_after: None,
-                    message: oci.map(|e| e.message).filter(|m| !m.is_empty()),
+                    message: oci
+                        .map(|e| error::registry_said(&e.message))
+                        .filter(|m| !m.is_empty()),
                 }
             }
             _ => {}
@@ -1037,7 +1041,7 @@ impl RegistryClient {
             status: status.as_u16(),
             code: oci
                 .as_ref()
-                .map(|e| e.code.clone())
+                .map(|e| error::registry_said(&e.code))
                 .filter(|c| !c.is_empty()),
             message: describe_error_body(status, &body),
         }
@@ -1065,7 +1069,11 @@ impl RegistryClient {
                     if tags.is_empty() && matches!(target, Target::Tag(_)) {
                         return RegistryError::RepositoryUnknown { host, repository };
                     }
-                    available_tags = tags.into_iter().take(TAGS_SHOWN).collect();
+                    available_tags = tags
+                        .iter()
+                        .take(TAGS_SHOWN)
+                        .map(|t| error::registry_said(t))
+                        .collect();
                 }
             } else if parse_error_body(&body).is_some_and(|e| e.code == "NAME_UNKNOWN") {
                 return RegistryError::RepositoryUnknown { host, repository };

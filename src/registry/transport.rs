@@ -14,7 +14,9 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode, Url};
 
-use super::error::{describe_error_body, parse_error_body, status_text, RegistryError};
+use super::error::{
+    describe_error_body, parse_error_body, registry_said, status_text, RegistryError,
+};
 
 /// Redirect hops followed before giving up (CDNs use one or two).
 pub(crate) const MAX_REDIRECTS: u32 = 10;
@@ -346,7 +348,7 @@ fn give_up_on_status(
             attempts,
             retry_after,
             message: parse_error_body(body)
-                .map(|e| e.message)
+                .map(|e| registry_said(&e.message))
                 .filter(|m| !m.is_empty()),
         };
     }
