@@ -267,7 +267,10 @@ pub fn main() -> i32 {
 }
 
 fn fail(e: &Error) -> i32 {
-    eprintln!("layerscope: error: {e}");
+    eprintln!(
+        "layerscope: error: {}",
+        crate::escape::error_line(&e.to_string())
+    );
     exit_code::ERROR
 }
 
@@ -337,7 +340,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         let text = report::render_ci(&loaded.info, &figures, outcome);
         // Keep standard output pure JSON when the export goes there.
         if json_on_stdout {
-            eprint!("{text}");
+            eprint!("{}", crate::escape::escape_report(&text));
         } else {
             print_stdout(&text)?;
         }
@@ -603,7 +606,11 @@ async fn load_with_progress(
     let told = source.clone();
     let result = pipeline::load(source, tree, events, |p| {
         if let Some(notice) = told.notice() {
-            eprintln!("layerscope: {image}: {notice}");
+            eprintln!(
+                "layerscope: {}: {}",
+                crate::escape::Escaped(image),
+                crate::escape::Escaped(notice)
+            );
         }
         if show {
             line = Some(ProgressLine::start(p));
@@ -624,7 +631,10 @@ fn write_json(target: &str, json: &str) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("writing {target}"), e))
 }
 
+/// Write a report (or JSON) to standard output, through [`crate::escape::escape_report`] so that
+/// no control character but its line breaks reaches the terminal.
 fn print_stdout(text: &str) -> Result<(), Error> {
+    let text = crate::escape::escape_report(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::{human_size, json_text, parse_image, print_stdout, relative_time, write_stdout};
 use crate::error::{exit_code, Error};
+use crate::escape::Escaped;
 use crate::image::{ImageInfo, Platform};
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
@@ -239,7 +240,7 @@ const CONFIG_ORDER: [&str; 19] = [
 /// The readable form of [`Inspect`].
 pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Image:          {}", info.reference);
+    let _ = writeln!(out, "Image:          {}", Escaped(&info.reference));
     let _ = writeln!(out, "Id:             {}", inspect.id);
     for digest in &inspect.repo_digests {
         let _ = writeln!(out, "RepoDigest:     {digest}");
@@ -247,8 +248,9 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
     if info.manifest_digest != info.digest {
         let _ = writeln!(out, "Manifest:       {}", info.manifest_digest);
     }
-    if let Some(created) = inspect.created.as_str() {
-        match relative_time(created, now) {
+    if let Some(raw_created) = inspect.created.as_str() {
+        let created = Escaped(raw_created);
+        match relative_time(raw_created, now) {
             Some(relative) => {
                 let _ = writeln!(out, "Created:        {created} ({relative})");
             }
@@ -263,15 +265,15 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
         ("Comment", &inspect.comment),
     ] {
         if !value.is_empty() {
-            let _ = writeln!(out, "{:<16}{value}", format!("{key}:"));
+            let _ = writeln!(out, "{:<16}{}", format!("{key}:"), Escaped(value));
         }
     }
     let platform = info
         .platform
         .as_ref()
         .map_or_else(|| "unknown".to_string(), ToString::to_string);
-    let _ = writeln!(out, "Platform:       {platform}");
-    let _ = writeln!(out, "Media type:     {}", info.media_type);
+    let _ = writeln!(out, "Platform:       {}", Escaped(&platform));
+    let _ = writeln!(out, "Media type:     {}", Escaped(&info.media_type));
     let _ = writeln!(
         out,
         "Size:           {} compressed in {} layer{}",
@@ -324,29 +326,29 @@ fn write_config(out: &mut String, config: &Value) {
         if value.is_null() {
             continue;
         }
-        let label = format!("{key}:");
+        let label = format!("{}:", Escaped(key));
         match (key.as_str(), value) {
             ("Env", Value::Array(items)) => {
                 let _ = writeln!(out, "  {label}");
                 for item in items {
-                    let _ = writeln!(out, "    {}", plain(item));
+                    let _ = writeln!(out, "    {}", Escaped(&plain(item)));
                 }
             }
             ("Labels", Value::Object(labels)) => {
                 let _ = writeln!(out, "  {label}");
                 for (k, v) in labels {
-                    let _ = writeln!(out, "    {k}={}", plain(v));
+                    let _ = writeln!(out, "    {}={}", Escaped(k), Escaped(&plain(v)));
                 }
             }
             ("ExposedPorts" | "Volumes", Value::Object(set)) => {
                 let names: Vec<&str> = set.keys().map(String::as_str).collect();
-                let _ = writeln!(out, "  {label:<14}{}", names.join(", "));
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(&names.join(", ")));
             }
             (_, Value::String(s)) => {
-                let _ = writeln!(out, "  {label:<14}{s}");
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(s));
             }
             _ => {
-                let _ = writeln!(out, "  {label:<14}{value}");
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(&value.to_string()));
             }
         }
     }

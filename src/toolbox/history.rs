@@ -203,7 +203,10 @@ pub fn render_text(steps: &[Step], options: &TextOptions) -> String {
             let created = s
                 .created
                 .as_deref()
-                .map(|c| super::relative_time(c, options.now).unwrap_or_else(|| c.to_string()))
+                .map(|c| {
+                    super::relative_time(c, options.now)
+                        .unwrap_or_else(|| crate::escape::escape_str(c).into_owned())
+                })
                 .unwrap_or_else(|| "-".to_string());
             let cleaned = clean_created_by(&s.created_by);
             let width = (!options.no_trunc).then_some(CREATED_BY_WIDTH);

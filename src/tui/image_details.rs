@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tree::display_path;
+use crate::escape::{escape_bytes, escape_str};
 
 use super::app::{App, Pane};
 use super::ui::{block, human_size, list_offset, truncate, IMAGE_FIGURE_LINES};
@@ -24,7 +24,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let Some(info) = &app.info else { return };
     let compressed: u64 = info.layers.iter().map(|l| l.compressed_size).sum();
     let mut lines = vec![
-        Line::from(vec![label("Image"), Span::raw(info.reference.clone())]),
+        Line::from(vec![
+            label("Image"),
+            Span::raw(escape_str(&info.reference).into_owned()),
+        ]),
         Line::from(vec![
             label("Digest"),
             Span::raw(info.manifest_digest.to_string()),
@@ -34,7 +37,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(
                 info.platform
                     .as_ref()
-                    .map(|p| p.to_string())
+                    .map(|p| escape_str(&p.to_string()).into_owned())
                     .unwrap_or_else(|| "-".to_string()),
             ),
         ]),
@@ -106,7 +109,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     "{:>5} {:>9}  {}",
                     item.count,
                     human_size(item.wasted_bytes),
-                    display_path(&item.path)
+                    escape_bytes(&item.path)
                 ),
                 width,
             );
