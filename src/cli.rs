@@ -21,6 +21,7 @@ use crate::output_file;
 use crate::pipeline::{self, Loaded};
 use crate::progress::{self, ProgressLine};
 use crate::reference::Reference;
+use crate::registry::stall::StallLimits;
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::report;
 use crate::source::{
@@ -242,6 +243,36 @@ pub struct RegistryArgs {
     /// Read the password for --username from standard input.
     #[arg(long, requires = "username", global = true)]
     pub password_stdin: bool,
+
+    /// Give up on a registry request that makes no progress for this long, its retries
+    /// included: seconds, or a duration such as 90s or 2m [default: 60s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "LAYERSCOPE_TIMEOUT",
+        global = true
+    )]
+    pub timeout: Option<String>,
+
+    /// A transfer that stays under this many bytes a second for --low-speed-time counts as
+    /// stalled (1KiB, 500; 0: only silence does) [default: 1KiB].
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "LAYERSCOPE_LOW_SPEED_LIMIT",
+        global = true
+    )]
+    pub low_speed_limit: Option<String>,
+
+    /// How long a transfer may stay under --low-speed-limit (and wait for an answer) before
+    /// it counts as stalled and is retried or resumed [default: 20s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "LAYERSCOPE_LOW_SPEED_TIME",
+        global = true
+    )]
+    pub low_speed_time: Option<String>,
 }
 
 /// What the headless run should produce.
@@ -362,6 +393,9 @@ fn compare_target(image: &str, cli: &Cli) -> Result<crate::tui::Target, Error> {
         creds: cli.registry.creds.clone(),
         username: None,
         password_stdin: false,
+        timeout: cli.registry.timeout.clone(),
+        low_speed_limit: cli.registry.low_speed_limit.clone(),
+        low_speed_time: cli.registry.low_speed_time.clone(),
     };
     Ok(crate::tui::Target {
         reference: image.to_string(),
@@ -568,6 +602,7 @@ fn registry_options_for(
 ) -> Result<RegistryOptions, Error> {
     let mut options = RegistryOptions {
         insecure_hosts: args.insecure_registries.clone(),
+        stall: stall_limits(args)?,
         ..RegistryOptions::default()
     };
     if args.insecure {
@@ -589,6 +624,48 @@ fn registry_options_for(
         options.credentials = Some((user.clone(), password));
     }
     Ok(options)
+}
+
+/// `--timeout`, `--low-speed-limit` and `--low-speed-time` (or their environment variables)
+/// over the defaults.
+fn stall_limits(args: &RegistryArgs) -> Result<StallLimits, Error> {
+    let mut limits = StallLimits::default();
+    if let Some(text) = &args.timeout {
+        limits.timeout = parse_duration("--timeout", text)?;
+    }
+    if let Some(text) = &args.low_speed_time {
+        limits.low_speed_time = parse_duration("--low-speed-time", text)?;
+    }
+    if let Some(text) = &args.low_speed_limit {
+        limits.low_speed_limit = text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|_| {
+                Error::Other(format!(
+                    "invalid --low-speed-limit {text:?}: expected bytes a second, such as 1KiB, \
+                     500 or 0"
+                ))
+            })?;
+    }
+    Ok(limits)
+}
+
+/// A duration from the command line: whole seconds (`90`) or humantime (`90s`, `2m`, `1m30s`),
+/// at least a millisecond.
+fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, Error> {
+    let text = text.trim();
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text),
+    };
+    match parsed {
+        Ok(d) if d >= std::time::Duration::from_millis(1) => Ok(d),
+        _ => Err(Error::Other(format!(
+            "invalid {flag} {text:?}: expected seconds or a duration such as 90s or 2m \
+             (more than zero)"
+        ))),
+    }
 }
 
 /// Run the pipeline to the end, with a progress line on stderr when wanted.

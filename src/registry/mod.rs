@@ -13,6 +13,7 @@ pub mod credentials;
 mod error;
 mod listing;
 mod push;
+pub mod stall;
 mod transport;
 
 use std::collections::HashMap;
@@ -81,8 +82,12 @@ pub struct RegistryOptions {
     pub max_retry_after: Duration,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,
-    /// Time allowed between two reads of a response (not for the whole download).
+    /// Time allowed between two reads of a response (not for the whole download); a
+    /// backstop under the stall limits, never shorter than they allow.
     pub read_timeout: Duration,
+    /// How long a request may go without progress, and the low-speed floor below which a
+    /// transfer counts as stalled (see [`stall`]).
+    pub stall: stall::StallLimits,
     /// Blob downloads at once per registry.
     pub max_concurrent_downloads: usize,
 }
@@ -102,6 +107,7 @@ impl Default for RegistryOptions {
             max_retry_after: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            stall: stall::StallLimits::default(),
             max_concurrent_downloads: 3,
         }
     }
@@ -128,6 +134,7 @@ impl fmt::Debug for RegistryOptions {
             .field("max_retry_after", &self.max_retry_after)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("stall", &self.stall)
             .field("max_concurrent_downloads", &self.max_concurrent_downloads)
             .finish()
     }
@@ -246,7 +253,10 @@ impl RegistryClient {
         let settings = TransportSettings {
             user_agent: options.user_agent.clone(),
             connect_timeout: options.connect_timeout,
-            read_timeout: options.read_timeout,
+            read_timeout: options
+                .read_timeout
+                .max(options.stall.timeout)
+                .max(options.stall.low_speed_time),
             certs_dirs: options.certs_dirs(),
             insecure_hosts: options.insecure_hosts.clone(),
             retry: RetryPolicy {
@@ -255,6 +265,7 @@ impl RegistryClient {
                 max_delay: Duration::from_secs(10),
                 max_retry_after: options.max_retry_after,
             },
+            stall: options.stall,
         };
         Ok(RegistryClient {
             inner: Arc::new(Inner {
@@ -595,10 +606,12 @@ impl RegistryClient {
         };
         let https = url_for("https")?;
         let may_fall_back = insecure || loopback;
+        // Both probes are one request: together they stay within its patience.
+        let budget = stall::Budget::start(transport.stall_limits());
         let https_result = if may_fall_back {
             // One quick try: a plain-HTTP server fails the handshake at once.
             match transport
-                .send_once(&Outgoing::get(v2(&https)?, host), insecure)
+                .send_once_within(&Outgoing::get(v2(&https)?, host), insecure, &budget)
                 .await
             {
                 Ok(response) => Ok(read_ping(response).await),
@@ -606,7 +619,7 @@ impl RegistryClient {
             }
         } else {
             match transport
-                .send(&Outgoing::get(v2(&https)?, host), false)
+                .send_within(&Outgoing::get(v2(&https)?, host), false, &budget)
                 .await
             {
                 Ok(response) => Ok(read_ping(response).await),
@@ -618,7 +631,7 @@ impl RegistryClient {
             Err(https_error) if may_fall_back => {
                 let http = url_for("http")?;
                 match transport
-                    .send(&Outgoing::get(v2(&http)?, host), false)
+                    .send_within(&Outgoing::get(v2(&http)?, host), false, &budget)
                     .await
                 {
                     Ok(response) => {
