@@ -347,6 +347,13 @@ impl RegistryClient {
             });
         };
         let config_digest = &manifest.config.digest;
+        // Refused before a byte is read; the stream also stops at the size the manifest states.
+        if let Some(refused) = crate::image::config_too_large(manifest.config.size) {
+            return Err(RegistryError::InvalidConfig {
+                reference: reference.to_string(),
+                detail: refused,
+            });
+        }
         let cached =
             cache.and_then(|c| c.read_small_blob(config_digest, Some(manifest.config.size)));
         let config_bytes = match cached {
