@@ -60,15 +60,23 @@ pub fn permissions(entry: &Entry) -> String {
     out
 }
 
-/// The tree-drawing prefix of a row: `│   ├── `.
-fn prefix(row: &Row) -> String {
+/// The tree-drawing prefix of a row: `│   ├── `, never wider than `max_width` columns: the
+/// deepest levels are drawn, and `…` stands for those above them (a path can be nested
+/// thousands of directories deep; its name must stay on screen).
+fn prefix(row: &Row, max_width: usize) -> String {
+    let depth = usize::from(row.depth);
+    let room = (max_width.saturating_sub(4) / 4).max(1);
+    let first = depth.saturating_sub(room);
     let mut out = String::new();
-    for depth in 0..row.depth.min(64) {
-        out.push_str(if row.guides & (1 << depth) != 0 {
+    for level in first..depth {
+        out.push_str(if level < 64 && row.guides & (1 << level) != 0 {
             "│   "
         } else {
             "    "
         });
+    }
+    if first > 0 {
+        out.replace_range(..1, "…");
     }
     out.push_str(if row.last { "└── " } else { "├── " });
     out
@@ -102,7 +110,7 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
             None => text.push_str(&" ".repeat(if wide { 32 } else { 20 })),
         }
     }
-    text.push_str(&prefix(row));
+    text.push_str(&prefix(row, width / 2));
     text.push_str(&escape_bytes(tree.name(row.node)));
     if row.is_dir {
         text.push('/');
