@@ -218,9 +218,15 @@ impl Transport {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = parse_retry_after(response.headers(), SystemTime::now());
-                    let body = read_limited(response, ERROR_BODY_LIMIT)
-                        .await
-                        .unwrap_or_default();
+                    // Its message is read within the patience left, like the rest.
+                    let body = tokio::time::timeout(
+                        budget.remaining(),
+                        read_limited(response, ERROR_BODY_LIMIT),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
                     let delay = retry_after.unwrap_or_else(|| policy.backoff(attempt));
                     // A wait longer than allowed, or than the request's patience left.
                     let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after)
