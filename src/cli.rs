@@ -24,6 +24,7 @@ use crate::output_file;
 use crate::pipeline::{self, Loaded};
 use crate::progress::{self, ProgressLine};
 use crate::reference::Reference;
+use crate::registry::stall::StallLimits;
 use crate::registry::{mirror, Mirror, RegistryClient, RegistryOptions};
 use crate::report;
 use crate::source::{
@@ -297,6 +298,36 @@ pub struct RegistryArgs {
     /// Read the password for --username from standard input.
     #[arg(long, requires = "username", global = true)]
     pub password_stdin: bool,
+
+    /// Give up on a registry request that makes no progress for this long, its retries
+    /// included: seconds, or a duration such as 90s or 2m [default: 60s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "LAYERSCOPE_TIMEOUT",
+        global = true
+    )]
+    pub timeout: Option<String>,
+
+    /// A transfer that stays under this many bytes a second for --low-speed-time counts as
+    /// stalled (1KiB, 500; 0: only silence does) [default: 1KiB].
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "LAYERSCOPE_LOW_SPEED_LIMIT",
+        global = true
+    )]
+    pub low_speed_limit: Option<String>,
+
+    /// How long a transfer may stay under --low-speed-limit (and wait for an answer) before
+    /// it counts as stalled and is retried or resumed [default: 20s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "LAYERSCOPE_LOW_SPEED_TIME",
+        global = true
+    )]
+    pub low_speed_time: Option<String>,
 }
 
 impl RegistryArgs {
@@ -311,6 +342,9 @@ impl RegistryArgs {
             creds: self.creds.clone(),
             username: None,
             password_stdin: false,
+            timeout: self.timeout.clone(),
+            low_speed_limit: self.low_speed_limit.clone(),
+            low_speed_time: self.low_speed_time.clone(),
         }
     }
 }
@@ -338,7 +372,10 @@ pub fn main() -> i32 {
 }
 
 fn fail(e: &Error) -> i32 {
-    eprintln!("layerscope: error: {e}");
+    eprintln!(
+        "layerscope: error: {}",
+        crate::escape::error_line(&e.to_string())
+    );
     exit_code::ERROR
 }
 
@@ -556,7 +593,10 @@ async fn run_ci(
     match stdout {
         // Standard output belongs to the JSON or the report; people read the rest on stderr.
         Some(bytes) => {
-            eprint!("{text}{}", delivery.commands);
+            eprint!(
+                "{}",
+                crate::escape::escape_report(&format!("{text}{}", delivery.commands))
+            );
             crate::toolbox::write_stdout(&bytes)?;
         }
         None => print_stdout(&format!("{text}{}", delivery.commands))?,
@@ -687,7 +727,7 @@ fn docker_hub_mirrors(
     let (mirrors, warnings) =
         mirror::configured(&args.registry_mirrors, insecure_hosts).map_err(Error::Other)?;
     for warning in warnings {
-        eprintln!("layerscope: warning: {warning}");
+        eprintln!("layerscope: warning: {}", crate::escape::Escaped(&warning));
     }
     Ok(mirrors)
 }
@@ -808,6 +848,7 @@ fn registry_options_for(
 ) -> Result<RegistryOptions, Error> {
     let mut options = RegistryOptions {
         insecure_hosts: args.insecure_registries.clone(),
+        stall: stall_limits(args)?,
         ..RegistryOptions::default()
     };
     if args.insecure {
@@ -831,6 +872,48 @@ fn registry_options_for(
     Ok(options)
 }
 
+/// `--timeout`, `--low-speed-limit` and `--low-speed-time` (or their environment variables)
+/// over the defaults.
+fn stall_limits(args: &RegistryArgs) -> Result<StallLimits, Error> {
+    let mut limits = StallLimits::default();
+    if let Some(text) = &args.timeout {
+        limits.timeout = parse_duration("--timeout", text)?;
+    }
+    if let Some(text) = &args.low_speed_time {
+        limits.low_speed_time = parse_duration("--low-speed-time", text)?;
+    }
+    if let Some(text) = &args.low_speed_limit {
+        limits.low_speed_limit = text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|_| {
+                Error::Other(format!(
+                    "invalid --low-speed-limit {text:?}: expected bytes a second, such as 1KiB, \
+                     500 or 0"
+                ))
+            })?;
+    }
+    Ok(limits)
+}
+
+/// A duration from the command line: whole seconds (`90`) or humantime (`90s`, `2m`, `1m30s`),
+/// at least a millisecond.
+fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, Error> {
+    let text = text.trim();
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text),
+    };
+    match parsed {
+        Ok(d) if d >= std::time::Duration::from_millis(1) => Ok(d),
+        _ => Err(Error::Other(format!(
+            "invalid {flag} {text:?}: expected seconds or a duration such as 90s or 2m \
+             (more than zero)"
+        ))),
+    }
+}
+
 /// Run the pipeline to the end, with a progress line on stderr when wanted.
 async fn load_with_progress(
     image: &str,
@@ -846,7 +929,11 @@ async fn load_with_progress(
     let told = source.clone();
     let result = pipeline::load(source, tree, events, |p| {
         if let Some(notice) = told.notice() {
-            eprintln!("layerscope: {image}: {notice}");
+            eprintln!(
+                "layerscope: {}: {}",
+                crate::escape::Escaped(image),
+                crate::escape::Escaped(notice)
+            );
         }
         if show {
             line = Some(ProgressLine::start(p));
@@ -867,7 +954,10 @@ fn write_json(target: &str, json: &str) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("writing {target}"), e))
 }
 
+/// Write a report (or JSON) to standard output, through [`crate::escape::escape_report`] so that
+/// no control character but its line breaks reaches the terminal.
 fn print_stdout(text: &str) -> Result<(), Error> {
+    let text = crate::escape::escape_report(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

@@ -6,9 +6,15 @@
 //! Paths are compared by name, directory by directory, in both trees at their last layer. A
 //! path is **added** when only B has it, **removed** when only A has it, and **modified** when
 //! both have it with a different type, content hash, mode, uid, gid or link target (mtime does
-//! not count, as in design §4). Everything below an added or removed directory is listed too.
-//! A directory whose own attributes are equal is not listed when only its contents changed;
-//! the per-node marks ([`Comparison::a_marks`]) do mark it modified, as the layer views do.
+//! not count, as in design §4). A directory added or removed whole is listed once, with the
+//! number of paths and bytes it holds (as `git status` lists an untracked directory); what it
+//! holds is counted in the summary and marked per node, not listed. A directory whose own
+//! attributes are equal is not listed when only its contents changed; the per-node marks
+//! ([`Comparison::a_marks`]) do mark it modified, as the layer views do.
+//!
+//! Nothing here grows with how deep an image nests its paths: the walks use explicit stacks,
+//! and a change names its nodes, not a copy of its path ([`FileChange::path`] builds one on
+//! demand, for the one change being printed).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -151,14 +157,25 @@ impl Differences {
     }
 }
 
+/// What a directory added or removed whole holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Paths below it (not counting itself).
+    pub paths: u64,
+    /// Regular-file bytes below it.
+    pub bytes: u64,
+}
+
 /// One path that differs between the final filesystems.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChange {
-    /// The absolute path (`/a/b`) as raw bytes; see [`crate::tree::display_path`].
-    pub path: Vec<u8>,
     /// [`ChangeKind::Added`] (only in B), [`ChangeKind::Removed`] (only in A) or
     /// [`ChangeKind::Modified`].
     pub kind: ChangeKind,
+    /// Components in the path: 0 for `/`, 1 for `/a`, 2 for `/a/b`.
+    pub depth: u32,
+    /// For a directory added or removed whole, what it holds; nothing below it is listed.
+    pub holds: Option<Holds>,
     /// The path in A's final filesystem.
     pub a: Option<Entry>,
     /// The path in B's final filesystem.
@@ -172,6 +189,29 @@ pub struct FileChange {
 }
 
 impl FileChange {
+    /// The tree and node that name the path: A's when A has it, else B's.
+    fn named_in<'t>(&self, a: &'t FileTree, b: &'t FileTree) -> (&'t FileTree, NodeId) {
+        match (self.a_node, self.b_node) {
+            (Some(node), _) => (a, node),
+            (None, Some(node)) => (b, node),
+            // Every change is present on at least one side; the root stands in otherwise.
+            (None, None) => (a, a.root()),
+        }
+    }
+
+    /// The absolute path (`/a/b`) as raw bytes, built from the trees compared (`a` and `b` as
+    /// given to [`compare`]). Print it with [`crate::escape::escape_bytes`].
+    pub fn path(&self, a: &FileTree, b: &FileTree) -> Vec<u8> {
+        let (tree, node) = self.named_in(a, b);
+        tree.path(node)
+    }
+
+    /// The last component of the path.
+    pub fn name<'t>(&self, a: &'t FileTree, b: &'t FileTree) -> &'t [u8] {
+        let (tree, node) = self.named_in(a, b);
+        tree.name(node)
+    }
+
     /// Regular-file bytes in A (0 when absent there or not a regular file).
     pub fn a_size(&self) -> u64 {
         file_size(self.a.as_ref())
@@ -230,9 +270,11 @@ pub struct Comparison {
     /// Whether both have the same config blob (runtime settings, history).
     pub same_config: bool,
     /// Paths that differ between the final filesystems, in tree order (a directory before
-    /// what it holds, names byte-wise sorted within a directory).
+    /// what it holds, names byte-wise sorted within a directory); a directory added or removed
+    /// whole is one entry ([`FileChange::holds`]).
     pub files: Vec<FileChange>,
-    /// Counts and bytes of `files`.
+    /// Counts and bytes of every path that differs, those inside directories added or removed
+    /// whole included.
     pub summary: FileSummary,
     /// Per node of A's tree ([`NodeId::index`]), its mark at A's last layer: `Removed` (not in
     /// B), `Modified` (differs, or a directory with a change below), `Unmodified`; `None` for
@@ -263,14 +305,15 @@ pub fn compare(a: &ImageInfo, tree_a: &FileTree, b: &ImageInfo, tree_b: &FileTre
     bubble_up(tree_b, &mut b_marks);
     let mut summary = FileSummary::default();
     for change in &walk.files {
+        let holds = change.holds.unwrap_or_default();
         match change.kind {
             ChangeKind::Added => {
-                summary.added += 1;
-                summary.added_bytes += change.b_size();
+                summary.added += 1 + holds.paths;
+                summary.added_bytes += change.b_size() + holds.bytes;
             }
             ChangeKind::Removed => {
-                summary.removed += 1;
-                summary.removed_bytes += change.a_size();
+                summary.removed += 1 + holds.paths;
+                summary.removed_bytes += change.a_size() + holds.bytes;
             }
             ChangeKind::Modified => {
                 summary.modified += 1;
@@ -416,11 +459,40 @@ impl<'t> Walk<'t> {
         children
     }
 
+    /// Mark everything present below `dir` (in `tree` at `last`) with `kind`, and count it:
+    /// the contents of a directory added or removed whole. An explicit stack, no sorting.
+    fn mark_below(
+        tree: &FileTree,
+        last: usize,
+        dir: NodeId,
+        marks: &mut [Option<ChangeKind>],
+        kind: ChangeKind,
+    ) -> Holds {
+        let mut holds = Holds::default();
+        let mut stack = vec![dir];
+        while let Some(node) = stack.pop() {
+            for child in tree.children(node) {
+                let Some(entry) = tree.entry_at(child, last) else {
+                    continue;
+                };
+                marks[child.index()] = Some(kind);
+                holds.paths += 1;
+                match entry.kind {
+                    EntryKind::File => holds.bytes += entry.size,
+                    EntryKind::Dir => stack.push(child),
+                    _ => {}
+                }
+            }
+        }
+        holds
+    }
+
     /// Pre-order walk, children in name order, with an explicit stack (paths can be deep).
     fn run(&mut self) {
-        let mut stack: Vec<(Option<NodeId>, Option<NodeId>)> =
-            vec![(Some(self.a.root()), Some(self.b.root()))];
-        while let Some((na, nb)) = stack.pop() {
+        // (node in A, node in B, components in their path)
+        let mut stack: Vec<(Option<NodeId>, Option<NodeId>, u32)> =
+            vec![(Some(self.a.root()), Some(self.b.root()), 0)];
+        while let Some((na, nb, depth)) = stack.pop() {
             let ea = na.and_then(|n| self.entry_a(n));
             let eb = nb.and_then(|n| self.entry_b(n));
             let (kind, differences) = match (ea, eb) {
@@ -442,15 +514,31 @@ impl<'t> Walk<'t> {
             if let (Some(n), Some(_)) = (nb, eb) {
                 self.b_marks[n.index()] = Some(kind);
             }
+            let a_dir = na.zip(ea).filter(|(_, e)| e.kind == EntryKind::Dir);
+            let b_dir = nb.zip(eb).filter(|(_, e)| e.kind == EntryKind::Dir);
+            // A directory only one side has is listed once, with what it holds.
+            let holds = match (kind, a_dir, b_dir) {
+                (ChangeKind::Removed, Some((n, _)), _) => Some(Self::mark_below(
+                    self.a,
+                    self.last_a,
+                    n,
+                    &mut self.a_marks,
+                    ChangeKind::Removed,
+                )),
+                (ChangeKind::Added, _, Some((n, _))) => Some(Self::mark_below(
+                    self.b,
+                    self.last_b,
+                    n,
+                    &mut self.b_marks,
+                    ChangeKind::Added,
+                )),
+                _ => None,
+            };
             if kind != ChangeKind::Unmodified {
-                let path = match (na, nb) {
-                    (Some(n), _) => self.a.path(n),
-                    (None, Some(n)) => self.b.path(n),
-                    (None, None) => Vec::new(),
-                };
                 self.files.push(FileChange {
-                    path,
                     kind,
+                    depth,
+                    holds,
                     a: ea.cloned(),
                     b: eb.cloned(),
                     a_node: na.filter(|_| ea.is_some()),
@@ -458,21 +546,25 @@ impl<'t> Walk<'t> {
                     differences,
                 });
             }
-            let a_children = match (na, ea) {
-                (Some(n), Some(e)) if e.kind == EntryKind::Dir => {
-                    Self::present_children(self.a, n, self.last_a)
-                }
-                _ => Vec::new(),
+            if holds.is_some() {
+                continue;
+            }
+            let a_children = match a_dir {
+                Some((n, _)) => Self::present_children(self.a, n, self.last_a),
+                None => Vec::new(),
             };
-            let b_children = match (nb, eb) {
-                (Some(n), Some(e)) if e.kind == EntryKind::Dir => {
-                    Self::present_children(self.b, n, self.last_b)
-                }
-                _ => Vec::new(),
+            let b_children = match b_dir {
+                Some((n, _)) => Self::present_children(self.b, n, self.last_b),
+                None => Vec::new(),
             };
             let merged = merge_by_name(&a_children, &b_children);
             // Reversed, so the first name is visited first.
-            stack.extend(merged.into_iter().rev());
+            stack.extend(
+                merged
+                    .into_iter()
+                    .rev()
+                    .map(|(x, y)| (x, y, depth.saturating_add(1))),
+            );
         }
     }
 }
@@ -572,6 +664,43 @@ mod tests {
         assert_eq!(c.pairs[0].status, LayerMatch::SameContent);
         assert_eq!(c.common_prefix, 0);
         assert!(c.shared.is_empty());
+    }
+
+    #[test]
+    fn a_directory_only_one_side_has_is_listed_once_with_what_it_holds() {
+        use crate::tui::testing::image_for;
+        // 50,000 directories deep: one listed change, not one per level.
+        let deep = format!("deep/{}f", "a/".repeat(50_000));
+        let (a, tree_a) = image_for(&[&[
+            ("etc/x", Some(&b"1"[..])),
+            ("old/1", Some(b"12")),
+            ("old/2/3", Some(b"123")),
+        ]]);
+        let (b, tree_b) = image_for(&[&[("etc/x", Some(&b"1"[..])), (&deep, Some(b"xy"))]]);
+        let c = compare(&a, &tree_a, &b, &tree_b);
+        let listed: Vec<(ChangeKind, Vec<u8>, u32, Option<Holds>)> = c
+            .files
+            .iter()
+            .map(|f| (f.kind, f.path(&tree_a, &tree_b), f.depth, f.holds))
+            .collect();
+        let holds = |paths, bytes| Some(Holds { paths, bytes });
+        assert_eq!(
+            listed,
+            vec![
+                (ChangeKind::Added, b"/deep".to_vec(), 1, holds(50_001, 2)),
+                (ChangeKind::Removed, b"/old".to_vec(), 1, holds(3, 5)),
+            ]
+        );
+        let s = c.summary;
+        assert_eq!((s.added, s.added_bytes), (50_002, 2));
+        assert_eq!((s.removed, s.removed_bytes), (4, 5));
+        // Every node below is marked, as the tree view shows them.
+        let file = tree_b.lookup(deep.as_bytes()).map(NodeId::index);
+        assert_eq!(file.and_then(|i| c.b_marks[i]), Some(ChangeKind::Added));
+        let old = tree_a.lookup(b"/old/2/3").map(NodeId::index);
+        assert_eq!(old.and_then(|i| c.a_marks[i]), Some(ChangeKind::Removed));
+        let root = c.a_marks[tree_a.root().index()];
+        assert_eq!(root, Some(ChangeKind::Modified));
     }
 
     #[test]

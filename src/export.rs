@@ -412,11 +412,12 @@ impl Export {
         });
     }
 
-    /// Pretty JSON text, newline-terminated.
+    /// Pretty JSON text, newline-terminated; no string holds a raw control character
+    /// ([`crate::escape::json_pretty`]).
     pub fn to_json(&self) -> String {
         // Serialising plain structs of strings and numbers cannot fail; fall back to an empty
         // object rather than panic should a future field make it possible.
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_string());
+        let mut s = crate::escape::json_pretty(self).unwrap_or_else(|_| "{}".to_string());
         s.push('\n');
         s
     }

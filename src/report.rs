@@ -7,7 +7,7 @@ use bytesize::ByteSize;
 
 use crate::analysis::Figures;
 use crate::ci::CiOutcome;
-use crate::escape::{escape_bytes, escape_str};
+use crate::escape::{escape_bytes, escape_str, Escaped};
 use crate::findings::{step_line, Findings};
 use crate::image::{clean_created_by, HistoryEntry, ImageInfo, LayerInfo};
 use crate::tree::{FileTree, LayerStats};
@@ -58,15 +58,15 @@ fn percent(ratio: f64) -> String {
 }
 
 fn write_header(out: &mut String, info: &ImageInfo) {
-    let _ = writeln!(out, "Image:      {}", info.reference);
+    let _ = writeln!(out, "Image:      {}", Escaped(&info.reference));
     let _ = writeln!(out, "Digest:     {}", info.digest);
     if info.manifest_digest != info.digest {
         let _ = writeln!(out, "Manifest:   {}", info.manifest_digest);
     }
     if let Some(p) = &info.platform {
-        let _ = writeln!(out, "Platform:   {p}");
+        let _ = writeln!(out, "Platform:   {}", Escaped(&p.to_string()));
     }
-    let _ = writeln!(out, "Media type: {}", info.media_type);
+    let _ = writeln!(out, "Media type: {}", Escaped(&info.media_type));
 }
 
 fn write_figures(out: &mut String, info: &ImageInfo, figures: &Figures) {
@@ -261,11 +261,12 @@ pub fn render_ci(
     out
 }
 
-/// A build step on one line, shortened for tables.
+/// A build step on one line (control characters shown visibly), shortened for tables.
 fn one_line(created_by: Option<&str>) -> String {
     const MAX: usize = 80;
     let cleaned = clean_created_by(created_by.unwrap_or(""));
     let flat: String = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = escape_str(&flat).into_owned();
     if flat.chars().count() > MAX {
         let cut: String = flat.chars().take(MAX - 1).collect();
         format!("{cut}…")

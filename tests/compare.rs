@@ -438,7 +438,7 @@ async fn the_comparison_model_marks_both_trees() {
     let main = c
         .files
         .iter()
-        .find(|f| f.path == b"/app/main")
+        .find(|f| f.path(&tree_a, &tree_b) == b"/app/main")
         .expect("/app/main changed");
     assert_eq!(main.a_node, tree_a.lookup(b"/app/main"));
     assert_eq!(main.b_node, tree_b.lookup(b"/app/main"));

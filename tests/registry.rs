@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use layerscope::digest::{Digest, VerifyError};
 use layerscope::image::{ParsedManifest, Platform};
 use layerscope::reference::Reference;
+use layerscope::registry::stall::StallLimits;
 use layerscope::registry::{RegistryClient, RegistryError, RegistryOptions};
 
 use common::push::{
@@ -1475,7 +1476,8 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
         .expect("retried through resets");
     assert_image_matches(&info, &image);
 
-    // A blob answer that stalls longer than the read timeout is resumed with a Range request.
+    // A blob answer that falls silent longer than the low-speed time is resumed with a Range
+    // request.
     let stalled = layer.clone();
     let stalling = proxy(&registry, move |r, _| {
         (r.is_blob(&stalled.digest) && r.header("range").is_none()).then(|| Reply {
@@ -1485,7 +1487,10 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     })
     .await;
     let options = RegistryOptions {
-        read_timeout: Duration::from_millis(300),
+        stall: StallLimits {
+            low_speed_time: Duration::from_millis(300),
+            ..StallLimits::default()
+        },
         ..isolated_options(dir.path())
     };
     let reference = parse(&format!("{}/app:v1", stalling.host()));
@@ -1501,7 +1506,7 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
         "resumed from the first byte not received"
     );
 
-    // A download slower in total than the read timeout, but never silent that long, is fine.
+    // A download slower in total than the low-speed time, but above the floor, is fine.
     let dripped = layer.clone();
     let dripping = proxy(&registry, move |r, _| {
         r.is_blob(&dripped.digest).then(|| Reply {
@@ -1511,7 +1516,11 @@ async fn resets_and_stalls_are_retried_and_slow_downloads_survive() {
     })
     .await;
     let options = RegistryOptions {
-        read_timeout: Duration::from_millis(600),
+        stall: StallLimits {
+            low_speed_time: Duration::from_millis(600),
+            low_speed_limit: 100,
+            ..StallLimits::default()
+        },
         ..isolated_options(dir.path())
     };
     let reference = parse(&format!("{}/app:v1", dripping.host()));

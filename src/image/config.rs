@@ -7,6 +7,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
+/// Configs larger than this are refused, as manifests over their limit are: a real config is
+/// kilobytes, and Podman, skopeo and CRI-O read configs under the same 4 MiB. Past it, a
+/// crafted config (a history of hundreds of thousands of steps) would only cost memory.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why a config of `size` bytes is refused, or `None` when it is within [`MAX_CONFIG_BYTES`].
+pub fn config_too_large(size: u64) -> Option<String> {
+    (size > MAX_CONFIG_BYTES).then(|| {
+        format!(
+            "it is {size} bytes, more than the {MAX_CONFIG_BYTES} bytes (4 MiB) an image config \
+             may have; refusing it"
+        )
+    })
+}
+
 /// The image config (OCI `application/vnd.oci.image.config.v1+json` or its Docker twin).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {

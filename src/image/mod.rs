@@ -5,7 +5,10 @@ pub mod config;
 pub mod manifest;
 pub mod platform;
 
-pub use config::{align_history, clean_created_by, HistoryEntry, HistoryStep, ImageConfig};
+pub use config::{
+    align_history, clean_created_by, config_too_large, HistoryEntry, HistoryStep, ImageConfig,
+    MAX_CONFIG_BYTES,
+};
 pub use manifest::{
     media_type, Descriptor, ImageIndex, ImageManifest, ManifestError, ParsedManifest,
 };
@@ -93,6 +96,9 @@ impl ImageInfo {
     /// diff_ids, history aligned, and a single-platform image checked against `wanted` (as
     /// `docker pull --platform` does); the platform is the index entry's, else the config's.
     pub fn assemble(parts: ImageParts, wanted: Option<&Platform>) -> Result<Self, AssembleError> {
+        if let Some(refused) = config_too_large(parts.config_bytes.len() as u64) {
+            return Err(AssembleError::Config(refused));
+        }
         let config = ImageConfig::parse(&parts.config_bytes)
             .map_err(|e| AssembleError::Config(e.to_string()))?;
         let layers = layer_infos(&parts.manifest, &config).map_err(AssembleError::LayerCount)?;

@@ -498,6 +498,7 @@ mod tests {
                 max_delay: Duration::ZERO,
                 max_retry_after: Duration::ZERO,
             },
+            stall: Default::default(),
         });
         let challenge = BearerChallenge {
             realm: "http://auth.example/token".into(),

@@ -1,6 +1,8 @@
 //! Blob downloads as verified byte streams. Size and digest are checked while bytes pass; a
-//! connection that breaks mid-way is resumed with a `Range` request (a server that ignores the
-//! range has the bytes already handed out skipped), so consumers only ever see each byte once.
+//! connection that breaks mid-way, or falls below the low-speed floor, is resumed with a
+//! `Range` request (a server that ignores the range has the bytes already handed out
+//! skipped), so consumers only ever see each byte once. Stalls and resumes stay within the
+//! request's patience, counted from the last moment the download kept up with the floor.
 
 use std::pin::Pin;
 
@@ -11,7 +13,8 @@ use reqwest::{Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::RegistryError;
-use super::transport::{classify, host_port};
+use super::stall::{Budget, Pace, Waiting};
+use super::transport::{classify, host_port, limits_of, stall_failure};
 use super::RegistryClient;
 use crate::digest::{Digest, Verifier};
 use crate::reference::Reference;
@@ -36,6 +39,10 @@ struct Download {
     skip: u64,
     /// Requests made for this blob.
     attempts: u32,
+    /// The body's credit against the low-speed floor.
+    pace: Pace,
+    /// The download's patience, restarted whenever it keeps up with the floor.
+    budget: Budget,
     done: bool,
     /// Held for the stream's life: one of the registry's download slots.
     _permit: Option<OwnedSemaphorePermit>,
@@ -51,7 +58,10 @@ pub(crate) fn stream(
     permit: Option<OwnedSemaphorePermit>,
 ) -> BlobStream {
     let body_host = host_port(first.url());
+    let budget = Budget::start(limits_of(&first));
     let download = Download {
+        pace: budget.pace(),
+        budget,
         verifier: Some(Verifier::new(&digest, size)),
         body: Some(Box::pin(first.bytes_stream())),
         client,
@@ -83,8 +93,16 @@ impl Download {
                 }
                 continue;
             };
-            match body.next().await {
+            let next = match self.pace.wait(body.next(), Waiting::Body).await {
+                Ok(next) => next.map(|item| item.map_err(Interruption::Http)),
+                Err(stalled) => Some(Err(Interruption::Stalled(stalled))),
+            };
+            match next {
                 Some(Ok(mut chunk)) => {
+                    self.pace.received(chunk.len());
+                    if self.pace.is_full() {
+                        self.budget.restart();
+                    }
                     if self.skip > 0 {
                         let drop = usize::try_from(self.skip)
                             .unwrap_or(usize::MAX)
@@ -106,9 +124,16 @@ impl Download {
                 }
                 Some(Err(error)) => {
                     self.body = None;
-                    let failure = classify(&error, &self.body_host);
+                    let failure = match error {
+                        Interruption::Http(error) => classify(&error, &self.body_host),
+                        Interruption::Stalled(stalled) => stall_failure(&self.body_host, stalled),
+                    };
                     let policy = self.client.retry_policy();
-                    if !failure.transient || self.attempts > policy.max_retries {
+                    let delay = policy.backoff(self.attempts);
+                    if !failure.transient
+                        || self.attempts > policy.max_retries
+                        || delay >= self.budget.remaining()
+                    {
                         self.done = true;
                         return Some(Err(RegistryError::BlobInterrupted {
                             host: self.reference.registry.clone(),
@@ -119,7 +144,7 @@ impl Download {
                             detail: failure.reason,
                         }));
                     }
-                    tokio::time::sleep(policy.backoff(self.attempts)).await;
+                    tokio::time::sleep(delay).await;
                 }
                 None => {
                     self.done = true;
@@ -133,13 +158,30 @@ impl Download {
         }
     }
 
-    /// Ask again from the first byte not yet handed out.
+    /// Ask again from the first byte not yet handed out, within the patience left.
     async fn resume(&mut self) -> Result<(), RegistryError> {
         self.attempts += 1;
-        let response = self
+        let asked = self
             .client
-            .blob_response(&self.reference, &self.digest, self.received)
-            .await?;
+            .blob_response(&self.reference, &self.digest, self.received);
+        let response = match tokio::time::timeout(self.budget.remaining(), asked).await {
+            Ok(answer) => answer?,
+            Err(_) => {
+                return Err(RegistryError::BlobInterrupted {
+                    host: self.reference.registry.clone(),
+                    repository: self.reference.repository.clone(),
+                    digest: self.digest.clone(),
+                    received: self.received,
+                    attempts: self.attempts,
+                    detail: format!(
+                        "{} did not answer within --timeout ({})",
+                        self.reference.registry,
+                        humantime::format_duration(self.budget.limits().timeout)
+                    ),
+                })
+            }
+        };
+        self.pace = self.budget.pace();
         self.skip = match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let start = response
@@ -174,6 +216,14 @@ impl Download {
             source: Box::new(source),
         }
     }
+}
+
+/// Why a body stopped before its end.
+enum Interruption {
+    /// The connection failed.
+    Http(reqwest::Error),
+    /// It fell below the low-speed floor.
+    Stalled(super::stall::Stalled),
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL`.

@@ -616,9 +616,23 @@ pub(crate) fn parse_error_body(bytes: &[u8]) -> Option<OciError> {
     body.errors.into_iter().next()
 }
 
+/// The most characters of a registry's own words quoted in an error: enough for any real
+/// message, and a hostile registry cannot flood the one-line error.
+pub(crate) const REGISTRY_MESSAGE_CHARS: usize = 300;
+
+/// A registry's own words for an error message: one line, control characters shown visibly,
+/// at most [`REGISTRY_MESSAGE_CHARS`] characters.
+pub(crate) fn registry_said(text: &str) -> String {
+    crate::escape::excerpt(text, REGISTRY_MESSAGE_CHARS)
+}
+
 /// A short human message for an error body: the registry's message (and a string detail), or
-/// the status text when the body is not an OCI error.
+/// the status text when the body is not an OCI error. Escaped and cut (see [`registry_said`]).
 pub(crate) fn describe_error_body(status: reqwest::StatusCode, bytes: &[u8]) -> String {
+    registry_said(&describe_error_body_raw(status, bytes))
+}
+
+fn describe_error_body_raw(status: reqwest::StatusCode, bytes: &[u8]) -> String {
     match parse_error_body(bytes) {
         Some(e) => {
             let mut message = if e.message.is_empty() {
@@ -692,6 +706,22 @@ mod tests {
             describe_error_body(reqwest::StatusCode::TOO_MANY_REQUESTS, no_message),
             "toomanyrequests"
         );
+    }
+
+    #[test]
+    fn hostile_error_bodies_stay_one_short_escaped_line() {
+        let message = format!(
+            "denied\r\nlayerscope: ok\u{1b}]0;pwned\u{7}{}",
+            "x".repeat(5000)
+        );
+        let body = serde_json::json!({"errors": [{"code": "DENIED", "message": message}]});
+        let text = describe_error_body(reqwest::StatusCode::FORBIDDEN, body.to_string().as_bytes());
+        assert!(!text.contains(crate::escape::is_control), "{text}");
+        assert!(
+            text.starts_with("denied\\x0d\\x0alayerscope: ok\\x1b]0;pwned\\x07"),
+            "{text}"
+        );
+        assert_eq!(text.chars().count(), REGISTRY_MESSAGE_CHARS);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod listing;
 pub mod mirror;
 mod push;
 mod tls;
+pub mod stall;
 mod transport;
 mod x509;
 
@@ -91,8 +92,12 @@ pub struct RegistryOptions {
     pub max_retry_after: Duration,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,
-    /// Time allowed between two reads of a response (not for the whole download).
+    /// Time allowed between two reads of a response (not for the whole download); a
+    /// backstop under the stall limits, never shorter than they allow.
     pub read_timeout: Duration,
+    /// How long a request may go without progress, and the low-speed floor below which a
+    /// transfer counts as stalled (see [`stall`]).
+    pub stall: stall::StallLimits,
     /// Blob downloads at once per registry.
     pub max_concurrent_downloads: usize,
 }
@@ -112,6 +117,7 @@ impl Default for RegistryOptions {
             max_retry_after: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            stall: stall::StallLimits::default(),
             max_concurrent_downloads: 3,
         }
     }
@@ -138,6 +144,7 @@ impl fmt::Debug for RegistryOptions {
             .field("max_retry_after", &self.max_retry_after)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("stall", &self.stall)
             .field("max_concurrent_downloads", &self.max_concurrent_downloads)
             .finish()
     }
@@ -256,7 +263,10 @@ impl RegistryClient {
         let settings = TransportSettings {
             user_agent: options.user_agent.clone(),
             connect_timeout: options.connect_timeout,
-            read_timeout: options.read_timeout,
+            read_timeout: options
+                .read_timeout
+                .max(options.stall.timeout)
+                .max(options.stall.low_speed_time),
             certs_dirs: options.certs_dirs(),
             insecure_hosts: options.insecure_hosts.clone(),
             retry: RetryPolicy {
@@ -265,6 +275,7 @@ impl RegistryClient {
                 max_delay: Duration::from_secs(10),
                 max_retry_after: options.max_retry_after,
             },
+            stall: options.stall,
         };
         Ok(RegistryClient {
             inner: Arc::new(Inner {
@@ -346,6 +357,13 @@ impl RegistryClient {
             });
         };
         let config_digest = &manifest.config.digest;
+        // Refused before a byte is read; the stream also stops at the size the manifest states.
+        if let Some(refused) = crate::image::config_too_large(manifest.config.size) {
+            return Err(RegistryError::InvalidConfig {
+                reference: reference.to_string(),
+                detail: refused,
+            });
+        }
         let cached =
             cache.and_then(|c| c.read_small_blob(config_digest, Some(manifest.config.size)));
         let config_bytes = match cached {
@@ -605,10 +623,12 @@ impl RegistryClient {
         };
         let https = url_for("https")?;
         let may_fall_back = insecure || loopback;
+        // Both probes are one request: together they stay within its patience.
+        let budget = stall::Budget::start(transport.stall_limits());
         let https_result = if may_fall_back {
             // One quick try: a plain-HTTP server fails the handshake at once.
             match transport
-                .send_once(&Outgoing::get(v2(&https)?, host), insecure)
+                .send_once_within(&Outgoing::get(v2(&https)?, host), insecure, &budget)
                 .await
             {
                 Ok(response) => Ok(read_ping(response).await),
@@ -616,7 +636,7 @@ impl RegistryClient {
             }
         } else {
             match transport
-                .send(&Outgoing::get(v2(&https)?, host), false)
+                .send_within(&Outgoing::get(v2(&https)?, host), false, &budget)
                 .await
             {
                 Ok(response) => Ok(read_ping(response).await),
@@ -628,7 +648,7 @@ impl RegistryClient {
             Err(https_error) if may_fall_back => {
                 let http = url_for("http")?;
                 match transport
-                    .send(&Outgoing::get(v2(&http)?, host), false)
+                    .send_within(&Outgoing::get(v2(&http)?, host), false, &budget)
                     .await
                 {
                     Ok(response) => {
@@ -973,7 +993,9 @@ impl RegistryClient {
                 )
                 | ("", StatusCode::BAD_REQUEST) => {
                     let reason = match &oci {
-                        Some(e) if !e.code.is_empty() => format!("{}: {registry_said}", e.code),
+                        Some(e) if !e.code.is_empty() => {
+                            format!("{}: {registry_said}", error::registry_said(&e.code))
+                        }
                         _ => registry_said,
                     };
                     return RegistryError::ManifestRejected {
@@ -1036,7 +1058,9 @@ impl RegistryClient {
                     host,
                     attempts: 1,
                     retry_after: None,
-                    message: oci.map(|e| e.message).filter(|m| !m.is_empty()),
+                    message: oci
+                        .map(|e| error::registry_said(&e.message))
+                        .filter(|m| !m.is_empty()),
                 }
             }
             _ => {}
@@ -1047,7 +1071,7 @@ impl RegistryClient {
             status: status.as_u16(),
             code: oci
                 .as_ref()
-                .map(|e| e.code.clone())
+                .map(|e| error::registry_said(&e.code))
                 .filter(|c| !c.is_empty()),
             message: describe_error_body(status, &body),
         }
@@ -1075,7 +1099,11 @@ impl RegistryClient {
                     if tags.is_empty() && matches!(target, Target::Tag(_)) {
                         return RegistryError::RepositoryUnknown { host, repository };
                     }
-                    available_tags = tags.into_iter().take(TAGS_SHOWN).collect();
+                    available_tags = tags
+                        .iter()
+                        .take(TAGS_SHOWN)
+                        .map(|t| error::registry_said(t))
+                        .collect();
                 }
             } else if parse_error_body(&body).is_some_and(|e| e.code == "NAME_UNKNOWN") {
                 return RegistryError::RepositoryUnknown { host, repository };

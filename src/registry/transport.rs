@@ -1,7 +1,8 @@
 //! HTTP plumbing under the registry client: one reqwest client per host (TLS from `certs.d`, see
 //! [`super::tls`]; skip-verify only for hosts the user marked insecure), retries with backoff and
 //! `Retry-After`, redirects followed by hand so `Authorization` never leaves the origin it was
-//! meant for, and transport errors sorted into the sentences of [`RegistryError`].
+//! meant for, and transport errors sorted into the sentences of [`RegistryError`]. Every wait
+//! on the network is bounded by the stall limits of [`super::stall`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,10 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode, Url};
 
-use super::error::{describe_error_body, parse_error_body, status_text, RegistryError};
+use super::error::{
+    describe_error_body, parse_error_body, registry_said, status_text, RegistryError,
+};
+use super::stall::{Budget, Pace, StallLimits, Stalled, Waiting};
 use super::tls::{self, HostTls};
 
 /// Redirect hops followed before giving up (CDNs use one or two).
@@ -72,6 +76,8 @@ pub(crate) struct TransportSettings {
     pub certs_dirs: Vec<PathBuf>,
     pub insecure_hosts: Vec<String>,
     pub retry: RetryPolicy,
+    /// How long a request may go without progress, and the low-speed floor.
+    pub stall: StallLimits,
 }
 
 /// One logical request. Retries and redirects happen inside [`Transport::send`].
@@ -132,6 +138,11 @@ impl Transport {
         self.settings.retry
     }
 
+    /// The stall limits every request is held to.
+    pub fn stall_limits(&self) -> StallLimits {
+        self.settings.stall
+    }
+
     /// Whether the user listed `host` (`host:port`, or the bare host for every port) as insecure.
     pub fn is_insecure(&self, host: &str) -> bool {
         let bare = crate::reference::strip_port(host);
@@ -178,27 +189,51 @@ impl Transport {
         Ok(client)
     }
 
-    /// Send `request`, retrying 408, 429, 5xx, resets and timeouts with backoff (honouring
-    /// `Retry-After`), following redirects. Any other answer, success or not, is returned.
+    /// Send `request`, retrying 408, 429, 5xx, resets, timeouts and stalls with backoff
+    /// (honouring `Retry-After`), following redirects. Any other answer, success or not, is
+    /// returned. The whole of it, waits and retries included, stays within the request's
+    /// patience ([`StallLimits::timeout`]); each attempt waits for an answer no longer than
+    /// the low-speed time.
     pub async fn send(
         &self,
         request: &Outgoing,
         skip_verify: bool,
+    ) -> Result<Response, RegistryError> {
+        self.send_within(request, skip_verify, &Budget::start(self.settings.stall))
+            .await
+    }
+
+    /// [`Transport::send`] within a patience already partly spent (several requests that
+    /// make one, such as the HTTPS and plain HTTP probes of a host).
+    pub async fn send_within(
+        &self,
+        request: &Outgoing,
+        skip_verify: bool,
+        budget: &Budget,
     ) -> Result<Response, RegistryError> {
         let policy = self.settings.retry;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let retries_left = attempt <= policy.max_retries;
-            let delay = match self.send_once(request, skip_verify).await {
+            let delay = match self.send_once_within(request, skip_verify, budget).await {
                 Ok(response) if !is_retryable_status(response.status()) => return Ok(response),
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = parse_retry_after(response.headers(), SystemTime::now());
-                    let body = read_limited(response, ERROR_BODY_LIMIT)
-                        .await
-                        .unwrap_or_default();
-                    let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after);
+                    // Its message is read within the patience left, like the rest.
+                    let body = tokio::time::timeout(
+                        budget.remaining(),
+                        read_limited(response, ERROR_BODY_LIMIT),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                    let delay = retry_after.unwrap_or_else(|| policy.backoff(attempt));
+                    // A wait longer than allowed, or than the request's patience left.
+                    let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after)
+                        || delay >= budget.remaining();
                     if !retries_left || too_long {
                         return Err(give_up_on_status(
                             &request.host,
@@ -208,23 +243,43 @@ impl Transport {
                             &body,
                         ));
                     }
-                    retry_after.unwrap_or_else(|| policy.backoff(attempt))
+                    delay
                 }
                 Err(failure) => {
                     if !failure.transient {
                         return Err(failure.error);
                     }
-                    if !retries_left {
+                    // Out of retries, or of patience for another wait and attempt.
+                    let delay = policy.backoff(attempt);
+                    if !retries_left || delay >= budget.remaining() {
                         return Err(RegistryError::GaveUp {
                             host: request.host.clone(),
                             attempts: attempt,
                             reason: failure.reason,
                         });
                     }
-                    policy.backoff(attempt)
+                    delay
                 }
             };
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One attempt (see [`Transport::send_once`]), waiting for its answer no longer than the
+    /// low-speed time or the patience `budget` has left.
+    pub async fn send_once_within(
+        &self,
+        request: &Outgoing,
+        skip_verify: bool,
+        budget: &Budget,
+    ) -> Result<Response, Failure> {
+        let mut pace = budget.pace();
+        match pace
+            .wait(self.send_once(request, skip_verify), Waiting::Answer)
+            .await
+        {
+            Ok(result) => result,
+            Err(stalled) => Err(stall_failure(&request.host, stalled)),
         }
     }
 
@@ -262,13 +317,15 @@ impl Transport {
             if let Some(body) = &body {
                 builder = builder.body(body.clone());
             }
-            let response = builder
+            let mut response = builder
                 .send()
                 .await
                 .map_err(|e| self.classify(&e, &host, skip))?;
             if let Some(tls) = self.host_tls(&host, skip) {
                 tls.note_answer();
             }
+            // Whoever reads the body holds it to the same floor (see `read_limited`).
+            response.extensions_mut().insert(self.settings.stall);
             let status = response.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(response);
@@ -379,7 +436,7 @@ fn give_up_on_status(
             attempts,
             retry_after,
             message: parse_error_body(body)
-                .map(|e| e.message)
+                .map(|e| registry_said(&e.message))
                 .filter(|m| !m.is_empty()),
         };
     }
@@ -450,16 +507,70 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A stalled attempt as a retryable failure naming the host.
+pub(crate) fn stall_failure(host: &str, stalled: Stalled) -> Failure {
+    let reason = format!("{host}: {stalled}");
+    Failure {
+        error: RegistryError::Transfer {
+            host: host.to_string(),
+            detail: stalled.to_string(),
+        },
+        transient: true,
+        reason,
+    }
+}
+
+/// The stall limits a response was fetched under (the defaults for one that did not come
+/// through [`Transport`]).
+pub(crate) fn limits_of(response: &Response) -> StallLimits {
+    response
+        .extensions()
+        .get::<StallLimits>()
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The connection failed.
+    Http(reqwest::Error),
+    /// The body fell below the low-speed floor.
+    Stalled(Stalled),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Http(e) => write!(f, "{e}"),
+            BodyError::Stalled(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Http(e) => Some(e),
+            BodyError::Stalled(e) => Some(e),
+        }
+    }
+}
+
 /// Read a body up to `limit` bytes (the rest is dropped); for error messages and JSON answers
-/// whose size is bounded anyway.
-pub(crate) async fn read_limited(
-    response: Response,
-    limit: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
+/// whose size is bounded anyway. A body below the low-speed floor is given up on.
+pub(crate) async fn read_limited(response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut pace = Pace::new(limits_of(&response), None);
     let mut out = Vec::new();
     let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
+    loop {
+        let next = pace
+            .wait(stream.next(), Waiting::Body)
+            .await
+            .map_err(BodyError::Stalled)?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(BodyError::Http)?;
+        pace.received(chunk.len());
         let room = limit.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if out.len() >= limit {
@@ -701,6 +812,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             certs_dirs: vec![],
             insecure_hosts: vec!["reg.example:5000".into(), "other.example".into()],
+            stall: StallLimits::default(),
             retry: RetryPolicy {
                 max_retries: 0,
                 base_delay: Duration::ZERO,

@@ -3,15 +3,18 @@
 //! read from the registry without pulling a layer. `--raw` prints the config blob unchanged,
 //! as `crane config` does.
 
-use std::fmt::Write as _;
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use clap::Args;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::{human_size, json_text, parse_image, print_stdout, relative_time, write_stdout};
+use super::{
+    human_size, parse_image, relative_time, stream_json_stdout, stream_stdout, write_stdout,
+};
 use crate::error::{exit_code, Error};
+use crate::escape::Escaped;
 use crate::image::{ImageInfo, Platform};
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
@@ -52,14 +55,62 @@ pub async fn run(client: &RegistryClient, args: &ConfigArgs) -> Result<i32, Erro
         write_stdout(&info.config_bytes)?;
         return Ok(exit_code::OK);
     }
-    let inspect = inspect(&info, &reference);
+    // The config as served is read once into JSON values that the output borrows, and the
+    // output streams: a config at the size limit costs a few times its size, not dozens.
+    // Text shows no history step, so it does not read the history at all.
+    let raw = raw_config(&info.config_bytes, args.json);
+    let inspect = inspect(&info, &reference, &raw);
     if args.json {
-        print_stdout(&json_text(&inspect))?;
+        stream_json_stdout(&inspect)?;
     } else {
-        print_stdout(&render_text(&info, &inspect, SystemTime::now()))?;
+        stream_stdout(|out| write_text(out, &info, &inspect, SystemTime::now()))?;
     }
     Ok(exit_code::OK)
 }
+
+/// The config blob's top-level keys as JSON values, `history` left out unless `with_history`
+/// (it is skipped unread, not parsed and dropped). `Null` when the blob is not a JSON object
+/// (it parsed as a config already, so it is one).
+pub fn raw_config(bytes: &[u8], with_history: bool) -> Value {
+    struct Keys {
+        with_history: bool,
+    }
+    impl<'de> serde::de::DeserializeSeed<'de> for Keys {
+        type Value = Map<String, Value>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an image config object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "history" && !self.with_history {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                } else {
+                    out.insert(key, map.next_value()?);
+                }
+            }
+            Ok(out)
+        }
+    }
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Keys { with_history }
+        .deserialize(&mut de)
+        .map_or(Value::Null, Value::Object)
+}
+
+static EMPTY_OBJECT: LazyLock<Value> = LazyLock::new(|| json!({}));
+static EMPTY_ARRAY: LazyLock<Value> = LazyLock::new(|| json!([]));
+static NULL: Value = Value::Null;
 
 /// The config as one `docker image inspect` object, keys in Docker's order. Docker's keys keep
 /// their meaning: `Id` is the config digest; `RepoDigests` names the digest pulled (the index's
@@ -71,7 +122,7 @@ pub async fn run(client: &RegistryClient, args: &ConfigArgs) -> Result<i32, Erro
 /// as `skopeo inspect` lists them).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Inspect {
+pub struct Inspect<'a> {
     /// The config digest.
     pub id: String,
     /// `REGISTRY/REPOSITORY:TAG`, when a tag was given.
@@ -83,13 +134,13 @@ pub struct Inspect {
     /// The config's `comment`.
     pub comment: String,
     /// The config's `created`.
-    pub created: Value,
+    pub created: &'a Value,
     /// The config's `docker_version`.
     pub docker_version: String,
     /// The config's `author`.
     pub author: String,
     /// The config's `config`, as served.
-    pub config: Value,
+    pub config: &'a Value,
     /// CPU architecture.
     pub architecture: String,
     /// CPU variant.
@@ -99,14 +150,14 @@ pub struct Inspect {
     pub os: String,
     /// The config's `os.version`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub os_version: Option<Value>,
+    pub os_version: Option<&'a Value>,
     /// Σ compressed layer sizes.
     pub size: u64,
     /// The diff_ids.
     #[serde(rename = "RootFS")]
     pub root_fs: InspectRootFs,
-    /// The config's `history`, as served.
-    pub history: Value,
+    /// The config's `history`, as served (an empty list when `raw` was read without it).
+    pub history: &'a Value,
     /// The platform manifest.
     pub manifest: InspectManifest,
     /// The layers, base first.
@@ -151,9 +202,9 @@ pub struct InspectLayer {
     pub size: u64,
 }
 
-/// Gather [`Inspect`] from a resolved image.
-pub fn inspect(info: &ImageInfo, reference: &Reference) -> Inspect {
-    let raw: Value = serde_json::from_slice(&info.config_bytes).unwrap_or(Value::Null);
+/// Gather [`Inspect`] from a resolved image and its config as served, `raw` (see
+/// [`raw_config`]).
+pub fn inspect<'a>(info: &ImageInfo, reference: &Reference, raw: &'a Value) -> Inspect<'a> {
     let text = |key: &str| {
         raw.get(key)
             .and_then(Value::as_str)
@@ -171,14 +222,14 @@ pub fn inspect(info: &ImageInfo, reference: &Reference) -> Inspect {
         repo_digests: vec![format!("{repository}@{}", info.digest)],
         parent: String::new(),
         comment: text("comment"),
-        created: raw.get("created").cloned().unwrap_or(Value::Null),
+        created: raw.get("created").unwrap_or(&NULL),
         docker_version: text("docker_version"),
         author: text("author"),
-        config: raw.get("config").cloned().unwrap_or_else(|| json!({})),
+        config: raw.get("config").unwrap_or(&EMPTY_OBJECT),
         architecture: info.config.architecture.clone(),
         variant: info.config.variant.clone(),
         os: info.config.os.clone(),
-        os_version: raw.get("os.version").cloned(),
+        os_version: raw.get("os.version"),
         size: info.layers.iter().map(|l| l.compressed_size).sum(),
         root_fs: InspectRootFs {
             kind: if info.config.rootfs.kind.is_empty() {
@@ -194,7 +245,7 @@ pub fn inspect(info: &ImageInfo, reference: &Reference) -> Inspect {
                 .map(ToString::to_string)
                 .collect(),
         },
-        history: raw.get("history").cloned().unwrap_or_else(|| json!([])),
+        history: raw.get("history").unwrap_or(&EMPTY_ARRAY),
         manifest: InspectManifest {
             digest: info.manifest_digest.to_string(),
             media_type: info.media_type.clone(),
@@ -236,10 +287,21 @@ const CONFIG_ORDER: [&str; 19] = [
     "AttachStdin",
 ];
 
-/// The readable form of [`Inspect`].
-pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> String {
+/// The readable form of [`Inspect`] (see [`write_text`]) as one string.
+pub fn render_text(info: &ImageInfo, inspect: &Inspect<'_>, now: SystemTime) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Image:          {}", info.reference);
+    let _ = write_text(&mut out, info, inspect, now);
+    out
+}
+
+/// The readable form of [`Inspect`], written as it is made.
+pub fn write_text(
+    out: &mut dyn std::fmt::Write,
+    info: &ImageInfo,
+    inspect: &Inspect<'_>,
+    now: SystemTime,
+) -> std::fmt::Result {
+    let _ = writeln!(out, "Image:          {}", Escaped(&info.reference));
     let _ = writeln!(out, "Id:             {}", inspect.id);
     for digest in &inspect.repo_digests {
         let _ = writeln!(out, "RepoDigest:     {digest}");
@@ -247,8 +309,9 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
     if info.manifest_digest != info.digest {
         let _ = writeln!(out, "Manifest:       {}", info.manifest_digest);
     }
-    if let Some(created) = inspect.created.as_str() {
-        match relative_time(created, now) {
+    if let Some(raw_created) = inspect.created.as_str() {
+        let created = Escaped(raw_created);
+        match relative_time(raw_created, now) {
             Some(relative) => {
                 let _ = writeln!(out, "Created:        {created} ({relative})");
             }
@@ -263,15 +326,15 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
         ("Comment", &inspect.comment),
     ] {
         if !value.is_empty() {
-            let _ = writeln!(out, "{:<16}{value}", format!("{key}:"));
+            let _ = writeln!(out, "{:<16}{}", format!("{key}:"), Escaped(value));
         }
     }
     let platform = info
         .platform
         .as_ref()
         .map_or_else(|| "unknown".to_string(), ToString::to_string);
-    let _ = writeln!(out, "Platform:       {platform}");
-    let _ = writeln!(out, "Media type:     {}", info.media_type);
+    let _ = writeln!(out, "Platform:       {}", Escaped(&platform));
+    let _ = writeln!(out, "Media type:     {}", Escaped(&info.media_type));
     let _ = writeln!(
         out,
         "Size:           {} compressed in {} layer{}",
@@ -279,7 +342,7 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
         info.layers.len(),
         if info.layers.len() == 1 { "" } else { "s" }
     );
-    write_config(&mut out, &inspect.config);
+    write_config(out, inspect.config);
     let _ = writeln!(
         out,
         "RootFS:         {} diff_ids",
@@ -293,17 +356,16 @@ pub fn render_text(info: &ImageInfo, inspect: &Inspect, now: SystemTime) -> Stri
         .iter()
         .filter(|s| s.layer_index.is_none())
         .count();
-    let _ = writeln!(
+    writeln!(
         out,
         "History:        {} steps: {} with a layer, {} metadata-only (see `layerscope history`)",
         info.config.history.len(),
         info.history.len() - metadata_only,
         metadata_only
-    );
-    out
+    )
 }
 
-fn write_config(out: &mut String, config: &Value) {
+fn write_config(out: &mut dyn std::fmt::Write, config: &Value) {
     let Some(map) = config.as_object().filter(|m| !m.is_empty()) else {
         let _ = writeln!(out, "Config:         (empty)");
         return;
@@ -324,29 +386,29 @@ fn write_config(out: &mut String, config: &Value) {
         if value.is_null() {
             continue;
         }
-        let label = format!("{key}:");
+        let label = format!("{}:", Escaped(key));
         match (key.as_str(), value) {
             ("Env", Value::Array(items)) => {
                 let _ = writeln!(out, "  {label}");
                 for item in items {
-                    let _ = writeln!(out, "    {}", plain(item));
+                    let _ = writeln!(out, "    {}", Escaped(&plain(item)));
                 }
             }
             ("Labels", Value::Object(labels)) => {
                 let _ = writeln!(out, "  {label}");
                 for (k, v) in labels {
-                    let _ = writeln!(out, "    {k}={}", plain(v));
+                    let _ = writeln!(out, "    {}={}", Escaped(k), Escaped(&plain(v)));
                 }
             }
             ("ExposedPorts" | "Volumes", Value::Object(set)) => {
                 let names: Vec<&str> = set.keys().map(String::as_str).collect();
-                let _ = writeln!(out, "  {label:<14}{}", names.join(", "));
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(&names.join(", ")));
             }
             (_, Value::String(s)) => {
-                let _ = writeln!(out, "  {label:<14}{s}");
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(s));
             }
             _ => {
-                let _ = writeln!(out, "  {label:<14}{value}");
+                let _ = writeln!(out, "  {label:<14}{}", Escaped(&value.to_string()));
             }
         }
     }
@@ -415,7 +477,8 @@ mod tests {
     #[test]
     fn inspect_json_has_dockers_keys() {
         let (info, reference) = info(CONFIG);
-        let doc = serde_json::to_value(inspect(&info, &reference)).expect("serialises");
+        let raw = raw_config(&info.config_bytes, true);
+        let doc = serde_json::to_value(inspect(&info, &reference, &raw)).expect("serialises");
         assert_eq!(doc["Id"], info.manifest.config.digest.to_string());
         assert_eq!(doc["RepoTags"][0], "127.0.0.1:5000/team/app:1.4");
         assert_eq!(
@@ -437,7 +500,9 @@ mod tests {
     #[test]
     fn text_lists_config_and_counts_history() {
         let (info, reference) = info(CONFIG);
-        let doc = inspect(&info, &reference);
+        let raw = raw_config(&info.config_bytes, false);
+        let doc = inspect(&info, &reference, &raw);
+        assert_eq!(doc.history, &json!([]), "text reads no history");
         let now = UNIX_EPOCH + Duration::from_secs(1_704_067_200 + 3 * 86_400);
         let text = render_text(&info, &doc, now);
         assert!(

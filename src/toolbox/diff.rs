@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use crate::source::Source;
 
-use super::{human_size, json_text, load_source, print_stdout, ToolboxError};
-use crate::compare::{compare, Comparison, FileChange, LayerMatch};
+use super::{human_size, load_source, stream_json_stdout, stream_stdout, ToolboxError};
+use crate::compare::{compare, Comparison, FileChange, Holds, LayerMatch};
 use crate::error::{exit_code, Error};
+use crate::escape::{escape_bytes, Escaped};
 use crate::image::{ImageInfo, Platform};
 use crate::layer::EntryKind;
-use crate::tree::{display_path, ChangeKind, Entry};
+use crate::tree::{display_path, ChangeKind, Entry, FileTree};
 
 /// Arguments of `layerscope diff`.
 #[derive(Debug, Clone, Args)]
@@ -61,19 +62,17 @@ pub async fn run(a: Arc<Source>, b: Arc<Source>, args: &DiffArgs) -> Result<i32,
     let tree_a = loaded_a.tree.read().unwrap_or_else(|p| p.into_inner());
     let tree_b = loaded_b.tree.read().unwrap_or_else(|p| p.into_inner());
     let comparison = compare(&loaded_a.info, &tree_a, &loaded_b.info, &tree_b);
+    let sides = Sides {
+        a: &loaded_a.info,
+        b: &loaded_b.info,
+        tree_a: &tree_a,
+        tree_b: &tree_b,
+    };
+    // Both print as they go: a listing of every changed path is never held whole in memory.
     if args.json {
-        print_stdout(&json_text(&to_json(
-            &loaded_a.info,
-            &loaded_b.info,
-            &comparison,
-        )))?;
+        stream_json_stdout(&to_json(&sides, &comparison))?;
     } else {
-        print_stdout(&render_text(
-            &loaded_a.info,
-            &loaded_b.info,
-            &comparison,
-            !args.summary,
-        ))?;
+        stream_stdout(|out| write_text(out, &sides, &comparison, !args.summary))?;
     }
     Ok(if comparison.identical() {
         exit_code::OK
@@ -129,12 +128,29 @@ pub fn summary_line(c: &Comparison) -> String {
     line
 }
 
+/// The two images compared and their trees (each holding all its layers).
+#[derive(Clone, Copy)]
+pub struct Sides<'a> {
+    /// Image A.
+    pub a: &'a ImageInfo,
+    /// Image B.
+    pub b: &'a ImageInfo,
+    /// A's merged tree.
+    pub tree_a: &'a FileTree,
+    /// B's merged tree.
+    pub tree_b: &'a FileTree,
+}
+
 fn image_line(label: char, info: &ImageInfo) -> String {
     let platform = info
         .platform
         .as_ref()
-        .map_or_else(String::new, |p| format!(" ({p})"));
-    format!("{label}: {}  {}{platform}", info.reference, info.digest)
+        .map_or_else(String::new, |p| format!(" ({})", Escaped(&p.to_string())));
+    format!(
+        "{label}: {}  {}{platform}",
+        Escaped(&info.reference),
+        info.digest
+    )
 }
 
 fn short(info: Option<&crate::image::LayerInfo>) -> String {
@@ -170,7 +186,7 @@ fn describe_differences(change: &FileChange) -> String {
         let target = |e: &Entry| {
             e.link_target
                 .as_deref()
-                .map(|t| display_path(t).into_owned())
+                .map(|t| escape_bytes(t).into_owned())
                 .unwrap_or_default()
         };
         parts.push(format!("link {}→{}", target(a), target(b)));
@@ -178,32 +194,45 @@ fn describe_differences(change: &FileChange) -> String {
     parts.join(", ")
 }
 
-/// The text report: both images, the layer table, the config, every changed path (unless
-/// `with_files` is false) and the summary line.
-pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: bool) -> String {
+/// The text report (see [`write_text`]) as one string.
+pub fn render_text(sides: &Sides<'_>, c: &Comparison, with_files: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}", image_line('A', a));
-    let _ = writeln!(out, "{}", image_line('B', b));
+    let _ = write_text(&mut out, sides, c, with_files);
+    out
+}
+
+/// The text report: both images, the layer table, the config, every changed path (unless
+/// `with_files` is false; a directory added or removed whole is one line with what it holds)
+/// and the summary line. Text from the images is escaped field by field.
+pub fn write_text(
+    out: &mut dyn std::fmt::Write,
+    sides: &Sides<'_>,
+    c: &Comparison,
+    with_files: bool,
+) -> std::fmt::Result {
+    let (a, b) = (sides.a, sides.b);
+    writeln!(out, "{}", image_line('A', a))?;
+    writeln!(out, "{}", image_line('B', b))?;
     let layers = &c.layers;
-    let _ = writeln!(out);
+    writeln!(out)?;
     let divergence = match (layers.diverge_a, layers.diverge_b) {
         (None, None) => "the same layers".to_string(),
         (Some(x), Some(y)) => format!("they diverge at layer {x} of A and layer {y} of B"),
         (Some(x), None) => format!("A goes on from layer {x}, B ends there"),
         (None, Some(y)) => format!("B goes on from layer {y}, A ends there"),
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "Layers: A has {}, B has {}; common base of {}; {divergence}",
         a.layers.len(),
         b.layers.len(),
         layers.common_prefix
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  {:>3}  {:<19}  {:<19}  {:<12}  SIZE (A / B)",
         "#", "A", "B", "STATUS"
-    );
+    )?;
     for pair in &layers.pairs {
         let size = |l: Option<&crate::image::LayerInfo>| {
             l.map_or_else(|| "-".to_string(), |l| human_size(l.compressed_size))
@@ -213,7 +242,7 @@ pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: boo
             LayerMatch::OnlyInB => "only in B",
             other => other.as_str(),
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "  {:>3}  {:<19}  {:<19}  {:<12}  {} / {}",
             pair.index,
@@ -222,7 +251,7 @@ pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: boo
             status,
             size(pair.a.as_ref()),
             size(pair.b.as_ref())
-        );
+        )?;
     }
     let moved: Vec<String> = layers
         .shared
@@ -239,9 +268,9 @@ pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: boo
         })
         .collect();
     if !moved.is_empty() {
-        let _ = writeln!(out, "  also shared elsewhere: {}", moved.join(", "));
+        writeln!(out, "  also shared elsewhere: {}", moved.join(", "))?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "Config: {}",
         if c.same_config {
@@ -253,22 +282,30 @@ pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: boo
                 b.manifest.config.digest.short()
             )
         }
-    );
+    )?;
     if with_files {
-        let _ = writeln!(out);
+        writeln!(out)?;
         if c.files.is_empty() {
-            let _ = writeln!(out, "Files: no differences");
+            writeln!(out, "Files: no differences")?;
         } else {
-            let _ = writeln!(
+            let s = &c.summary;
+            writeln!(
                 out,
-                "Files ({} changed; + only in B, - only in A, ~ modified):",
-                c.files.len()
-            );
+                "Files ({} changed; + only in B, - only in A, ~ modified; a directory only one \
+                 image has is listed once, with what it holds):",
+                s.added + s.removed + s.modified
+            )?;
             for change in &c.files {
-                let path = display_path(&change.path);
+                // One path at a time, escaped: a newline in a name cannot forge a row.
+                let path = change.path(sides.tree_a, sides.tree_b);
+                let path = escape_bytes(&path);
                 let line = match change.kind {
-                    ChangeKind::Added => format!("+ {path}  {}", entry_note(change.b.as_ref())),
-                    ChangeKind::Removed => format!("- {path}  {}", entry_note(change.a.as_ref())),
+                    ChangeKind::Added => {
+                        format!("+ {path}{}", entry_note(change.b.as_ref(), change.holds))
+                    }
+                    ChangeKind::Removed => {
+                        format!("- {path}{}", entry_note(change.a.as_ref(), change.holds))
+                    }
                     _ => {
                         let sizes = if is_file(change.a.as_ref()) || is_file(change.b.as_ref()) {
                             format!(
@@ -282,40 +319,46 @@ pub fn render_text(a: &ImageInfo, b: &ImageInfo, c: &Comparison, with_files: boo
                         format!("~ {path}  {sizes}{}", describe_differences(change))
                     }
                 };
-                let _ = writeln!(out, "  {}", line.trim_end());
+                writeln!(out, "  {}", line.trim_end())?;
             }
         }
     }
-    let _ = writeln!(out);
+    writeln!(out)?;
     let verdict = if c.identical() {
         "identical"
     } else {
         "different"
     };
-    let _ = writeln!(out, "Summary: {}; {verdict}", summary_line(c));
-    out
+    writeln!(out, "Summary: {}; {verdict}", summary_line(c))
 }
 
 fn is_file(entry: Option<&Entry>) -> bool {
     entry.is_some_and(|e| e.kind == EntryKind::File)
 }
 
-/// `1.5 kB` for a file, the type otherwise (`dir`, `symlink → target`).
-fn entry_note(entry: Option<&Entry>) -> String {
-    match entry {
-        Some(e) if e.kind == EntryKind::File => human_size(e.size),
-        Some(e) => match &e.link_target {
-            Some(target) => format!("{} → {}", kind_name(e.kind), display_path(target)),
-            None => kind_name(e.kind).to_string(),
+/// What follows an added or removed path: `  1.5 kB` for a file, the type otherwise
+/// (`  symlink → target`), and for a directory listed whole `/  dir, 3 paths, 1.2 kB`.
+fn entry_note(entry: Option<&Entry>, holds: Option<Holds>) -> String {
+    match (entry, holds) {
+        (_, Some(h)) => format!(
+            "/  dir, {} path{}, {}",
+            h.paths,
+            if h.paths == 1 { "" } else { "s" },
+            human_size(h.bytes)
+        ),
+        (Some(e), None) if e.kind == EntryKind::File => format!("  {}", human_size(e.size)),
+        (Some(e), None) => match &e.link_target {
+            Some(target) => format!("  {} → {}", kind_name(e.kind), escape_bytes(target)),
+            None => format!("  {}", kind_name(e.kind)),
         },
-        None => String::new(),
+        (None, None) => String::new(),
     }
 }
 
 /// `diff --json`: `a`, `b`, `identical`, `sameConfig`, `layers`, `files`, `summary`.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DiffJson {
+pub struct DiffJson<'a> {
     /// Image A.
     pub a: ImageJson,
     /// Image B.
@@ -326,10 +369,34 @@ pub struct DiffJson {
     pub same_config: bool,
     /// The layer lists side by side.
     pub layers: LayersJson,
-    /// Changed paths in tree order.
-    pub files: Vec<FileJson>,
+    /// Changed paths in tree order, each made as it is written (see [`FilesJson`]).
+    pub files: FilesJson<'a>,
     /// Counts and bytes.
     pub summary: SummaryJson,
+}
+
+/// The changed paths of a comparison, serialised one [`FileJson`] at a time: a path is built
+/// only while it is written, so the listing never holds every path at once.
+#[derive(Clone, Copy)]
+pub struct FilesJson<'a> {
+    sides: Sides<'a>,
+    files: &'a [FileChange],
+}
+
+impl Serialize for FilesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.files.iter().map(|f| FileJson {
+            path: display_path(&f.path(self.sides.tree_a, self.sides.tree_b)).into_owned(),
+            change: change_name(f.kind),
+            differences: f.differences.names(),
+            a: entry_json(f.a.as_ref()),
+            b: entry_json(f.b.as_ref()),
+            holds: f.holds.map(|h| HoldsJson {
+                paths: h.paths,
+                size_bytes: h.bytes,
+            }),
+        }))
+    }
 }
 
 /// One image of a comparison.
@@ -424,6 +491,19 @@ pub struct FileJson {
     pub a: Option<EntryJson>,
     /// The path in B.
     pub b: Option<EntryJson>,
+    /// For a directory only one image has: what it holds (its contents are not listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds: Option<HoldsJson>,
+}
+
+/// What a directory added or removed whole holds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldsJson {
+    /// Paths below it.
+    pub paths: u64,
+    /// Regular-file bytes below it.
+    pub size_bytes: u64,
 }
 
 /// A path as one image has it.
@@ -505,7 +585,8 @@ fn image_json(info: &ImageInfo) -> ImageJson {
 }
 
 /// The comparison as JSON (see [`DiffJson`]).
-pub fn to_json(a: &ImageInfo, b: &ImageInfo, c: &Comparison) -> DiffJson {
+pub fn to_json<'a>(sides: &Sides<'a>, c: &'a Comparison) -> DiffJson<'a> {
+    let (a, b) = (sides.a, sides.b);
     let layers = &c.layers;
     let s = &c.summary;
     DiffJson {
@@ -539,17 +620,10 @@ pub fn to_json(a: &ImageInfo, b: &ImageInfo, c: &Comparison) -> DiffJson {
                 })
                 .collect(),
         },
-        files: c
-            .files
-            .iter()
-            .map(|f| FileJson {
-                path: display_path(&f.path).into_owned(),
-                change: change_name(f.kind),
-                differences: f.differences.names(),
-                a: entry_json(f.a.as_ref()),
-                b: entry_json(f.b.as_ref()),
-            })
-            .collect(),
+        files: FilesJson {
+            sides: *sides,
+            files: &c.files,
+        },
         summary: SummaryJson {
             added: s.added,
             removed: s.removed,

@@ -7,13 +7,12 @@
 //! `--uncompressed` pulls every layer and shows the bytes of its regular files instead (close
 //! to the unpacked size Docker shows).
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use clap::Args;
 use serde::Serialize;
 
-use super::{docker_size, json_text, load_image, one_line, parse_image, print_stdout};
+use super::{docker_size, load_image, one_line, parse_image, stream_json_stdout, stream_stdout};
 use crate::digest::Digest;
 use crate::error::{exit_code, Error};
 use crate::image::{clean_created_by, ImageInfo, Platform};
@@ -157,16 +156,20 @@ pub async fn run(client: &RegistryClient, args: &HistoryArgs) -> Result<i32, Err
         let rows = steps(&info, None);
         (info, rows, SizeKind::Compressed)
     };
-    let ordered = ordered(&rows, args.oldest_first);
+    let mut rows = rows;
+    if !args.oldest_first {
+        rows.reverse();
+    }
+    // Printed as it is made: a long history is never held whole as text.
     if args.json {
-        print_stdout(&json_text(&to_json(&info, &ordered, kind)))?;
+        stream_json_stdout(&to_json(&info, &rows, kind))?;
     } else {
         let options = TextOptions {
             no_trunc: args.no_trunc,
             kind,
             now: SystemTime::now(),
         };
-        print_stdout(&render_text(&ordered, &options))?;
+        stream_stdout(|out| write_text(out, &rows, &options))?;
     }
     Ok(exit_code::OK)
 }
@@ -191,45 +194,59 @@ pub struct TextOptions {
     pub now: SystemTime,
 }
 
-/// The `docker history`-style table, in the order given, with a legend line.
-pub fn render_text(steps: &[Step], options: &TextOptions) -> String {
-    let rows: Vec<[String; 5]> = steps
-        .iter()
-        .map(|s| {
-            let layer = s
-                .layer
-                .as_ref()
-                .map_or_else(|| "meta".to_string(), |l| format!("#{}", l.index));
-            let created = s
-                .created
-                .as_deref()
-                .map(|c| super::relative_time(c, options.now).unwrap_or_else(|| c.to_string()))
-                .unwrap_or_else(|| "-".to_string());
-            let cleaned = clean_created_by(&s.created_by);
-            let width = (!options.no_trunc).then_some(CREATED_BY_WIDTH);
-            let created_by = one_line(&cleaned, width);
-            let comment = s
-                .comment
-                .as_deref()
-                .map(|c| one_line(c, None))
-                .unwrap_or_default();
-            [
-                layer,
-                created,
-                created_by,
-                docker_size(s.size(options.kind)),
-                comment,
-            ]
+/// The cells of one step's row: LAYER, CREATED, CREATED BY, SIZE, COMMENT.
+fn cells(s: &Step, options: &TextOptions) -> [String; 5] {
+    let layer = s
+        .layer
+        .as_ref()
+        .map_or_else(|| "meta".to_string(), |l| format!("#{}", l.index));
+    let created = s
+        .created
+        .as_deref()
+        .map(|c| {
+            super::relative_time(c, options.now)
+                .unwrap_or_else(|| crate::escape::escape_str(c).into_owned())
         })
-        .collect();
+        .unwrap_or_else(|| "-".to_string());
+    let cleaned = clean_created_by(&s.created_by);
+    let width = (!options.no_trunc).then_some(CREATED_BY_WIDTH);
+    let created_by = one_line(&cleaned, width);
+    let comment = s
+        .comment
+        .as_deref()
+        .map(|c| one_line(c, None))
+        .unwrap_or_default();
+    [
+        layer,
+        created,
+        created_by,
+        docker_size(s.size(options.kind)),
+        comment,
+    ]
+}
+
+/// The `docker history`-style table, in the order given, with a legend line (see
+/// [`write_text`]) as one string.
+pub fn render_text(steps: &[Step], options: &TextOptions) -> String {
+    let mut out = String::new();
+    let _ = write_text(&mut out, steps, options);
+    out
+}
+
+/// The `docker history`-style table, in the order given, with a legend line, written row by
+/// row: one pass measures the columns, a second writes the rows.
+pub fn write_text(
+    out: &mut dyn std::fmt::Write,
+    steps: &[Step],
+    options: &TextOptions,
+) -> std::fmt::Result {
     let headers = ["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
     let mut widths = headers.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    for step in steps {
+        for (w, cell) in widths.iter_mut().zip(cells(step, options)) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
     let line = |cells: [&str; 5]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
@@ -243,8 +260,9 @@ pub fn render_text(steps: &[Step], options: &TextOptions) -> String {
         }
         text.trim_end().to_string()
     };
-    let _ = writeln!(out, "{}", line(headers));
-    for row in &rows {
+    writeln!(out, "{}", line(headers))?;
+    for step in steps {
+        let row = cells(step, options);
         let cells = [
             row[0].as_str(),
             row[1].as_str(),
@@ -252,20 +270,19 @@ pub fn render_text(steps: &[Step], options: &TextOptions) -> String {
             row[3].as_str(),
             row[4].as_str(),
         ];
-        let _ = writeln!(out, "{}", line(cells));
+        writeln!(out, "{}", line(cells))?;
     }
     let layers = steps.iter().filter(|s| s.layer.is_some()).count();
     let size_words = match options.kind {
         SizeKind::Compressed => "SIZE is the compressed blob size from the manifest",
         SizeKind::Uncompressed => "SIZE is the uncompressed regular-file bytes of the layer",
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "{} steps: {layers} with a layer, {} metadata-only (meta, 0B); {size_words}",
         steps.len(),
         steps.len() - layers
-    );
-    out
+    )
 }
 
 /// `history --json`: `reference`, `digest`, `manifestDigest`, `sizes` (`compressed` or

@@ -104,11 +104,12 @@ pub async fn run_catalog(client: &RegistryClient, args: &CatalogArgs) -> Result<
     Ok(exit_code::OK)
 }
 
-/// One entry per line.
+/// One entry per line, control characters shown visibly (a registry names its own tags and
+/// repositories).
 pub fn lines(entries: &[String]) -> String {
     let mut out = String::new();
     for entry in entries {
-        out.push_str(entry);
+        out.push_str(&crate::escape::escape_str(entry));
         out.push('\n');
     }
     out

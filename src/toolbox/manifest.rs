@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{human_size, json_text, manifest_media_type, parse_image, print_stdout, write_stdout};
 use crate::digest::Digest;
 use crate::error::{exit_code, Error};
+use crate::escape::{escape_str, Escaped};
 use crate::image::{
     config_platform, select_platform, ImageConfig, ImageIndex, ImageManifest, NoMatchingPlatform,
     ParsedManifest, Platform,
@@ -176,15 +177,15 @@ pub fn to_json(view: &ManifestView) -> ManifestJson {
 pub fn render_text(view: &ManifestView) -> String {
     let mut out = String::new();
     let fetched = &view.fetched;
-    let _ = writeln!(out, "Reference:   {}", view.reference);
+    let _ = writeln!(out, "Reference:   {}", Escaped(&view.reference));
     if let Some((index_digest, platform)) = &view.from_index {
         let platform = platform
             .as_ref()
-            .map_or_else(|| "no platform".to_string(), ToString::to_string);
+            .map_or_else(|| "no platform".to_string(), escaped);
         let _ = writeln!(out, "From index:  {index_digest} ({platform})");
     }
     let _ = writeln!(out, "Digest:      {}", fetched.digest);
-    let _ = writeln!(out, "Media type:  {}", view.media_type);
+    let _ = writeln!(out, "Media type:  {}", Escaped(&view.media_type));
     let _ = writeln!(out, "Size:        {} bytes", fetched.bytes.len());
     match &fetched.parsed {
         ParsedManifest::Image(manifest) => write_image(&mut out, manifest),
@@ -200,7 +201,7 @@ fn write_image(out: &mut String, manifest: &ImageManifest) {
         "Config:      {}  {}  {}",
         config.digest,
         human_size(config.size),
-        config.media_type
+        Escaped(&config.media_type)
     );
     let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
     let _ = writeln!(
@@ -223,7 +224,7 @@ fn write_image(out: &mut String, manifest: &ImageManifest) {
             i,
             layer.digest.to_string(),
             human_size(layer.size),
-            layer.media_type
+            Escaped(&layer.media_type)
         );
     }
     write_annotations(out, &manifest.annotations);
@@ -251,20 +252,25 @@ fn write_index(out: &mut String, index: &ImageIndex) {
         let platform = entry
             .platform
             .as_ref()
-            .map_or_else(|| "-".to_string(), ToString::to_string);
+            .map_or_else(|| "-".to_string(), escaped);
         let mut line = format!(
             "  {:<16}  {:<71}  {:>9}  {}",
             platform,
             entry.digest.to_string(),
             human_size(entry.size),
-            entry.media_type
+            Escaped(&entry.media_type)
         );
         if let Some(subject) = entry.annotations.get("vnd.docker.reference.digest") {
-            let _ = write!(line, "  (attestation for {subject})");
+            let _ = write!(line, "  (attestation for {})", Escaped(subject));
         }
         let _ = writeln!(out, "{line}");
     }
     write_annotations(out, &index.annotations);
+}
+
+/// A value from the registry as text, control characters shown visibly.
+fn escaped(value: &impl ToString) -> String {
+    escape_str(&value.to_string()).into_owned()
 }
 
 fn write_annotations(out: &mut String, annotations: &std::collections::BTreeMap<String, String>) {
@@ -273,7 +279,7 @@ fn write_annotations(out: &mut String, annotations: &std::collections::BTreeMap<
     }
     let _ = writeln!(out, "\nAnnotations:");
     for (key, value) in annotations {
-        let _ = writeln!(out, "  {key}={value}");
+        let _ = writeln!(out, "  {}={}", Escaped(key), Escaped(value));
     }
 }
 

@@ -73,10 +73,42 @@ pub async fn load_source(source: Arc<Source>) -> Result<Loaded, Error> {
     pipeline::load(source, tree, events, |_| {}).await
 }
 
-/// Write `text` to standard output. A closed pipe (`| head`) is the reader's choice, not an
-/// error.
+/// Write a text report (or JSON) to standard output, through [`crate::escape::escape_report`]
+/// so that no control character but its line breaks reaches the terminal. A closed pipe
+/// (`| head`) is the reader's choice, not an error.
 pub fn print_stdout(text: &str) -> Result<(), Error> {
-    write_stdout(text.as_bytes())
+    write_stdout(crate::escape::escape_report(text).as_bytes())
+}
+
+/// Write a text report to standard output as `write` produces it, buffered and through
+/// [`crate::escape::EscapingWriter`]: long listings are never held whole in memory.
+pub fn stream_stdout(
+    write: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result,
+) -> Result<(), Error> {
+    let stdout = std::io::stdout().lock();
+    let mut out = crate::escape::EscapingWriter::new(std::io::BufWriter::new(stdout));
+    // A failed write is reported by `finish`; `write` only stops early.
+    let _ = write(&mut out);
+    match out.finish() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("writing to standard output", e)),
+    }
+}
+
+/// Write `value` to standard output as [`json_text`] formats it, without building the text in
+/// memory first.
+pub fn stream_json_stdout<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Error> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = crate::escape::write_json_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("writing to standard output", e)),
+    }
 }
 
 /// Write bytes to standard output unchanged (see [`print_stdout`]).
@@ -89,10 +121,11 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Pretty JSON with a final newline, as every `--json` prints it. Outputs are `Serialize`
-/// structs so their keys keep a deliberate order (a `serde_json::Value` map sorts them).
+/// Pretty JSON with a final newline, as every `--json` prints it (no raw control character in
+/// any string: see [`crate::escape::json_pretty`]). Outputs are `Serialize` structs so their
+/// keys keep a deliberate order (a `serde_json::Value` map sorts them).
 pub fn json_text<T: serde::Serialize>(value: &T) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
+    let mut text = crate::escape::json_pretty(value).unwrap_or_else(|_| "null".to_string());
     text.push('\n');
     text
 }
@@ -236,10 +269,11 @@ pub fn manifest_media_type(fetched: &FetchedManifest) -> String {
     }
 }
 
-/// Collapse whitespace runs to one space and cut to `max` characters with `…`; `max` of
-/// `None` only collapses.
+/// Collapse whitespace runs to one space, show other control characters visibly (the text
+/// comes from an image) and cut to `max` characters with `…`; `max` of `None` does not cut.
 pub fn one_line(text: &str, max: Option<usize>) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = crate::escape::escape_str(&flat).into_owned();
     match max {
         Some(max) if flat.chars().count() > max => {
             let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
@@ -304,5 +338,6 @@ mod tests {
         assert_eq!(one_line("a \n  b\tc", None), "a b c");
         assert_eq!(one_line("abcdef", Some(4)), "abc…");
         assert_eq!(one_line("abcd", Some(4)), "abcd");
+        assert_eq!(one_line("a\u{1b}[2J\r\nb", None), "a\\x1b[2J b");
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{json_text, manifest_media_type, parse_image, print_stdout, ToolboxError};
 use crate::digest::Digest;
 use crate::error::{exit_code, Error};
+use crate::escape::Escaped;
 use crate::reference::{Reference, Target};
 use crate::registry::RegistryClient;
 
@@ -132,14 +133,24 @@ pub async fn run(client: &RegistryClient, args: &TagArgs) -> Result<i32, Error> 
 /// What tagging did, for people.
 pub fn render_text(t: &Tagged) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Tagged {} as {}", t.source, t.target);
+    let _ = writeln!(
+        out,
+        "Tagged {} as {}",
+        Escaped(&t.source),
+        Escaped(&t.target)
+    );
     let _ = writeln!(out, "Source digest:   {}", t.source_digest);
     let _ = writeln!(
         out,
         "New tag digest:  {} (fetched back from the registry)",
         t.target_digest
     );
-    let _ = writeln!(out, "Media type:      {} ({} bytes)", t.media_type, t.size);
+    let _ = writeln!(
+        out,
+        "Media type:      {} ({} bytes)",
+        Escaped(&t.media_type),
+        t.size
+    );
     match &t.previous {
         Some(previous) if *previous == t.target_digest => {
             let _ = writeln!(out, "Previously:      the same digest (unchanged)");

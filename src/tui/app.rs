@@ -109,6 +109,13 @@ pub struct CompareState {
     pub offset: usize,
 }
 
+impl CompareState {
+    /// The second image's tree, once loaded.
+    pub fn tree(&self) -> Option<&Arc<RwLock<FileTree>>> {
+        self.tree.as_ref()
+    }
+}
+
 /// Everything the explorer shows.
 pub struct App {
     /// The key bindings.
@@ -759,7 +766,7 @@ impl App {
         self.focus = Pane::Tree;
         self.notice = Some(format!(
             "{} was last written by layer {layer}",
-            crate::tree::display_path(&tree.path(node))
+            crate::escape::escape_bytes(&tree.path(node))
         ));
     }
 

@@ -6,6 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use crate::escape::{escape_str, Escaped};
+
 use super::app::{App, Pane};
 use super::ui::block;
 
@@ -15,26 +17,24 @@ pub fn config_lines(app: &App) -> Vec<(&'static str, Vec<String>)> {
         return Vec::new();
     };
     let c = &info.config.config;
-    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    // Values are the image's own text: control characters are shown visibly.
+    let text = |s: &String| escape_str(s).into_owned();
+    let list = |v: &Option<Vec<String>>| v.iter().flatten().map(text).collect::<Vec<_>>();
     let keys = |m: &Option<std::collections::BTreeMap<String, serde_json::Value>>| {
-        m.as_ref()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        m.iter().flat_map(|m| m.keys()).map(text).collect()
     };
-    let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    let one = |v: &Option<String>| v.iter().map(text).collect::<Vec<_>>();
+    // Debug formatting quotes and escapes every control character itself.
+    let quoted = |v: &Option<Vec<String>>| {
+        v.iter()
+            .flatten()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+    };
     vec![
         ("Env", list(&c.env)),
-        (
-            "Entrypoint",
-            list(&c.entrypoint)
-                .into_iter()
-                .map(|s| format!("{s:?}"))
-                .collect(),
-        ),
-        (
-            "Cmd",
-            list(&c.cmd).into_iter().map(|s| format!("{s:?}")).collect(),
-        ),
+        ("Entrypoint", quoted(&c.entrypoint)),
+        ("Cmd", quoted(&c.cmd)),
         ("WorkingDir", one(&c.working_dir)),
         ("User", one(&c.user)),
         ("ExposedPorts", keys(&c.exposed_ports)),
@@ -43,7 +43,11 @@ pub fn config_lines(app: &App) -> Vec<(&'static str, Vec<String>)> {
             "Labels",
             c.labels
                 .as_ref()
-                .map(|l| l.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v)))
+                        .collect()
+                })
                 .unwrap_or_default(),
         ),
         ("StopSignal", one(&c.stop_signal)),

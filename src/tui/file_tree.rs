@@ -9,7 +9,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tree::{display_path, ChangeKind, Entry, EntryKind, FileTree};
+use crate::escape::{escape_bytes, Escaped};
+use crate::tree::{ChangeKind, Entry, EntryKind, FileTree};
 
 use super::app::{App, CompareState, LayerState, Pane};
 use super::theme::Theme;
@@ -59,15 +60,23 @@ pub fn permissions(entry: &Entry) -> String {
     out
 }
 
-/// The tree-drawing prefix of a row: `│   ├── `.
-fn prefix(row: &Row) -> String {
+/// The tree-drawing prefix of a row: `│   ├── `, never wider than `max_width` columns: the
+/// deepest levels are drawn, and `…` stands for those above them (a path can be nested
+/// thousands of directories deep; its name must stay on screen).
+fn prefix(row: &Row, max_width: usize) -> String {
+    let depth = usize::from(row.depth);
+    let room = (max_width.saturating_sub(4) / 4).max(1);
+    let first = depth.saturating_sub(room);
     let mut out = String::new();
-    for depth in 0..row.depth.min(64) {
-        out.push_str(if row.guides & (1 << depth) != 0 {
+    for level in first..depth {
+        out.push_str(if level < 64 && row.guides & (1 << level) != 0 {
             "│   "
         } else {
             "    "
         });
+    }
+    if first > 0 {
+        out.replace_range(..1, "…");
     }
     out.push_str(if row.last { "└── " } else { "├── " });
     out
@@ -101,8 +110,8 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
             None => text.push_str(&" ".repeat(if wide { 32 } else { 20 })),
         }
     }
-    text.push_str(&prefix(row));
-    text.push_str(&display_path(tree.name(row.node)));
+    text.push_str(&prefix(row, width / 2));
+    text.push_str(&escape_bytes(tree.name(row.node)));
     if row.is_dir {
         text.push('/');
         if row.collapsed {
@@ -116,7 +125,7 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
             " -> "
         };
         text.push_str(arrow);
-        text.push_str(&display_path(target));
+        text.push_str(&escape_bytes(target));
     }
     let text = truncate(&text, width);
     let style = theme.kind(row.kind);
@@ -200,11 +209,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// The differences with the second image, in tree order.
+/// The differences with the second image, in tree order: one row per change, indented by its
+/// depth (never wider than half the pane), a directory only one image has as one row with
+/// the number of paths it holds.
 fn render_compare(frame: &mut Frame, area: Rect, app: &App, compare: &CompareState) {
     let theme = app.theme;
     let block = block(
-        format!("Differences · {}", compare.reference),
+        format!("Differences · {}", Escaped(&compare.reference)),
         app.focus == Pane::Tree,
         theme,
     );
@@ -218,7 +229,9 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, compare: &CompareSta
         truncate(
             &format!(
                 "{:>9} {:>9}  Path (this image → {})",
-                "Size", "Then", compare.reference
+                "Size",
+                "Then",
+                Escaped(&compare.reference)
             ),
             width,
         ),
@@ -227,6 +240,13 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, compare: &CompareSta
     if cmp.files.is_empty() {
         lines.push(Line::styled("the filesystems are the same", theme.dim()));
     }
+    // Names come from the trees; both are only read (a merge never runs after loading).
+    let (Ok(tree_a), Some(Ok(tree_b))) =
+        (app.tree.try_read(), compare.tree().map(|t| t.try_read()))
+    else {
+        frame.render_widget(Paragraph::new(lines), inner);
+        return;
+    };
     let height = inner.height.saturating_sub(1) as usize;
     for (i, change) in cmp
         .files
@@ -235,36 +255,31 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, compare: &CompareSta
         .skip(compare.offset)
         .take(height)
     {
-        let depth = change
-            .path
-            .iter()
-            .filter(|b| **b == b'/')
-            .count()
-            .saturating_sub(1);
-        let name = change
-            .path
-            .rsplit(|b| *b == b'/')
-            .next()
-            .unwrap_or(&change.path);
+        let indent = (change.depth.saturating_sub(1) as usize).min(width / 4);
+        let mut name = escape_bytes(change.name(&tree_a, &tree_b)).into_owned();
+        if let Some(holds) = change.holds {
+            name.push_str(&format!(
+                "/ ({} path{})",
+                holds.paths,
+                if holds.paths == 1 { "" } else { "s" }
+            ));
+        }
+        let (a_size, b_size) = match change.holds {
+            Some(h) if change.kind == ChangeKind::Removed => (h.bytes, 0),
+            Some(h) => (0, h.bytes),
+            None => (change.a_size(), change.b_size()),
+        };
         let sizes = match change.kind {
-            ChangeKind::Added => format!("{:>9} {:>9}", "", human_size(change.b_size())),
-            ChangeKind::Removed => format!("{:>9} {:>9}", human_size(change.a_size()), ""),
-            _ => format!(
-                "{:>9} {:>9}",
-                human_size(change.a_size()),
-                human_size(change.b_size())
-            ),
+            ChangeKind::Added => format!("{:>9} {:>9}", "", human_size(b_size)),
+            ChangeKind::Removed => format!("{:>9} {:>9}", human_size(a_size), ""),
+            _ => format!("{:>9} {:>9}", human_size(a_size), human_size(b_size)),
         };
         let marker = theme
             .marker(change.kind)
             .map(|m| format!("{m} "))
             .unwrap_or_default();
         let text = truncate(
-            &format!(
-                "{marker}{sizes}  {}{}",
-                "  ".repeat(depth),
-                display_path(name)
-            ),
+            &format!("{marker}{sizes}  {}{name}", "  ".repeat(indent)),
             width,
         );
         let style: Style = theme.kind(change.kind);

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use crate::tree::display_path;
+use crate::escape::{escape_bytes, escape_str};
 
 use super::action::Action;
 use super::app::{App, Pane};
@@ -25,7 +25,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let Some(info) = &app.info else { return };
     let compressed: u64 = info.layers.iter().map(|l| l.compressed_size).sum();
     let mut lines = vec![
-        Line::from(vec![label("Image"), Span::raw(info.reference.clone())]),
+        Line::from(vec![
+            label("Image"),
+            Span::raw(escape_str(&info.reference).into_owned()),
+        ]),
         Line::from(vec![
             label("Digest"),
             Span::raw(info.manifest_digest.to_string()),
@@ -35,7 +38,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw(
                 info.platform
                     .as_ref()
-                    .map(|p| p.to_string())
+                    .map(|p| escape_str(&p.to_string()).into_owned())
                     .unwrap_or_else(|| "-".to_string()),
             ),
         ]),
@@ -116,7 +119,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     "{:>5} {:>9}  {}",
                     item.count,
                     human_size(item.wasted_bytes),
-                    display_path(&item.path)
+                    escape_bytes(&item.path)
                 ),
                 width,
             );

@@ -10,7 +10,7 @@ use ratatui::Frame;
 use crate::image::clean_created_by;
 
 use super::app::App;
-use super::ui::{block, human_size};
+use super::ui::{block, human_size, one_line};
 use crate::tree::ChangeKind;
 
 /// The build step gets at most this many lines; the full text is in `layerscope history`.
@@ -27,7 +27,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         return;
     };
     let label = |text: &str| Span::styled(format!("{text:<9}"), theme.label());
-    let command = clean_created_by(step.entry.created_by.as_deref().unwrap_or(""));
+    let command = one_line(&clean_created_by(
+        step.entry.created_by.as_deref().unwrap_or(""),
+    ));
     // What the layer did first, then the build step (wrapped, a few lines at most), then the
     // identifiers, cut at the edge.
     let mut head = Vec::new();
@@ -71,7 +73,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 Span::raw(format!(
                     "{} {}",
                     human_size(layer.compressed_size),
-                    layer.media_type
+                    crate::escape::Escaped(&layer.media_type)
                 )),
             ]));
         }
@@ -83,13 +85,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(created) = &step.entry.created {
         tail.push(Line::from(vec![
             label("Created"),
-            Span::raw(created.clone()),
+            Span::raw(crate::escape::escape_str(created).into_owned()),
         ]));
     }
     if let Some(comment) = step.entry.comment.as_deref().filter(|c| !c.is_empty()) {
         tail.push(Line::from(vec![
             label("Comment"),
-            Span::raw(comment.to_string()),
+            Span::raw(one_line(comment)),
         ]));
     }
     let command = Line::from(vec![label("Command"), Span::raw(command)]);

@@ -13,7 +13,7 @@ use crate::compare::LayerMatch;
 use crate::image::clean_created_by;
 
 use super::app::{App, LayerState, Pane};
-use super::ui::{block, human_size, truncate};
+use super::ui::{block, human_size, one_line, truncate};
 
 /// From this inner width on, the compressed size has a column.
 const WIDE_COLUMNS: usize = 46;
@@ -67,8 +67,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .skip(app.layer_offset)
         .take(rows)
     {
-        let command = clean_created_by(step.entry.created_by.as_deref().unwrap_or(""));
-        let command = command.split_whitespace().collect::<Vec<_>>().join(" ");
+        let command = one_line(&clean_created_by(
+            step.entry.created_by.as_deref().unwrap_or(""),
+        ));
         let (mark, head, style) = match step.layer_index {
             Some(i) => {
                 let mark = match app.layer_match(i) {

@@ -26,7 +26,7 @@ pub mod ui;
 pub mod viewer;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -121,10 +121,14 @@ pub async fn run(image: Target, compare: Option<Target>) -> Result<i32, Error> {
     result.map_err(|e| Error::io("drawing the screen", e))?;
     // The status line may have cut it, and the screen is gone: say it once more, in full.
     if let Some(notice) = image.source.notice() {
-        eprintln!("layerscope: {}: {notice}", image.reference);
+        eprintln!(
+            "layerscope: {}: {}",
+            crate::escape::Escaped(&image.reference),
+            crate::escape::Escaped(notice)
+        );
     }
     if let Some(error) = &app.error {
-        eprintln!("layerscope: error: {error}");
+        eprintln!("layerscope: error: {}", crate::escape::error_line(error));
     }
     Ok(app.exit_code())
 }

@@ -579,12 +579,17 @@ fn compare_marks_shared_layers_and_lists_differences() {
         text.contains("compare with 127.0.0.1:5000/demo/other:2:"),
         "{text}"
     );
-    // /srv/new only in B, /app/main.py only in A, /usr/bin/tool differs.
-    assert!(text.contains("new"), "{text}");
-    assert!(text.contains("main.py"), "{text}");
-    let (x, y) = h.find("main.py").unwrap();
+    // /srv only in B, /app only in A (each listed once, with what it holds), /usr/bin/tool
+    // differs.
+    assert!(text.contains("srv/ (1 path)"), "{text}");
+    assert!(text.contains("app/ (1 path)"), "{text}");
+    assert!(!text.contains("main.py"), "{text}");
+    // The first row is under the cursor: move off it to see its colour.
+    h.key(KeyCode::Down, KeyModifiers::NONE);
+    h.draw();
+    let (x, y) = h.find("app/ (1 path)").unwrap();
     assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Red);
-    let (x, y) = h.find("new").unwrap();
+    let (x, y) = h.find("srv/ (1 path)").unwrap();
     assert_eq!(h.terminal.backend().buffer()[(x, y)].fg, Color::Green);
     h.key(KeyCode::Esc, KeyModifiers::NONE);
     assert!(h.draw().contains("Files at layer 0"));

@@ -8,8 +8,13 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use regex::bytes::Regex;
+use regex_automata::dfa::{dense, Automaton};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::{start, syntax};
+use regex_automata::{nfa::thompson, Anchored};
 
 use crate::tree::{ChangeKind, Entry, EntryKind, FileTree, NodeId};
 
@@ -67,6 +72,10 @@ impl HiddenKinds {
     }
 }
 
+/// The largest DFA a pattern may build (and the memory determinising it may use). Path
+/// patterns are small; one that is not falls back to matching whole paths.
+const DFA_LIMIT: usize = 8 * 1024 * 1024;
+
 /// A path pattern: a regular expression when the text is one, else the text as a substring;
 /// or a list of exact paths (a finding's), shown by a label.
 #[derive(Clone, Debug)]
@@ -76,6 +85,23 @@ pub struct PathPattern {
     is_regex: bool,
     /// Exact paths: when set, a path matches only if it is one of them.
     paths: Option<HashSet<Vec<u8>>>,
+    /// The same pattern as a dense DFA, stepped one path component at a time by
+    /// [`PathMatcher`]; `None` when it would be too large.
+    dfa: Option<Arc<dense::DFA<Vec<u32>>>>,
+}
+
+/// The DFA of `pattern` with the syntax `regex::bytes` uses, within [`DFA_LIMIT`].
+fn path_dfa(pattern: &str) -> Option<dense::DFA<Vec<u32>>> {
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .dfa_size_limit(Some(DFA_LIMIT))
+                .determinize_size_limit(Some(DFA_LIMIT)),
+        )
+        .syntax(syntax::Config::new().utf8(false))
+        .thompson(thompson::Config::new().utf8(false))
+        .build(pattern)
+        .ok()
 }
 
 impl PathPattern {
@@ -91,6 +117,7 @@ impl PathPattern {
         };
         Some(PathPattern {
             text: text.to_string(),
+            dfa: path_dfa(regex.as_str()).map(Arc::new),
             regex,
             is_regex,
             paths: None,
@@ -109,6 +136,8 @@ impl PathPattern {
             regex: Regex::new(&regex::escape(label)).ok()?,
             is_regex: false,
             paths: Some(paths),
+            // Exact paths are looked up whole (see `PathMatcher`'s fallback).
+            dfa: None,
         })
     }
 
@@ -133,6 +162,118 @@ impl PathPattern {
     /// Whether the text is used as a regular expression (else as a substring).
     pub fn is_regex(&self) -> bool {
         self.is_regex
+    }
+}
+
+/// Where a [`PathMatcher`] stands after one directory's path: the DFA state (and whether a
+/// match was already seen), or, without a DFA, the end of the path in the shared buffer.
+#[derive(Clone, Copy, Debug)]
+enum Prefix {
+    Dfa { state: StateID, matched: bool },
+    Path { len: usize },
+}
+
+/// Matches a [`PathPattern`] against the paths of nodes met parent before child (a
+/// depth-first walk, or the rows of the tree in order), without building each full path: it
+/// keeps, per directory open on the way down, the DFA state after that directory's path, so
+/// every name byte is read once, however deep the tree. A pattern with no DFA is matched
+/// against whole paths kept in one shared buffer.
+pub struct PathMatcher<'p> {
+    pattern: &'p PathPattern,
+    /// (node, where its path leaves the matcher), root side first.
+    open: Vec<(NodeId, Prefix)>,
+    start: Prefix,
+    path: Vec<u8>,
+}
+
+impl<'p> PathMatcher<'p> {
+    /// A matcher at the root.
+    pub fn new(pattern: &'p PathPattern) -> PathMatcher<'p> {
+        let start = pattern
+            .dfa
+            .as_ref()
+            .and_then(|dfa| {
+                dfa.start_state(&start::Config::new().anchored(Anchored::No))
+                    .ok()
+            })
+            .map_or(Prefix::Path { len: 0 }, |state| Prefix::Dfa {
+                state,
+                matched: false,
+            });
+        PathMatcher {
+            pattern,
+            open: Vec::new(),
+            start,
+            path: Vec::new(),
+        }
+    }
+
+    /// Whether the absolute path of `node` matches. Nodes are expected parent before child
+    /// (then each name is read once); a node whose parent was not met last on its way down is
+    /// still matched right, by stepping through its ancestors from the root.
+    pub fn matches(&mut self, tree: &FileTree, node: NodeId) -> bool {
+        let root = tree.root();
+        let parent = tree.parent(node).filter(|p| *p != root);
+        while let Some(&(open, _)) = self.open.last() {
+            if Some(open) == parent {
+                break;
+            }
+            self.open.pop();
+        }
+        if let Some(parent) = parent {
+            if self.open.is_empty() {
+                let mut chain = Vec::new();
+                let mut up = Some(parent);
+                while let Some(ancestor) = up.filter(|a| *a != root) {
+                    chain.push(ancestor);
+                    up = tree.parent(ancestor);
+                }
+                for ancestor in chain.into_iter().rev() {
+                    self.step(tree, ancestor);
+                }
+            }
+        }
+        self.step(tree, node)
+    }
+
+    /// Extend the path on top of the stack (or the root) by `node`'s name, push it, and say
+    /// whether that path matches.
+    fn step(&mut self, tree: &FileTree, node: NodeId) -> bool {
+        let from = self.open.last().map_or(self.start, |&(_, prefix)| prefix);
+        let name = tree.name(node);
+        let (prefix, matched) = match (from, self.pattern.dfa.as_deref()) {
+            (Prefix::Dfa { state, matched }, Some(dfa)) => {
+                let mut state = state;
+                let mut matched = matched;
+                for &byte in std::iter::once(&b'/').chain(name) {
+                    if matched || dfa.is_dead_state(state) {
+                        break;
+                    }
+                    state = dfa.next_state(state, byte);
+                    matched = dfa.is_match_state(state);
+                }
+                let here = matched || dfa.is_match_state(dfa.next_eoi_state(state));
+                (Prefix::Dfa { state, matched }, here)
+            }
+            (Prefix::Path { .. }, _) | (Prefix::Dfa { .. }, None) => {
+                let len = match from {
+                    Prefix::Path { len } => len,
+                    Prefix::Dfa { .. } => 0,
+                };
+                self.path.truncate(len);
+                self.path.push(b'/');
+                self.path.extend_from_slice(name);
+                let here = self.pattern.matches(&self.path);
+                (
+                    Prefix::Path {
+                        len: self.path.len(),
+                    },
+                    here,
+                )
+            }
+        };
+        self.open.push((node, prefix));
+        matched
     }
 }
 
@@ -212,7 +353,6 @@ struct Walk {
     next: usize,
     /// Its own row, when emitted.
     row: Option<usize>,
-    path_len: usize,
     passes: bool,
     kept_below: bool,
     emit: bool,
@@ -381,12 +521,13 @@ impl TreeView {
         if self.layer.is_none() {
             return;
         }
-        let mut path: Vec<u8> = Vec::with_capacity(256);
+        // The filter reads each name once, not each node's whole path (see PathMatcher).
+        let filter = self.filter.clone();
+        let mut matcher = filter.as_ref().map(PathMatcher::new);
         let mut stack = vec![Walk {
             children: self.visible_children(0),
             next: 0,
             row: None,
-            path_len: 0,
             passes: false,
             kept_below: false,
             emit: true,
@@ -402,11 +543,9 @@ impl TreeView {
                     continue;
                 };
                 let node = NodeId(child);
-                let path_len = path.len();
-                path.push(b'/');
-                path.extend_from_slice(tree.name(node));
-                let passes = !self.hidden.hides(kind)
-                    && self.filter.as_ref().is_none_or(|f| f.matches(&path));
+                // Every node meets the matcher, hidden or not, so each name is read once.
+                let named = matcher.as_mut().is_none_or(|m| m.matches(tree, node));
+                let passes = !self.hidden.hides(kind) && named;
                 let is_dir = self
                     .entry(tree, node)
                     .is_some_and(|e| e.kind == EntryKind::Dir);
@@ -428,7 +567,6 @@ impl TreeView {
                             });
                         }
                     }
-                    path.truncate(path_len);
                     continue;
                 }
                 let collapsed = self.collapsed.get(child as usize).copied().unwrap_or(false);
@@ -449,7 +587,6 @@ impl TreeView {
                     if !emit {
                         top.next = top.children.len();
                     }
-                    path.truncate(path_len);
                     continue;
                 }
                 let children = self.visible_children(child);
@@ -460,7 +597,6 @@ impl TreeView {
                     children,
                     next: 0,
                     row,
-                    path_len,
                     passes,
                     kept_below: false,
                     emit: emit && !collapsed,
@@ -470,7 +606,6 @@ impl TreeView {
                 if stack.is_empty() {
                     break;
                 }
-                path.truncate(done.path_len);
                 let kept = done.passes || done.kept_below;
                 if let Some(parent) = stack.last_mut() {
                     if kept {
@@ -677,9 +812,20 @@ impl TreeView {
         self.rebuild(tree);
     }
 
+    /// Which visible rows match, in one pass over the rows (each name read once: rows come
+    /// parent before child).
+    fn row_matches(&self, tree: &FileTree, pattern: &PathPattern) -> Vec<bool> {
+        let mut matcher = PathMatcher::new(pattern);
+        self.rows
+            .iter()
+            .map(|r| matcher.matches(tree, r.node))
+            .collect()
+    }
+
     /// Move the cursor to the next (or previous) row whose path matches, wrapping around;
     /// `false` when no visible row matches.
     pub fn search(&mut self, tree: &FileTree, pattern: &PathPattern, forward: bool) -> bool {
+        let matches = self.row_matches(tree, pattern);
         let n = self.rows.len();
         for step in 1..=n {
             let i = if forward {
@@ -687,7 +833,7 @@ impl TreeView {
             } else {
                 (self.cursor + n * 2 - step) % n
             };
-            if pattern.matches(&tree.path(self.rows[i].node)) {
+            if matches[i] {
                 self.cursor = i;
                 return true;
             }
@@ -697,9 +843,9 @@ impl TreeView {
 
     /// Number of visible rows whose path matches.
     pub fn count_matches(&self, tree: &FileTree, pattern: &PathPattern) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| pattern.matches(&tree.path(r.node)))
+        self.row_matches(tree, pattern)
+            .into_iter()
+            .filter(|m| *m)
             .count()
     }
 
@@ -906,6 +1052,87 @@ mod tests {
         assert_eq!(tree.name(view.selected().unwrap().node), b"hosts");
         assert!(view.search(&tree, &pattern, false));
         assert_eq!(tree.name(view.selected().unwrap().node), b"tool");
+    }
+
+    /// Every node of `tree` depth-first, parent before child, siblings by name.
+    fn depth_first(tree: &FileTree) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        let mut stack = vec![tree.root()];
+        while let Some(node) = stack.pop() {
+            if node != tree.root() {
+                out.push(node);
+            }
+            let mut children: Vec<NodeId> = tree.children(node).collect();
+            children.sort_by(|a, b| tree.name(*b).cmp(tree.name(*a)));
+            stack.extend(children);
+        }
+        out
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_the_regex_on_whole_paths() {
+        let tree = sample();
+        let nodes = depth_first(&tree);
+        for text in [
+            "pass",
+            "^/usr",
+            r"\.bin$",
+            "(?i)TOOL",
+            r"\bbin\b",
+            "^/etc/[a-z]+$",
+            "e.*o",
+            "^/$",
+            "main.py(",
+            r"(?-u:\xff)|cache",
+        ] {
+            let mut pattern = PathPattern::new(text).unwrap();
+            for with_dfa in [true, false] {
+                if !with_dfa {
+                    pattern.dfa = None;
+                }
+                let mut matcher = PathMatcher::new(&pattern);
+                for &node in &nodes {
+                    let whole = pattern.matches(&tree.path(node));
+                    assert_eq!(
+                        matcher.matches(&tree, node),
+                        whole,
+                        "{text} on {:?} (dfa: {with_dfa})",
+                        String::from_utf8_lossy(&tree.path(node))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_matcher_is_right_when_parents_are_skipped() {
+        let tree = sample();
+        let pattern = PathPattern::new("^/usr/bin/tool$").unwrap();
+        let mut matcher = PathMatcher::new(&pattern);
+        let tool = tree.lookup(b"/usr/bin/tool").unwrap();
+        let hosts = tree.lookup(b"/etc/hosts").unwrap();
+        assert!(!matcher.matches(&tree, hosts));
+        assert!(matcher.matches(&tree, tool));
+        assert!(!matcher.matches(&tree, hosts));
+    }
+
+    #[test]
+    fn search_reads_each_name_once_however_deep() {
+        // 50,000 directories deep: the search steps one DFA state per row.
+        let deep = format!("{}file", "d/".repeat(50_000));
+        let tree = tree_from(&[&[(deep.as_str(), Some(&b"x"[..]))]]);
+        let mut view = TreeView::new();
+        view.show_layer(&tree, 0, ViewMode::LayerChanges);
+        assert_eq!(view.rows().len(), 50_001);
+        let pattern = PathPattern::new("file$").unwrap();
+        assert!(pattern.dfa.is_some());
+        assert!(view.search(&tree, &pattern, true));
+        assert_eq!(view.cursor(), 50_000);
+        assert_eq!(view.count_matches(&tree, &pattern), 1);
+        assert_eq!(
+            view.count_matches(&tree, &PathPattern::new("^/d/d/d$").unwrap()),
+            1
+        );
     }
 
     #[test]

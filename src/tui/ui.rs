@@ -7,6 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use crate::escape::Escaped;
+
 use super::app::{App, Pane, Prompt};
 use super::tree_view::{SortOrder, ViewMode};
 use super::{
@@ -207,9 +209,9 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
             theme.status(),
         )
     } else if let Some(error) = &app.error {
-        (format!(" error: {error}"), theme.error())
+        (format!(" error: {}", Escaped(error)), theme.error())
     } else if let Some(notice) = &app.notice {
-        (format!(" {notice}"), theme.status())
+        (format!(" {}", Escaped(notice)), theme.status())
     } else {
         (format!(" {}", counts(app)), theme.status())
     };
@@ -233,15 +235,18 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
 fn counts(app: &App) -> String {
     let Some(layer) = app.view.layer() else {
         return match &app.info {
-            Some(info) => format!("{}: loading layers…", info.reference),
-            None => format!("{}: resolving…", app.reference),
+            Some(info) => format!("{}: loading layers…", Escaped(&info.reference)),
+            None => format!("{}: resolving…", Escaped(&app.reference)),
         };
     };
     if let Some(c) = app.compare.as_ref().filter(|c| c.active) {
         if let Some(cmp) = &c.comparison {
             return format!(
                 "compare with {}: {} added, {} modified, {} removed",
-                c.reference, cmp.summary.added, cmp.summary.modified, cmp.summary.removed
+                Escaped(&c.reference),
+                cmp.summary.added,
+                cmp.summary.modified,
+                cmp.summary.removed
             );
         }
     }
@@ -259,7 +264,7 @@ fn counts(app: &App) -> String {
         ),
     ];
     if let Some(filter) = app.view.filter() {
-        parts.push(format!("filter: {}", filter.text()));
+        parts.push(format!("filter: {}", Escaped(filter.text())));
     }
     if app.view.sort == SortOrder::Size {
         parts.push("sort: size".to_string());
@@ -299,6 +304,13 @@ pub fn block(
 /// Bytes for people: `4.1 MB`.
 pub fn human_size(bytes: u64) -> String {
     size(bytes)
+}
+
+/// Text from the image (a build step, a comment) on one line: whitespace runs, line breaks
+/// included, become one space, and other control characters are shown visibly.
+pub fn one_line(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::escape::escape_str(&flat).into_owned()
 }
 
 /// Cut `text` to `width` characters, with `…` when it was longer.

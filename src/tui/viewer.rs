@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
-use crate::tree::display_path;
+use crate::escape::{escape_bytes, escape_str};
 
 use super::app::App;
 
@@ -187,7 +187,7 @@ impl Viewer {
                 format!(
                     "{:>6} {}",
                     self.first_line + i as u64,
-                    text.replace('\t', "    ")
+                    escape_str(&text.replace('\t', "    "))
                 )
             })
             .collect()
@@ -248,7 +248,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .unwrap_or_default();
     let title = format!(
         " {} (layer {}{}){} {} ",
-        display_path(&viewer.path),
+        escape_bytes(&viewer.path),
         viewer.layer,
         if viewer.layer == viewer.shown_at {
             String::new()
@@ -270,7 +270,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);
     let lines: Vec<Line> = if let Some(error) = &viewer.error {
-        vec![Line::styled(error.clone(), theme.error())]
+        vec![Line::styled(escape_str(error).into_owned(), theme.error())]
     } else if viewer.window.is_none() {
         vec![Line::styled("reading…", theme.dim())]
     } else {

@@ -178,6 +178,17 @@ pub struct Reply {
     pub hang_up: bool,
     /// Send the body in pieces of this many bytes with this pause before each later piece.
     pub pace: Option<(usize, Duration)>,
+    /// Stall: hold the connection open without a word, or after this many body bytes.
+    pub stall: Option<Stall>,
+}
+
+/// How a stub server stalls (the connection stays open until the client goes, or 10 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Read the request, answer nothing.
+    Silent,
+    /// Send the headers and this many body bytes, then nothing more.
+    After(usize),
 }
 
 impl Reply {
@@ -190,6 +201,15 @@ impl Reply {
             announced_length: None,
             hang_up: false,
             pace: None,
+            stall: None,
+        }
+    }
+
+    /// Hold the connection open without answering.
+    pub fn silent() -> Reply {
+        Reply {
+            stall: Some(Stall::Silent),
+            ..Reply::new(200)
         }
     }
 
@@ -338,6 +358,9 @@ async fn serve_connection(mut stream: TcpStream, handler: Handler) -> std::io::R
     if reply.hang_up {
         return Ok(());
     }
+    if reply.stall == Some(Stall::Silent) {
+        return hold(stream).await;
+    }
     let reason = reqwest::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -351,6 +374,13 @@ async fn serve_connection(mut stream: TcpStream, handler: Handler) -> std::io::R
         "Content-Length: {announced}\r\nConnection: close\r\n\r\n"
     ));
     stream.write_all(out.as_bytes()).await?;
+    if let Some(Stall::After(n)) = reply.stall {
+        stream
+            .write_all(&reply.body[..n.min(reply.body.len())])
+            .await?;
+        stream.flush().await?;
+        return hold(stream).await;
+    }
     match reply.pace {
         Some((piece, pause)) => {
             for (i, part) in reply.body.chunks(piece.max(1)).enumerate() {
@@ -366,6 +396,16 @@ async fn serve_connection(mut stream: TcpStream, handler: Handler) -> std::io::R
     stream.flush().await?;
     // Closing with fewer bytes than announced cuts the response short.
     let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// Keep a connection open, sending nothing, until the client closes it (or 10 minutes pass).
+async fn hold(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(600), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
     Ok(())
 }
 
