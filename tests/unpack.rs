@@ -1,8 +1,9 @@
-//! `layerscope cat` and `layerscope export` end to end: the real binary against images built
-//! here from real tar, gzip and zstd bytes and pushed to a real registry. Expected bytes are
-//! the ones that went into the layers; `--changes` output is read back through the layer
-//! indexer and merged again; a hostile layer is extracted and the filesystem around the
-//! output directory is checked; a blob changed in the cache is refused.
+//! `layerscope cat`, `layerscope export` and the explorer's save key end to end: the real
+//! binary against images built here from real tar, gzip and zstd bytes and pushed to a real
+//! registry, the explorer in a real terminal (tmux). Expected bytes are the ones that went
+//! into the layers; `--changes` output is read back through the layer indexer and merged
+//! again; a hostile layer is extracted and the filesystem around the output directory is
+//! checked; a blob changed in the cache is refused.
 
 mod common;
 
@@ -11,11 +12,13 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use common::cli::{self, stderr};
 use common::layers::{content, Compress, LayerBuilder, Meta};
 use common::push::{build_image, mt, Flavor, Pusher, Step};
 use common::registry::{Registry, TempDir};
+use common::tmux::Tmux;
 use layerscope::layer::index_layer;
 use layerscope::tree::{FileTree, VersionState};
 
@@ -783,4 +786,108 @@ async fn bytes_that_changed_in_the_cache_are_never_handed_out_whole() {
         1,
         "no temporary file left"
     );
+}
+
+/// Keys one at a time, with a pause, as the explorer test sends them.
+fn keys(tmux: &Tmux, keys: &[&str]) {
+    for key in keys {
+        tmux.send(&[key]);
+        std::thread::sleep(Duration::from_millis(120));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_saves_a_file_or_a_directory_into_the_current_directory() {
+    if !Tmux::available() {
+        eprintln!("NOTE: tmux is not installed; the explorer save test is skipped");
+        return;
+    }
+    const WAIT: Duration = Duration::from_secs(30);
+    let hosts = b"127.0.0.1 localhost\n::1 localhost\n";
+    let base = LayerBuilder::new()
+        .dir("etc")
+        .file("etc/hosts", hosts)
+        .file("srv/app/config.json", b"{\"v\": 1}\n")
+        .file("srv/app/main.py", b"print('hi')\n")
+        .build(Compress::Gzip);
+    let app = LayerBuilder::new()
+        .file("srv/app/config.json", b"{\"v\": 2}\n")
+        .build(Compress::Zstd);
+    let image = build_image(
+        Flavor::Oci,
+        ("linux", "amd64", None),
+        vec![base.layer(mt::OCI_LAYER_GZIP), app.layer(mt::OCI_LAYER_ZSTD)],
+        &[Step::layer("ADD rootfs /"), Step::layer("RUN configure")],
+    );
+    let registry = Registry::start().await;
+    Pusher::new(&registry.url())
+        .push_image("save/app", Some("1"), &image)
+        .await;
+    let home = TempDir::new("save-home");
+    let cwd = TempDir::new("save-cwd");
+    std::fs::write(cwd.path().join("hosts"), b"mine\n").expect("a file of the user's");
+    let tmux = Tmux::start_in(
+        cwd.path(),
+        120,
+        36,
+        Path::new(env!("CARGO_BIN_EXE_layerscope")),
+        &[&registry.reference("save/app", "1")],
+        &[
+            ("LAYERSCOPE_CONFIG_DIR", &home.path().join("config").display().to_string()),
+            ("LAYERSCOPE_CACHE_DIR", &home.path().join("cache").display().to_string()),
+        ],
+    );
+    tmux.wait_for("Layers (2)", WAIT);
+    tmux.wait_for("hosts", WAIT);
+
+    // The base layer's /etc/hosts: the prompt offers its name, which exists here.
+    keys(&tmux, &["Tab", "C-f"]);
+    tmux.type_text("hosts");
+    keys(&tmux, &["Enter", "Home", "Down", "C-e"]);
+    tmux.wait_for("Save /etc/hosts (layer 0) as: hosts", WAIT);
+    keys(&tmux, &["Enter"]);
+    tmux.wait_for("hosts exists: enter overwrites it, esc keeps it", WAIT);
+    keys(&tmux, &["Escape"]);
+    tmux.wait_for("not saved", WAIT);
+    assert_eq!(std::fs::read(cwd.path().join("hosts")).expect("kept"), b"mine\n");
+
+    // Another name: saved at once.
+    keys(&tmux, &["C-e", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    tmux.type_text("hosts.copy");
+    keys(&tmux, &["Enter"]);
+    tmux.wait_for("saved ", WAIT);
+    assert_eq!(std::fs::read(cwd.path().join("hosts.copy")).expect("saved"), hosts);
+
+    // The existing name, confirmed with a second Enter: overwritten.
+    keys(&tmux, &["C-e", "Enter"]);
+    tmux.wait_for("hosts exists", WAIT);
+    keys(&tmux, &["Enter"]);
+    tmux.wait_until(WAIT, "the second save", |s| s.contains("saved ") && s.contains("/hosts ("));
+    assert_eq!(std::fs::read(cwd.path().join("hosts")).expect("replaced"), hosts);
+
+    // Layer 1, the srv/app directory as a tar: everything in it as of that layer.
+    keys(&tmux, &["Escape", "BTab", "Down"]);
+    tmux.wait_for("Files at layer 1", WAIT);
+    keys(&tmux, &["Tab", "C-f"]);
+    tmux.type_text("app");
+    keys(&tmux, &["Enter", "Home", "Down", "C-e"]);
+    tmux.wait_for("Save /srv/app as a tar (layer 1) as: app.tar", WAIT);
+    keys(&tmux, &["Enter"]);
+    tmux.wait_for("saved ", WAIT);
+    let items = read_tar(&std::fs::read(cwd.path().join("app.tar")).expect("the tar"));
+    assert_eq!(
+        items.keys().collect::<Vec<_>>(),
+        ["srv", "srv/app", "srv/app/config.json", "srv/app/main.py"]
+    );
+    assert_eq!(items["srv/app/config.json"].data, b"{\"v\": 2}\n");
+
+    keys(&tmux, &["q"]);
+    let ended = tmux.wait_ended(WAIT);
+    assert_eq!(ended.code, 0, "{}", ended.screen);
+    let mut names: Vec<String> = std::fs::read_dir(cwd.path())
+        .expect("cwd")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app.tar", "hosts", "hosts.copy"], "no temporary file left");
 }

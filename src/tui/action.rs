@@ -62,4 +62,6 @@ pub enum Action {
     Back,
     /// Show or hide the key help.
     Help,
+    /// Save the selected file, or the selected directory as a tar, into the current directory.
+    SaveFile,
 }

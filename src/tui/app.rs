@@ -20,6 +20,7 @@ use crate::tree::{ChangeKind, ContentLocation, FileTree, NodeId, VersionState};
 use super::action::Action;
 use super::event::Message;
 use super::keymap::{Keymap, Scope};
+use super::save::SavePrompt;
 use super::theme::Theme;
 use super::tree_view::{PathPattern, TreeView, ViewMode};
 use super::ui::{layout, list_offset, Areas};
@@ -86,6 +87,18 @@ pub enum Effect {
         offset: u64,
         /// Bytes wanted at most.
         max_len: usize,
+    },
+    /// Save `node` as of `layer` to `dest` (a directory as a tar) and answer with
+    /// [`Message::Saved`].
+    Save {
+        /// What to save.
+        node: NodeId,
+        /// As of this layer.
+        layer: usize,
+        /// Where.
+        dest: std::path::PathBuf,
+        /// Replace `dest` if it exists (the user confirmed).
+        overwrite: bool,
     },
 }
 
@@ -164,6 +177,8 @@ pub struct App {
     pub area: Rect,
     /// Set when the user asked to leave.
     pub quit: bool,
+    /// The save key's prompt, when open.
+    pub save: Option<SavePrompt>,
     next_request: u64,
     effects: Vec<Effect>,
 }
@@ -210,6 +225,7 @@ impl App {
             compare: None,
             area,
             quit: false,
+            save: None,
             next_request: 1,
             effects: Vec::new(),
         }
@@ -243,6 +259,11 @@ impl App {
         std::mem::take(&mut self.effects)
     }
 
+    /// Ask the event loop to do `effect`.
+    pub(super) fn push_effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
     /// The screen's areas for the current size.
     pub fn areas(&self) -> Areas {
         layout(self.area, self.focus, self.bottom, self.layer_row_count())
@@ -274,6 +295,7 @@ impl App {
             }
             Message::CompareLoaded(result) => self.on_compare_loaded(result),
             Message::FileWindow { request, result } => self.on_file_window(request, result),
+            Message::Saved(result) => super::save::finished(self, result),
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
@@ -414,6 +436,10 @@ impl App {
             return;
         }
         self.notice = None;
+        if self.save.is_some() {
+            super::save::on_key(self, key);
+            return;
+        }
         if self.prompt.is_some() {
             self.on_prompt_key(key);
             return;
@@ -573,6 +599,7 @@ impl App {
             Action::ToggleSort => self.with_tree(|view, tree| view.toggle_sort(tree)),
             Action::ToggleCompare => self.toggle_compare(),
             Action::Open => self.open(),
+            Action::SaveFile => super::save::start(self),
             Action::Back => {
                 if self.view.filter().is_some() {
                     self.set_filter(None);
