@@ -249,21 +249,34 @@ fn write_to(
         Target::Stdout => {
             let stdout = io::stdout();
             let mut tar = TarWriter::new(BufWriter::new(stdout.lock()));
-            let written = write_plan(
+            let result = write_plan(
                 tree,
                 plan,
                 blobs,
                 &mut tar,
                 &cancel,
                 "the tar on standard output was cut short inside that file",
-            )?;
-            tar.finish()
-                .and_then(|mut out| out.flush())
-                .map_err(|e| Error::io("writing to standard output", e))?;
-            Ok(Outcome {
-                written,
-                symlinks_out: 0,
-            })
+            )
+            .and_then(|written| {
+                tar.finish()
+                    .and_then(|mut out| out.flush())
+                    .map_err(|e| Error::io("writing to standard output", e))?;
+                Ok(written)
+            });
+            match result {
+                Ok(written) => Ok(Outcome {
+                    written,
+                    symlinks_out: 0,
+                }),
+                // A reader that stopped reading (`| head`) chose to; it is not a failure.
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+                    Ok(Outcome {
+                        written: Written::default(),
+                        symlinks_out: 0,
+                    })
+                }
+                Err(e) => Err(e),
+            }
         }
         Target::TarFile(path) => {
             let written = into_new_file(path, force, |file| {
