@@ -5,7 +5,8 @@
 //! - `--json` (load only, no cache): the model's own peak memory, for comparison;
 //! - `export -o -` (a tar to a pipe) with the cache warm, and with `--no-cache` (the blobs
 //!   downloaded twice);
-//! - `export -o DIR/` (extracted to disk) with the cache warm;
+//! - `export -o DIR/` (extracted to disk) with the cache warm, beside GNU `tar -x` of the same
+//!   tar into a directory (extraction speed is mostly the filesystem's);
 //! - `cat` of one file of the last layer with the cache warm.
 //!
 //! Streaming shows as peak memory that stays near the load-only figure whatever the image's
@@ -115,6 +116,11 @@ fn report(
             run_measured(exe, cache, args)
         })
         .collect();
+    print_runs(label, &results, bytes);
+}
+
+/// Print the best of `results` and the highest peak memory.
+fn print_runs(label: &str, results: &[Run], bytes: u64) {
     let best = results
         .iter()
         .min_by_key(|r| r.wall)
@@ -131,6 +137,32 @@ fn report(
         bytes as f64 / 1e6 / best.wall.as_secs_f64(),
         peak as f64 / 1024.0,
     );
+}
+
+/// The path and size of the first regular file of a gzip layer.
+fn first_file(layer: &Path) -> (String, u64) {
+    use std::io::Read;
+    let bytes = std::fs::read(layer).expect("layer");
+    let mut tar = flate2::read::MultiGzDecoder::new(bytes.as_slice());
+    let mut header = [0u8; 512];
+    loop {
+        tar.read_exact(&mut header).expect("a header");
+        assert!(
+            header.iter().any(|&b| b != 0),
+            "no regular file in the layer"
+        );
+        let field = |range: std::ops::Range<usize>| {
+            let raw = &header[range];
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            String::from_utf8_lossy(&raw[..end]).trim().to_string()
+        };
+        let size = u64::from_str_radix(&field(124..136), 8).unwrap_or(0);
+        if matches!(header[156], b'0' | 0) {
+            return (field(0..100), size);
+        }
+        let padded = size.div_ceil(512) * 512;
+        std::io::copy(&mut (&mut tar).take(padded), &mut std::io::sink()).expect("skip data");
+    }
 }
 
 fn main() {
@@ -207,32 +239,60 @@ fn main() {
             tar_bytes,
             nothing,
         );
-        let dir = work.join("rootfs");
-        let dir_arg = format!("{}/", dir.display());
-        report(
+        // Each run into a fresh directory, removed only at the end: creating many files
+        // right after deleting many is slow on ext4 whatever writes them.
+        let dirs: Vec<String> = (0..RUNS)
+            .map(|n| format!("{}/", work.join(format!("rootfs-{n}")).display()))
+            .collect();
+        let results: Vec<Run> = dirs
+            .iter()
+            .map(|d| run_measured(exe, &cache, &["export", "--quiet", r, "-o", d]))
+            .collect();
+        print_runs(
             "export -o DIR/ (extracted), cache warm",
+            &results,
+            tar_bytes,
+        );
+        // The same into a directory by GNU tar, from a tar the export wrote.
+        let tar_file = work.join("rootfs.tar");
+        run_measured(
             exe,
             &cache,
-            &["export", "--quiet", r, "-o", &dir_arg],
-            RUNS,
-            tar_bytes,
-            || {
-                let _ = std::fs::remove_dir_all(&dir);
-            },
+            &[
+                "export",
+                "--quiet",
+                r,
+                "-o",
+                &tar_file.display().to_string(),
+            ],
         );
-        let _ = std::fs::remove_dir_all(&dir);
-        // The first file the last layer writes (the synthetic layers name files by number).
-        let last = std::fs::read(&layers[layers.len() - 1].path).expect("last layer");
-        let mut gz = flate2::read::MultiGzDecoder::new(last.as_slice());
-        let mut header = [0u8; 512];
-        std::io::Read::read_exact(&mut gz, &mut header).expect("a header");
-        let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
-        let first = String::from_utf8_lossy(&header[..name_end]).into_owned();
-        let size = u64::from_str_radix(
-            String::from_utf8_lossy(&header[124..135]).trim_matches(char::from(0)).trim(),
-            8,
-        )
-        .unwrap_or(0);
+        let gnu: Vec<Duration> = (0..RUNS)
+            .map(|n| {
+                let into = work.join(format!("gnu-{n}"));
+                std::fs::create_dir_all(&into).expect("dir");
+                let started = Instant::now();
+                let status = Command::new("tar")
+                    .arg("-xf")
+                    .arg(&tar_file)
+                    .arg("-C")
+                    .arg(&into)
+                    .status()
+                    .expect("GNU tar");
+                assert!(status.success(), "tar -x failed");
+                started.elapsed()
+            })
+            .collect();
+        let walls: Vec<String> = gnu
+            .iter()
+            .map(|d| format!("{:.3}", d.as_secs_f64()))
+            .collect();
+        println!(
+            "  GNU tar -x of that tar into a directory (baseline): best {:.3} s (runs {} s)",
+            gnu.iter().min().copied().unwrap_or_default().as_secs_f64(),
+            walls.join(", ")
+        );
+        // The first regular file the last layer writes.
+        let (first, size) = first_file(&layers[layers.len() - 1].path);
         report(
             &format!("cat /{first} ({size} bytes), cache warm"),
             exe,

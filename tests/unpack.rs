@@ -816,7 +816,10 @@ async fn the_explorer_saves_a_file_or_a_directory_into_the_current_directory() {
     let image = build_image(
         Flavor::Oci,
         ("linux", "amd64", None),
-        vec![base.layer(mt::OCI_LAYER_GZIP), app.layer(mt::OCI_LAYER_ZSTD)],
+        vec![
+            base.layer(mt::OCI_LAYER_GZIP),
+            app.layer(mt::OCI_LAYER_ZSTD),
+        ],
         &[Step::layer("ADD rootfs /"), Step::layer("RUN configure")],
     );
     let registry = Registry::start().await;
@@ -833,8 +836,14 @@ async fn the_explorer_saves_a_file_or_a_directory_into_the_current_directory() {
         Path::new(env!("CARGO_BIN_EXE_layerscope")),
         &[&registry.reference("save/app", "1")],
         &[
-            ("LAYERSCOPE_CONFIG_DIR", &home.path().join("config").display().to_string()),
-            ("LAYERSCOPE_CACHE_DIR", &home.path().join("cache").display().to_string()),
+            (
+                "LAYERSCOPE_CONFIG_DIR",
+                &home.path().join("config").display().to_string(),
+            ),
+            (
+                "LAYERSCOPE_CACHE_DIR",
+                &home.path().join("cache").display().to_string(),
+            ),
         ],
     );
     tmux.wait_for("Layers (2)", WAIT);
@@ -849,21 +858,35 @@ async fn the_explorer_saves_a_file_or_a_directory_into_the_current_directory() {
     tmux.wait_for("hosts exists: enter overwrites it, esc keeps it", WAIT);
     keys(&tmux, &["Escape"]);
     tmux.wait_for("not saved", WAIT);
-    assert_eq!(std::fs::read(cwd.path().join("hosts")).expect("kept"), b"mine\n");
+    assert_eq!(
+        std::fs::read(cwd.path().join("hosts")).expect("kept"),
+        b"mine\n"
+    );
 
     // Another name: saved at once.
-    keys(&tmux, &["C-e", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    keys(
+        &tmux,
+        &["C-e", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace"],
+    );
     tmux.type_text("hosts.copy");
     keys(&tmux, &["Enter"]);
     tmux.wait_for("saved ", WAIT);
-    assert_eq!(std::fs::read(cwd.path().join("hosts.copy")).expect("saved"), hosts);
+    assert_eq!(
+        std::fs::read(cwd.path().join("hosts.copy")).expect("saved"),
+        hosts
+    );
 
     // The existing name, confirmed with a second Enter: overwritten.
     keys(&tmux, &["C-e", "Enter"]);
     tmux.wait_for("hosts exists", WAIT);
     keys(&tmux, &["Enter"]);
-    tmux.wait_until(WAIT, "the second save", |s| s.contains("saved ") && s.contains("/hosts ("));
-    assert_eq!(std::fs::read(cwd.path().join("hosts")).expect("replaced"), hosts);
+    tmux.wait_until(WAIT, "the second save", |s| {
+        s.contains("saved ") && s.contains("/hosts (")
+    });
+    assert_eq!(
+        std::fs::read(cwd.path().join("hosts")).expect("replaced"),
+        hosts
+    );
 
     // Layer 1, the srv/app directory as a tar: everything in it as of that layer.
     keys(&tmux, &["Escape", "BTab", "Down"]);
@@ -889,5 +912,9 @@ async fn the_explorer_saves_a_file_or_a_directory_into_the_current_directory() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["app.tar", "hosts", "hosts.copy"], "no temporary file left");
+    assert_eq!(
+        names,
+        ["app.tar", "hosts", "hosts.copy"],
+        "no temporary file left"
+    );
 }
