@@ -4,7 +4,7 @@
 //!
 //! Everything reads from the model the pipeline built and from the layer blobs, read again
 //! through the image's source (the cache first): [`plan`] decides from the model what to write
-//! and in which order; [`write`] streams each blob needed once, front to back, copying the
+//! and in which order; [`write`](mod@write) streams each blob needed once, front to back, copying the
 //! bytes of the files it holds (checked against the content hashes recorded while indexing)
 //! into a [`write::Sink`]: a tar stream ([`tar_writer`]) or a directory ([`dir_writer`]).
 //! File contents are never held in memory beyond one piece of each.
