@@ -33,6 +33,7 @@ use crate::source::{
 };
 use crate::toolbox::{blob, config, diff, history, listing, manifest, tag, ToolboxError};
 use crate::tree::FileTree;
+use crate::unpack;
 
 /// Explore what every layer of a container image did to the filesystem, straight from its
 /// registry.
@@ -205,6 +206,12 @@ pub enum Command {
     /// Show the cache of blobs and layer indexes (location, entries, size); `cache clear`
     /// empties it.
     Cache(CacheArgs),
+    /// Print one file's bytes as of the last layer (or --layer N), verified against the
+    /// content hash recorded while indexing.
+    Cat(unpack::cat::CatArgs),
+    /// Write the filesystem as of the last layer (or --layer N), or with --changes what one
+    /// layer changed, as a tar or into a directory.
+    Export(unpack::export::ExportArgs),
 }
 
 /// Arguments of `layerscope cache`.
@@ -239,6 +246,8 @@ impl Command {
             Command::Catalog(args) => args.registries(),
             // Each image of `diff` opens its own source (registry, archive, engine).
             Command::Diff(_) | Command::Cache(_) => Ok(Vec::new()),
+            // The image's own registry, through its source (as for the explorer).
+            Command::Cat(_) | Command::Export(_) => Ok(Vec::new()),
         }
     }
 
@@ -260,6 +269,8 @@ impl Command {
             Command::Catalog(args) => listing::run_catalog(&client()?, args).await,
             Command::Diff(args) => run_diff(args, registry).await,
             Command::Cache(args) => run_cache(args),
+            Command::Cat(args) => run_cat(args, registry).await,
+            Command::Export(args) => run_export(args, registry).await,
         }
     }
 }
@@ -835,6 +846,37 @@ async fn run_diff(args: &diff::DiffArgs, registry: &RegistryArgs) -> Result<i32,
     let b =
         open_source(&args.image_b, &options, registry).map_err(|e| side('B', &args.image_b, e))?;
     diff::run(a, b, args).await
+}
+
+/// `layerscope cat`: the image from any source (with the cache), loaded, then the file.
+async fn run_cat(args: &unpack::cat::CatArgs, registry: &RegistryArgs) -> Result<i32, Error> {
+    args.check()?;
+    let options = SourceOptions {
+        platform: args.platform.clone(),
+        kind: None,
+        no_cache: args.no_cache,
+        cache_size: None,
+    };
+    let source = open_source(&args.image, &options, registry)?;
+    let loaded = load_with_progress(&args.image, source.clone(), args.quiet).await?;
+    unpack::cat::run(source, loaded, args).await
+}
+
+/// `layerscope export`: the output checked first, then the image loaded and written out.
+async fn run_export(
+    args: &unpack::export::ExportArgs,
+    registry: &RegistryArgs,
+) -> Result<i32, Error> {
+    let target = args.check()?;
+    let options = SourceOptions {
+        platform: args.platform.clone(),
+        kind: None,
+        no_cache: args.no_cache,
+        cache_size: None,
+    };
+    let source = open_source(&args.image, &options, registry)?;
+    let loaded = load_with_progress(&args.image, source.clone(), args.quiet).await?;
+    unpack::export::run(source, loaded, args, target).await
 }
 
 fn registry_options(args: &RegistryArgs, reference: &Reference) -> Result<RegistryOptions, Error> {

@@ -10,6 +10,7 @@ use crate::layer::LayerError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::toolbox::ToolboxError;
+use crate::unpack::UnpackError;
 
 /// Exit codes of the `layerscope` command.
 pub mod exit_code {
@@ -84,6 +85,8 @@ pub enum Error {
         /// How to choose, e.g. "add :TAG to the path".
         hint: String,
     },
+    /// `cat`, `export` or the explorer's save could not take files out of the image.
+    Unpack(UnpackError),
     /// Anything else a source reports, already a sentence.
     Other(String),
 }
@@ -131,6 +134,7 @@ impl fmt::Display for Error {
                 "{what} holds several images ({}); {hint}",
                 available.join(", ")
             ),
+            Error::Unpack(e) => write!(f, "{e}"),
             Error::Other(e) => f.write_str(e),
         }
     }
@@ -189,6 +193,12 @@ impl From<AssembleError> for Error {
 impl From<ToolboxError> for Error {
     fn from(e: ToolboxError) -> Self {
         Error::Toolbox(e)
+    }
+}
+
+impl From<UnpackError> for Error {
+    fn from(e: UnpackError) -> Self {
+        Error::Unpack(e)
     }
 }
 

@@ -35,3 +35,4 @@ pub mod source;
 pub mod toolbox;
 pub mod tree;
 pub mod tui;
+pub mod unpack;

@@ -250,7 +250,7 @@ async fn to_file(
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, caught while a partial file exists.
-struct Interrupts {
+pub(crate) struct Interrupts {
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -259,7 +259,7 @@ struct Interrupts {
 
 impl Interrupts {
     /// Start catching the signals (at once, not on first poll).
-    fn listen() -> Result<Self, Error> {
+    pub(crate) fn listen() -> Result<Self, Error> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -274,7 +274,7 @@ impl Interrupts {
     }
 
     /// Wait for the next signal.
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.int.recv() => {}
@@ -289,7 +289,7 @@ impl Interrupts {
 
 /// Give the verified temporary file its final name: replacing only with `force`, and otherwise
 /// with a hard link, which fails if the name was taken meanwhile (no check-then-write race).
-fn place(temp: &Path, path: &Path, force: bool) -> Result<(), Error> {
+pub(crate) fn place(temp: &Path, path: &Path, force: bool) -> Result<(), Error> {
     let place_error = |e| Error::io(format!("writing {}", path.display()), e);
     if force {
         return output_file::replace_with(temp, path).map_err(place_error);

@@ -357,6 +357,28 @@ impl FileTree {
         Some(self.versions[v as usize].layer as usize)
     }
 
+    /// The version of the node visible at `layer`: which layer made it and what it is there
+    /// (written by an entry, an implicit directory, or removed); `None` before any layer
+    /// touched it.
+    pub fn version_at(&self, node: NodeId, layer: usize) -> Option<Version<'_>> {
+        let v = self.visible_version(node.0, layer);
+        if v == NONE {
+            return None;
+        }
+        let record = self.versions[v as usize];
+        let state = match record.state {
+            REMOVED => VersionState::Removed,
+            IMPLICIT => VersionState::ImplicitDir,
+            index => {
+                VersionState::Written(&self.layers[record.layer as usize].entries[index as usize])
+            }
+        };
+        Some(Version {
+            layer: record.layer as usize,
+            state,
+        })
+    }
+
     /// Where the content of the regular file `node` shows at `layer` is stored: the layer that
     /// wrote it and the span of its bytes in that layer's tar. Hard links are followed to the
     /// file they name, as of the layer that wrote the link. `None` for anything that is not a
@@ -579,6 +601,16 @@ mod tests {
         // The link was made at layer 1, when the tool was still version 1.
         let via_alias = tree.content_location(alias, 2);
         assert_eq!(via_alias, at0);
+        // The version visible at each layer says who made it and what it is.
+        let at = |layer| tree.version_at(tool, layer).map(|v| (v.layer, v.state));
+        assert!(matches!(at(1), Some((0, VersionState::Written(e))) if e.size == 2));
+        assert!(matches!(at(2), Some((2, VersionState::Written(e))) if e.size == 8));
+        let bin = tree.lookup(b"/bin").unwrap_or(NodeId(0));
+        assert_eq!(
+            tree.version_at(bin, 2).map(|v| (v.layer, v.state)),
+            Some((0, VersionState::ImplicitDir))
+        );
+        assert_eq!(tree.version_at(tree.root(), 2), None);
         for path in [&b"/bin/link"[..], b"/bin/dangling", b"/bin", b"/absent"] {
             let node = tree.lookup(path);
             assert_eq!(node.and_then(|n| tree.content_location(n, 2)), None);

@@ -64,4 +64,6 @@ pub enum Action {
     Help,
     /// Open or close the Findings view (wasted bytes and their fixes).
     Findings,
+    /// Save the selected file, or the selected directory as a tar, into the current directory.
+    SaveFile,
 }

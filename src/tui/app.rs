@@ -21,6 +21,7 @@ use crate::tree::{ChangeKind, ContentLocation, FileTree, NodeId, VersionState};
 use super::action::Action;
 use super::event::Message;
 use super::keymap::{Keymap, Scope};
+use super::save::SavePrompt;
 use super::theme::Theme;
 use super::tree_view::{PathPattern, TreeView, ViewMode};
 use super::ui::{layout, list_offset, Areas};
@@ -87,6 +88,18 @@ pub enum Effect {
         offset: u64,
         /// Bytes wanted at most.
         max_len: usize,
+    },
+    /// Save `node` as of `layer` to `dest` (a directory as a tar) and answer with
+    /// [`Message::Saved`].
+    Save {
+        /// What to save.
+        node: NodeId,
+        /// As of this layer.
+        layer: usize,
+        /// Where.
+        dest: std::path::PathBuf,
+        /// Replace `dest` if it exists (the user confirmed).
+        overwrite: bool,
     },
 }
 
@@ -178,6 +191,8 @@ pub struct App {
     pub area: Rect,
     /// Set when the user asked to leave.
     pub quit: bool,
+    /// The save key's prompt, when open.
+    pub save: Option<SavePrompt>,
     next_request: u64,
     effects: Vec<Effect>,
 }
@@ -227,6 +242,7 @@ impl App {
             compare: None,
             area,
             quit: false,
+            save: None,
             next_request: 1,
             effects: Vec::new(),
         }
@@ -260,6 +276,11 @@ impl App {
         std::mem::take(&mut self.effects)
     }
 
+    /// Ask the event loop to do `effect`.
+    pub(super) fn push_effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
     /// The screen's areas for the current size.
     pub fn areas(&self) -> Areas {
         layout(self.area, self.focus, self.bottom, self.layer_row_count())
@@ -291,6 +312,7 @@ impl App {
             }
             Message::CompareLoaded(result) => self.on_compare_loaded(result),
             Message::FileWindow { request, result } => self.on_file_window(request, result),
+            Message::Saved(result) => super::save::finished(self, result),
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
@@ -436,6 +458,10 @@ impl App {
             return;
         }
         self.notice = None;
+        if self.save.is_some() {
+            super::save::on_key(self, key);
+            return;
+        }
         if self.prompt.is_some() {
             self.on_prompt_key(key);
             return;
@@ -609,6 +635,7 @@ impl App {
             Action::Open => self.open(),
             // Handled before the viewer, above.
             Action::Findings => {}
+            Action::SaveFile => super::save::start(self),
             Action::Back => {
                 if self.view.filter().is_some() {
                     self.set_filter(None);

@@ -30,6 +30,8 @@ pub enum Message {
         /// The window, or why it could not be read.
         result: Result<super::viewer::Window, String>,
     },
+    /// The save key's work ended: where the file went, or why it failed.
+    Saved(Result<crate::unpack::save::Saved, String>),
     /// SIGINT, SIGTERM or SIGHUP: quit as if the user pressed `q`.
     Signal,
     /// Time passed: redraw progress.

@@ -336,6 +336,14 @@ const DEFAULTS: &[(&str, Action, Scope, &[&str], &str)] = &[
         &["ctrl+o"],
         "sort by name / size",
     ),
+    (
+        // dive's name and key for the same action.
+        "extract-file",
+        Action::SaveFile,
+        Scope::Tree,
+        &["ctrl+e"],
+        "save file / dir as tar",
+    ),
 ];
 
 /// The parsed bindings.

@@ -20,6 +20,7 @@ mod image_details;
 pub mod keymap;
 mod layer_details;
 mod layers;
+pub mod save;
 pub mod theme;
 pub mod tree_view;
 pub mod ui;
@@ -199,6 +200,24 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
                     .await
                     .map_err(|e| e.to_string());
                 let _ = tx.send(Message::FileWindow { request, result });
+            });
+        }
+        Effect::Save {
+            node,
+            layer,
+            dest,
+            overwrite,
+        } => {
+            let Some(info) = app.info.clone() else {
+                return;
+            };
+            let (source, tree, tx) = (source.clone(), app.tree.clone(), tx.clone());
+            tokio::spawn(async move {
+                let result =
+                    crate::unpack::save::save(source, info, tree, node, layer, dest, overwrite)
+                        .await
+                        .map_err(|e| e.to_string());
+                let _ = tx.send(Message::Saved(result));
             });
         }
     }

@@ -191,7 +191,9 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     right.push_str(&format!("{} help ", app.key(super::action::Action::Help)));
 
-    let (left, style) = if let Some(prompt) = &app.prompt {
+    let (left, style) = if let Some(text) = super::save::status(app) {
+        (text, theme.status())
+    } else if let Some(prompt) = &app.prompt {
         let (label, text) = match prompt {
             Prompt::Filter(t) => ("Filter", t),
             Prompt::Search(t) => ("Search", t),

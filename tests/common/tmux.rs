@@ -44,6 +44,29 @@ impl Tmux {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Tmux {
+        Tmux::launch(None, width, height, program, args, env)
+    }
+
+    /// [`Tmux::start`] with `cwd` as the program's working directory.
+    pub fn start_in(
+        cwd: &Path,
+        width: u16,
+        height: u16,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Tmux {
+        Tmux::launch(Some(cwd), width, height, program, args, env)
+    }
+
+    fn launch(
+        cwd: Option<&Path>,
+        width: u16,
+        height: u16,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Tmux {
         let dir = TempDir::new("tmux");
         let socket = dir.path().join("socket");
         let mut command_line = String::from("env -i");
@@ -69,7 +92,8 @@ impl Tmux {
             "{command_line}; code=$?; printf '\\n[ended %s]\\n' \"$code\"; stty -a | tr '\\n' ' '; printf '\\n[stty done]\\n'; sleep 600"
         );
         let tmux = Tmux { socket, _dir: dir };
-        let out = tmux.run(&[
+        let (width, height) = (width.to_string(), height.to_string());
+        let mut args = vec![
             "-f",
             "/dev/null",
             "new-session",
@@ -77,13 +101,16 @@ impl Tmux {
             "-s",
             "t",
             "-x",
-            &width.to_string(),
+            &width,
             "-y",
-            &height.to_string(),
-            "sh",
-            "-c",
-            &script,
-        ]);
+            &height,
+        ];
+        let cwd = cwd.map(|c| c.display().to_string());
+        if let Some(cwd) = &cwd {
+            args.extend(["-c", cwd.as_str()]);
+        }
+        args.extend(["sh", "-c", &script]);
+        let out = tmux.run(&args);
         assert!(
             out.status.success(),
             "tmux new-session failed: {}",
