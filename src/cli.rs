@@ -154,6 +154,10 @@ pub enum Command {
     /// Show the cache of blobs and layer indexes (location, entries, size); `cache clear`
     /// empties it.
     Cache(CacheArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::completions::CompletionsArgs),
+    /// Print the manual page of layerscope or of a subcommand (--dir: write them all).
+    Man(crate::manpage::ManArgs),
 }
 
 /// Arguments of `layerscope cache`.
@@ -188,6 +192,7 @@ impl Command {
             Command::Catalog(args) => args.registries(),
             // Each image of `diff` opens its own source (registry, archive, engine).
             Command::Diff(_) | Command::Cache(_) => Ok(Vec::new()),
+            Command::Completions(_) | Command::Man(_) => Ok(Vec::new()),
         }
     }
 
@@ -209,6 +214,8 @@ impl Command {
             Command::Catalog(args) => listing::run_catalog(&client()?, args).await,
             Command::Diff(args) => run_diff(args, registry).await,
             Command::Cache(args) => run_cache(args),
+            Command::Completions(args) => crate::completions::run(args),
+            Command::Man(args) => crate::manpage::run(args),
         }
     }
 }

@@ -7,18 +7,22 @@
 //! [`report`] and the explorer show. [`pipeline`] runs the flow without waiting on any view.
 //! [`toolbox`] holds the subcommands that talk to a registry directly (manifest, config,
 //! history, blob, tag, tags, catalog, diff); [`compare`] is the model of two images side by side.
+//! [`completions`] and [`manpage`] generate shell completions and manual pages from [`cli`]'s
+//! definition.
 
 pub mod analysis;
 pub mod cache;
 pub mod ci;
 pub mod cli;
 pub mod compare;
+pub mod completions;
 pub mod digest;
 pub mod error;
 pub mod escape;
 pub mod export;
 pub mod image;
 pub mod layer;
+pub mod manpage;
 pub mod output_file;
 pub mod pipeline;
 pub mod progress;
