@@ -24,7 +24,7 @@ fn text(seed: u64, n: usize) -> Vec<u8> {
     let mut i = seed as usize;
     while out.len() < n {
         out.extend_from_slice(words[i % words.len()].as_bytes());
-        out.push(if i % 11 == 0 { b'\n' } else { b' ' });
+        out.push(if i.is_multiple_of(11) { b'\n' } else { b' ' });
         i = i.wrapping_mul(31).wrapping_add(7);
     }
     out.truncate(n);

@@ -212,6 +212,10 @@ pub enum Command {
     /// Write the filesystem as of the last layer (or --layer N), or with --changes what one
     /// layer changed, as a tar or into a directory.
     Export(unpack::export::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::completions::CompletionsArgs),
+    /// Print the manual page of layerscope or of a subcommand (--dir: write them all).
+    Man(crate::manpage::ManArgs),
 }
 
 /// Arguments of `layerscope cache`.
@@ -248,6 +252,7 @@ impl Command {
             Command::Diff(_) | Command::Cache(_) => Ok(Vec::new()),
             // The image's own registry, through its source (as for the explorer).
             Command::Cat(_) | Command::Export(_) => Ok(Vec::new()),
+            Command::Completions(_) | Command::Man(_) => Ok(Vec::new()),
         }
     }
 
@@ -271,6 +276,8 @@ impl Command {
             Command::Cache(args) => run_cache(args),
             Command::Cat(args) => run_cat(args, registry).await,
             Command::Export(args) => run_export(args, registry).await,
+            Command::Completions(args) => crate::completions::run(args),
+            Command::Man(args) => crate::manpage::run(args),
         }
     }
 }

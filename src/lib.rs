@@ -9,6 +9,8 @@
 //! history, blob, tag, tags, catalog, diff); [`compare`] is the model of two images side by side.
 //! In CI mode, [`ignore`] leaves paths out of what the rules measure, [`baseline`] compares
 //! with an earlier image or report, and [`ci_report`] writes the reports CI systems read.
+//! [`completions`] and [`manpage`] generate shell completions and manual pages from [`cli`]'s
+//! definition.
 
 pub mod analysis;
 pub mod baseline;
@@ -17,6 +19,7 @@ pub mod ci;
 pub mod ci_report;
 pub mod cli;
 pub mod compare;
+pub mod completions;
 pub mod digest;
 pub mod error;
 pub mod escape;
@@ -25,6 +28,7 @@ pub mod findings;
 pub mod ignore;
 pub mod image;
 pub mod layer;
+pub mod manpage;
 pub mod output_file;
 pub mod pipeline;
 pub mod progress;
