@@ -201,7 +201,7 @@ impl LayerIndex {
             };
             let link_target = if flags & HAS_LINK != 0 {
                 let n = r.u32()? as usize;
-                Some(r.take(n)?.to_vec())
+                Some(r.take(n)?.into())
             } else {
                 None
             };

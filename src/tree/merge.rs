@@ -5,9 +5,10 @@ use crate::layer::path::components;
 use crate::layer::LayerIndex;
 
 use super::changes::classify;
+use super::lookup::Probe;
 use super::{
     ChangeKind, EntryKind, FileTree, Layer, LayerStats, Node, NodeId, VersionRecord, IMPLICIT,
-    NONE, REMOVED,
+    NAME_LEN_BITS, NONE, REMOVED,
 };
 
 /// A node's state while merging, enough to decide what an operation does to it.
@@ -106,26 +107,32 @@ impl Merge<'_> {
 
     /// The child of `parent` called `name`, created if it never existed.
     fn child(&mut self, parent: u32, name: &[u8]) -> u32 {
-        if let Some(found) = self.tree.find_child(parent, name) {
-            return found;
-        }
+        let tree = &*self.tree;
+        let probe = tree.children.probe(parent, name, |candidate| {
+            tree.nodes[candidate as usize].parent == parent && tree.name(NodeId(candidate)) == name
+        });
+        let tag = match probe {
+            Probe::Found(node) => return node,
+            Probe::Vacant { tag } => tag,
+        };
         let tree = &mut *self.tree;
         // Node ids are u32: four billion paths would need far more memory than exists.
         let id = tree.nodes.len() as u32;
-        let name_start = tree.names.len() as u64;
-        tree.names.extend_from_slice(name);
+        let start = tree.names.len() as u64;
+        // Longer names cannot come out of a layer index (see NAME_LEN_BITS).
+        let len = (name.len() as u64).min((1 << NAME_LEN_BITS) - 1);
+        tree.names.extend_from_slice(&name[..len as usize]);
         let first_sibling = tree.nodes[parent as usize].first_child;
         tree.nodes.push(Node {
-            name_start,
-            name_len: name.len() as u32,
+            name: (start << NAME_LEN_BITS) | len,
             parent,
             first_child: NONE,
             next_sibling: first_sibling,
             latest: NONE,
         });
         tree.nodes[parent as usize].first_child = id;
-        tree.visits.push(super::Visits::default());
-        tree.children.insert(parent, name, id);
+        tree.visits.push(super::PackedVisits::default());
+        tree.children.insert_tagged(tag, id);
         id
     }
 
@@ -175,6 +182,14 @@ impl FileTree {
             },
             meta: parts.meta.clone(),
         });
+
+        // Every entry may be a new path: room for all of them up front, so the vectors and
+        // the child table grow once per layer instead of doubling (and copying) on the way.
+        let new_paths = entry_count as usize;
+        self.nodes.reserve_exact(new_paths);
+        self.visits.reserve_exact(new_paths);
+        self.versions.reserve_exact(new_paths);
+        self.children.reserve(new_paths);
 
         let mut merge = Merge {
             tree: self,
