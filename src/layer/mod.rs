@@ -6,7 +6,7 @@
 //! diff_id), and keeps only a [`LayerIndex`]: entries, whiteouts and opaque directories, with
 //! path bytes in one arena. Nothing else of the layer stays in memory.
 
-mod codec;
+pub(crate) mod codec;
 pub mod extract;
 mod index;
 pub mod path;

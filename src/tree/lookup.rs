@@ -134,6 +134,23 @@ impl ChildTable {
         }
     }
 
+    /// The slots and the number in use, for a snapshot of the model.
+    pub fn raw_parts(&self) -> (&[u64], usize) {
+        (&self.slots, self.len)
+    }
+
+    /// A table from [`Self::raw_parts`], when they are consistent: a power-of-two size, `len`
+    /// slots in use (so at least one is free and every probe ends), ids below `node_count`.
+    pub fn from_raw_parts(slots: Vec<u64>, len: usize, node_count: usize) -> Option<ChildTable> {
+        let used = slots.iter().filter(|&&s| s != 0).count();
+        let ids_ok = slots
+            .iter()
+            .all(|&s| s == 0 || ((s as u32).wrapping_sub(1) as usize) < node_count);
+        let size_ok = slots.is_empty() || slots.len().is_power_of_two();
+        let load_ok = len * MAX_LOAD_DEN <= slots.len() * MAX_LOAD_NUM;
+        (used == len && ids_ok && size_ok && load_ok).then_some(ChildTable { slots, len })
+    }
+
     /// Bytes the table allocates.
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * 8

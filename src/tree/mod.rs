@@ -19,6 +19,7 @@
 mod changes;
 mod lookup;
 mod merge;
+mod snapshot;
 
 use std::borrow::Cow;
 
@@ -28,6 +29,7 @@ use crate::layer::LayerMeta;
 
 pub use crate::layer::{Entry, EntryKind};
 pub use changes::ChangeKind;
+pub use snapshot::FORMAT_VERSION as SNAPSHOT_FORMAT_VERSION;
 
 /// A node of the tree: one path that existed at some layer. Ids are dense (`0..node_count`),
 /// and a parent's id is always lower than its children's.
@@ -412,6 +414,21 @@ impl FileTree {
     /// When `layer >= layer_count()`.
     pub fn layer_meta(&self, layer: usize) -> &LayerMeta {
         &self.layers[layer].meta
+    }
+
+    /// Describe a merged layer as read from another blob of the same tar (a model reopened
+    /// from the cache for an image whose blob is compressed differently): only the blob's
+    /// size and compression change.
+    pub fn set_blob_facts(
+        &mut self,
+        layer: usize,
+        compressed_size: u64,
+        compression: crate::layer::Compression,
+    ) {
+        if let Some(l) = self.layers.get_mut(layer) {
+            l.meta.compressed_size = compressed_size;
+            l.meta.compression = compression;
+        }
     }
 
     /// Every entry of a layer's tar, in tar order (superseded duplicates included).
