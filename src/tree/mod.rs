@@ -270,19 +270,26 @@ impl FileTree {
 
     /// The absolute path, `/a/b`; the root is `/`.
     pub fn path(&self, node: NodeId) -> Vec<u8> {
-        let mut chain = Vec::new();
+        // Two walks up: one to size the path, one to fill it from its end, so the path is
+        // one allocation (the inefficiency list and the explorer's search build many).
+        let mut len = 0;
         let mut current = node;
         while let Some(parent) = self.parent(current) {
-            chain.push(current);
+            len += 1 + self.name(current).len();
             current = parent;
         }
-        if chain.is_empty() {
+        if len == 0 {
             return b"/".to_vec();
         }
-        let mut out = Vec::new();
-        for id in chain.iter().rev() {
-            out.push(b'/');
-            out.extend_from_slice(self.name(*id));
+        let mut out = vec![0u8; len];
+        let mut end = len;
+        let mut current = node;
+        while let Some(parent) = self.parent(current) {
+            let name = self.name(current);
+            out[end - name.len()..end].copy_from_slice(name);
+            end -= name.len() + 1;
+            out[end] = b'/';
+            current = parent;
         }
         out
     }
