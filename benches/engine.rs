@@ -261,7 +261,11 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("own executable");
-    let wanted: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     println!("layerscope engine benchmark ({})", synthetic::machine());
     for (name, target) in [
         ("110k", "target: < 0.6 s and < 100 MB"),

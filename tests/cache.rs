@@ -222,7 +222,11 @@ async fn damaged_entries_are_detected_and_fetched_again() {
     flip_byte(&models[0], 0.5);
     assert_eq!(f.json("app").await, cold);
     assert_eq!(f.blob_gets().len(), cold_gets);
-    assert_eq!(std::fs::read(&models[0]).unwrap(), good_model, "model rewritten");
+    assert_eq!(
+        std::fs::read(&models[0]).unwrap(),
+        good_model,
+        "model rewritten"
+    );
 
     // A damaged index alone (and no model): rebuilt from the cached blob, nothing downloaded.
     f.forget_models();
