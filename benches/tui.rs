@@ -9,7 +9,9 @@
 //! frame with layers and history within 300 ms) and until the first layer's tree is browsable
 //! is measured by polling the screen.
 //!
-//! `cargo bench --bench tui`. Prints mean, p99 and max per key, then the first-frame times.
+//! `cargo bench --bench tui [110k|1M]`: the scenario whose keys are timed (default `110k`; `1M`
+//! is the two-layer image of a million files, whose upper layer modifies, deletes and adds
+//! 100k files). Prints mean, p99 and max per key, then (for `110k`) the first-frame times.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -149,7 +151,11 @@ fn report(name: &str, mut times: Vec<Duration>) {
 fn main() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-bench");
     std::fs::create_dir_all(&dir).expect("bench data directory");
-    let layers = synthetic::ensure_layers(&dir, "110k");
+    let scenario = std::env::args()
+        .skip(1)
+        .find(|a| a == "110k" || a == "1M")
+        .unwrap_or_else(|| "110k".to_string());
+    let layers = synthetic::ensure_layers(&dir, &scenario);
     let started = Instant::now();
     let mut tree = FileTree::new();
     for layer in &layers {
@@ -157,7 +163,7 @@ fn main() {
         tree.push_layer(index_layer(file, Some(&layer.diff_id)).expect("layer indexes"));
     }
     println!(
-        "110k scenario: {} nodes merged in {:.2} s; {}x{} frame per key",
+        "{scenario} scenario: {} nodes merged in {:.2} s; {}x{} frame per key",
         tree.node_count(),
         started.elapsed().as_secs_f64(),
         WIDTH,
@@ -235,8 +241,29 @@ fn main() {
         }
     }
     report("filter keystroke", times);
+    bench.step(key(KeyCode::Esc, KeyModifiers::NONE));
 
-    first_frame_in_a_terminal(&layers, 5);
+    // Sort by size and back (Ctrl+O).
+    let times = (0..20)
+        .map(|_| bench.step(key(KeyCode::Char('o'), KeyModifiers::CONTROL)))
+        .collect();
+    report("sort toggle", times);
+
+    // Search: `/`, a pattern, Enter; then `n` for the next match, several times.
+    bench.step(key(KeyCode::Char('/'), KeyModifiers::NONE));
+    let mut times = Vec::new();
+    for c in "file_4242".chars() {
+        times.push(bench.step(key(KeyCode::Char(c), KeyModifiers::NONE)));
+    }
+    times.push(bench.step(key(KeyCode::Enter, KeyModifiers::NONE)));
+    for _ in 0..20 {
+        times.push(bench.step(key(KeyCode::Char('n'), KeyModifiers::NONE)));
+    }
+    report("search (/, n)", times);
+
+    if scenario == "110k" {
+        first_frame_in_a_terminal(&layers, 5);
+    }
 }
 
 /// Start the binary in tmux on the image in a loopback registry, `runs` times, and report how

@@ -800,12 +800,14 @@ fn run_cache(args: &CacheArgs) -> Result<i32, Error> {
         None => {
             let usage = cache.usage();
             format!(
-                "location: {}\nblobs: {} ({})\nlayer indexes: {} ({})\ntotal: {} of {} allowed\n",
+                "location: {}\nblobs: {} ({})\nlayer indexes: {} ({})\nmerged models: {} ({})\ntotal: {} of {} allowed\n",
                 dir.display(),
                 usage.blobs,
                 size(usage.blob_bytes),
                 usage.indexes,
                 size(usage.index_bytes),
+                usage.models,
+                size(usage.model_bytes),
                 size(usage.total_bytes()),
                 size(cache.limit()),
             )

@@ -117,6 +117,33 @@ pub async fn load(
     // A view that went away is not an error for the loader.
     let _ = events.send(Event::Resolved(info.clone()));
 
+    // The whole merged model, when an earlier run stored it: nothing to index or merge.
+    let chain = Cache::chain_key(info.layers.iter().map(|l| &l.diff_id));
+    if let Some(cache) = source.cache().cloned() {
+        let key = chain.clone();
+        let hit = tokio::task::spawn_blocking(move || cache.load_tree(&key))
+            .await
+            .ok()
+            .flatten();
+        if let Some(model) = hit.filter(|m| same_layers(m, &info.layers)) {
+            let model = with_blob_facts(model, &info.layers);
+            *tree.write().unwrap_or_else(|p| p.into_inner()) = model;
+            for (i, layer) in info.layers.iter().enumerate() {
+                progress.downloaded[i].store(layer.compressed_size, Ordering::Relaxed);
+                progress.layers_done.fetch_add(1, Ordering::Relaxed);
+                let _ = events.send(Event::LayerStarted(i));
+                let _ = events.send(Event::LayerIndexed(i));
+                let _ = events.send(Event::LayerMerged(i));
+            }
+            let _ = events.send(Event::Finished);
+            return Ok(Loaded {
+                info,
+                tree,
+                progress,
+            });
+        }
+    }
+
     let permits = Arc::new(Semaphore::new(CONCURRENT_LAYERS));
     let mut tasks = JoinSet::new();
     for layer in info.layers.iter().cloned() {
@@ -156,8 +183,14 @@ pub async fn load(
         }
     }
     if let Some(cache) = source.cache().cloned() {
-        // Keep the cache within its limit; a failure here costs nothing but disk space.
-        let _ = tokio::task::spawn_blocking(move || cache.evict()).await;
+        // Store the model for the next run, then keep the cache within its limit; a failure
+        // here costs nothing but time next run, or disk space.
+        let model = tree.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = cache.store_tree(&chain, &model.read().unwrap_or_else(|p| p.into_inner()));
+            cache.evict()
+        })
+        .await;
     }
     let _ = events.send(Event::Finished);
     Ok(Loaded {
@@ -165,6 +198,25 @@ pub async fn load(
         tree,
         progress,
     })
+}
+
+/// Whether a cached model holds exactly these layers (its key says so; this guards it).
+fn same_layers(model: &FileTree, layers: &[LayerInfo]) -> bool {
+    model.layer_count() == layers.len()
+        && layers
+            .iter()
+            .enumerate()
+            .all(|(i, l)| model.layer_meta(i).diff_id == l.diff_id)
+}
+
+/// A cached model described with this image's blobs (see [`FileTree::set_blob_facts`]).
+fn with_blob_facts(mut model: FileTree, layers: &[LayerInfo]) -> FileTree {
+    for (i, layer) in layers.iter().enumerate() {
+        let compression =
+            compression_of(&layer.media_type).unwrap_or(model.layer_meta(i).compression);
+        model.set_blob_facts(i, layer.compressed_size, compression);
+    }
+    model
 }
 
 /// Merge one layer on a blocking thread: it can take a while on big layers, and views keep

@@ -104,6 +104,28 @@ impl Fixture {
             .join(digest.trim_start_matches("sha256:"))
     }
 
+    /// Forget the merged models, so the next run reads the layer indexes again.
+    fn forget_models(&self) {
+        let _ = std::fs::remove_dir_all(self.cache.join("trees"));
+    }
+
+    /// The merged model files.
+    fn model_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.cache.join("trees")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out
+    }
+
     fn index_file(&self, diff_id: &str) -> PathBuf {
         self.cache
             .join(format!(
@@ -192,7 +214,22 @@ async fn damaged_entries_are_detected_and_fetched_again() {
     let cold = f.json("app").await;
     let cold_gets = f.blob_gets().len();
 
-    // A damaged index alone: rebuilt from the cached blob, nothing downloaded.
+    // A damaged merged model: removed, the model merged again from the layer indexes and
+    // stored anew; nothing downloaded.
+    let models = f.model_files();
+    assert_eq!(models.len(), 1, "one model per image");
+    let good_model = std::fs::read(&models[0]).unwrap();
+    flip_byte(&models[0], 0.5);
+    assert_eq!(f.json("app").await, cold);
+    assert_eq!(f.blob_gets().len(), cold_gets);
+    assert_eq!(
+        std::fs::read(&models[0]).unwrap(),
+        good_model,
+        "model rewritten"
+    );
+
+    // A damaged index alone (and no model): rebuilt from the cached blob, nothing downloaded.
+    f.forget_models();
     let index0 = f.index_file(&app.layers[0].diff_id);
     let good_index = std::fs::read(&index0).unwrap();
     flip_byte(&index0, 0.5);
@@ -205,6 +242,7 @@ async fn damaged_entries_are_detected_and_fetched_again() {
     );
 
     // A damaged index and blob: the blob is downloaded again, once.
+    f.forget_models();
     flip_byte(&index0, 0.9);
     flip_byte(&f.blob_file(&app.layers[0].blob.digest), 0.3);
     assert_eq!(f.json("app").await, cold);
@@ -217,6 +255,7 @@ async fn damaged_entries_are_detected_and_fetched_again() {
     );
 
     // A truncated index and a config cut short: the config is downloaded again.
+    f.forget_models();
     let index1 = f.index_file(&app.layers[1].diff_id);
     let len = std::fs::metadata(&index1).unwrap().len();
     std::fs::File::options()
@@ -339,6 +378,7 @@ async fn cache_command_shows_and_clears() {
         "two layers and the config: {text}"
     );
     assert!(text.contains("layer indexes: 2 ("), "{text}");
+    assert!(text.contains("merged models: 1 ("), "{text}");
     assert!(text.contains("of 5.0 GiB allowed"), "{text}");
 
     let out = f.run(&["cache", "clear"]).await;

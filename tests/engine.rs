@@ -893,7 +893,7 @@ fn long_and_non_utf8_names_via_pax_gnu_and_ustar_prefix() {
         );
         let links: Vec<Option<Vec<u8>>> = index
             .entries()
-            .map(|(_, e)| e.link_target.clone())
+            .map(|(_, e)| e.link_target.as_deref().map(<[u8]>::to_vec))
             .collect();
         assert_eq!(links[3].as_deref(), Some(&long_target[..]));
         assert_eq!(links[4].as_deref(), Some(&long_gnu[..]));

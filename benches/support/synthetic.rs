@@ -2,7 +2,9 @@
 //! data directory and reused by later runs:
 //! - `110k`: two layers, 100k files under a package-like fan-out (a quarter empty, the rest
 //!   64 B – 4 KiB of text), then 5k overwrites + 5k new files + 11k whiteouts.
-//! - `1M`: four layers, one million distinct paths (plus 50k overwrites, 30k whiteouts).
+//! - `1M`: two layers: one million small files (a third empty, the rest 16 B – 1 KiB of
+//!   text), then a layer that modifies 100k of them, deletes another 100k and adds 100k new
+//!   ones, so the final filesystem again holds one million files.
 //! - `600M`: five layers, ~600 MB of files from bytes to megabytes, about a quarter of the
 //!   bytes incompressible (binaries, archives), so gzip shrinks it roughly as real images
 //!   shrink (~283 MB).
@@ -16,7 +18,7 @@ use std::time::Instant;
 use layerscope::digest::Digest;
 
 /// Bump when the generator changes, so stale data is rebuilt.
-pub const DATA_VERSION: u32 = 4;
+pub const DATA_VERSION: u32 = 5;
 
 /// A small deterministic generator (splitmix64), so every run writes the same bytes.
 pub struct Rng(pub u64);
@@ -72,6 +74,9 @@ fn text_pool(len: usize) -> Vec<u8> {
 enum SizeProfile {
     /// Source-tree-like: a quarter empty, the rest 64 B – 4 KiB of text.
     Small,
+    /// Many tiny files (a Python environment's `__init__.py`, metadata, stubs): a third
+    /// empty, the rest 16 B – 1 KiB of text.
+    Tiny,
     /// A whole distribution: mostly small text files, some medium ones and a tail of large
     /// files, half of which are incompressible.
     Mixed,
@@ -101,6 +106,15 @@ fn mixed_file(rng: &mut Rng) -> (usize, bool) {
             (base + rng.below(base as u64) as usize, rng.below(4) == 0)
         }
     }
+}
+
+/// A tiny file's size: a third empty, the rest log-spread over 16 B – 1 KiB.
+fn tiny_size(rng: &mut Rng) -> usize {
+    if rng.below(3) == 0 {
+        return 0;
+    }
+    let base = 16usize << rng.below(6);
+    base + rng.below(base as u64) as usize
 }
 
 /// A plausible file size: a quarter empty, the rest log-spread over 64 B – 4 KiB.
@@ -277,6 +291,13 @@ impl LayerPlan {
         }
     }
 
+    fn tiny(new_files: std::ops::Range<u64>, overwrite: Vec<u64>, whiteout: Vec<u64>) -> Self {
+        LayerPlan {
+            profile: SizeProfile::Tiny,
+            ..LayerPlan::small(new_files, overwrite, whiteout)
+        }
+    }
+
     fn mixed(first: u64, budget_mb: u64, overwrite: Vec<u64>, whiteout: Vec<u64>) -> Self {
         LayerPlan {
             new_files: first..first + 1_000_000,
@@ -304,19 +325,12 @@ fn scenario_plan(name: &str) -> Vec<LayerPlan> {
             ]
         }
         "1M" => {
-            let overwrite: Vec<u64> = (0..650_000u64)
-                .filter(|i| i % 13 == 5)
-                .take(50_000)
-                .collect();
-            let whiteout: Vec<u64> = (0..650_000u64)
-                .filter(|i| i % 17 == 2 && i % 13 != 5)
-                .take(30_000)
-                .collect();
+            // Changes spread over the whole tree, so every directory has some.
+            let overwrite: Vec<u64> = (0..1_000_000u64).filter(|i| i % 10 == 3).collect();
+            let whiteout: Vec<u64> = (0..1_000_000u64).filter(|i| i % 10 == 7).collect();
             vec![
-                LayerPlan::small(0..350_000, Vec::new(), Vec::new()),
-                LayerPlan::small(350_000..650_000, Vec::new(), Vec::new()),
-                LayerPlan::small(650_000..900_000, Vec::new(), Vec::new()),
-                LayerPlan::small(900_000..1_000_000, overwrite, whiteout),
+                LayerPlan::tiny(0..1_000_000, Vec::new(), Vec::new()),
+                LayerPlan::tiny(1_000_000..1_100_000, overwrite, whiteout),
             ]
         }
         "600M" => {
@@ -380,6 +394,7 @@ pub fn ensure_layers(dir: &Path, name: &str) -> Vec<GeneratedLayer> {
                     let write_file = |w: &mut LayerWriter, i: u64, rng: &mut Rng| {
                         let (size, incompressible) = match layer.profile {
                             SizeProfile::Small => (file_size(rng), false),
+                            SizeProfile::Tiny => (tiny_size(rng), false),
                             SizeProfile::Mixed => mixed_file(rng),
                         };
                         let pool = if incompressible { random } else { text };

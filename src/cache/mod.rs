@@ -6,6 +6,8 @@
 //! ```text
 //! blobs/ALG/HEX          a blob, exactly as its digest names it
 //! index/vN/ALG/HEX       a layer index (binary, versioned, checksummed; N = format version)
+//! trees/vN/ALG/HEX       a whole image's merged model, keyed by its chain of diff_ids
+//!                        (binary, versioned, checksummed), so a reopen merges nothing
 //! records/KIND/ALG/HEX   a small JSON record (an engine image id → its manifest and config)
 //! tmp/                   files being written
 //! ```
@@ -23,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::digest::{Digest, Verifier};
 use crate::layer::{LayerIndex, INDEX_FORMAT_VERSION};
+use crate::tree::{FileTree, SNAPSHOT_FORMAT_VERSION};
 
 /// The default size limit: 5 GiB.
 pub const DEFAULT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
@@ -62,12 +65,16 @@ pub struct Usage {
     pub indexes: u64,
     /// Their bytes.
     pub index_bytes: u64,
+    /// Merged models of whole images.
+    pub models: u64,
+    /// Their bytes.
+    pub model_bytes: u64,
 }
 
 impl Usage {
     /// All bytes.
     pub fn total_bytes(&self) -> u64 {
-        self.blob_bytes + self.index_bytes
+        self.blob_bytes + self.index_bytes + self.model_bytes
     }
 }
 
@@ -132,6 +139,53 @@ impl Cache {
         self.index_dir()
             .join(diff_id.algorithm().name())
             .join(diff_id.hex())
+    }
+
+    fn tree_path(&self, chain: &Digest) -> PathBuf {
+        self.root
+            .join("trees")
+            .join(format!("v{SNAPSHOT_FORMAT_VERSION}"))
+            .join(chain.algorithm().name())
+            .join(chain.hex())
+    }
+
+    /// The key of an image's merged model: a digest of its layers' diff_ids, in order.
+    pub fn chain_key<'a>(diff_ids: impl IntoIterator<Item = &'a Digest>) -> Digest {
+        let mut text = String::new();
+        for d in diff_ids {
+            text.push_str(&d.to_string());
+            text.push('\n');
+        }
+        Digest::sha256_of(text.as_bytes())
+    }
+
+    /// The merged model stored under `chain` (see [`Cache::chain_key`]), when cached and
+    /// intact. A damaged one is removed.
+    pub fn load_tree(&self, chain: &Digest) -> Option<FileTree> {
+        let path = self.tree_path(chain);
+        let file = File::open(&path).ok()?;
+        let len = file.metadata().ok()?.len();
+        match FileTree::read_snapshot(file, len) {
+            Ok(tree) => {
+                touch(&path);
+                Some(tree)
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Store an image's merged model under `chain`.
+    pub fn store_tree(&self, chain: &Digest, tree: &FileTree) -> io::Result<()> {
+        let (tmp, file) = self.temp_file()?;
+        let written = tree.write_snapshot(BufWriter::with_capacity(1 << 20, file));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.publish(&tmp, &self.tree_path(chain))
     }
 
     fn temp_file(&self) -> io::Result<(PathBuf, File)> {
@@ -294,6 +348,7 @@ impl Cache {
         for dir in [
             self.root.join("blobs"),
             self.root.join("index"),
+            self.root.join("trees"),
             self.root.join("records"),
         ] {
             collect_files(&dir, &mut items);
@@ -308,10 +363,14 @@ impl Cache {
         collect_files(&self.root.join("blobs"), &mut blobs);
         let mut indexes = Vec::new();
         collect_files(&self.root.join("index"), &mut indexes);
+        let mut models = Vec::new();
+        collect_files(&self.root.join("trees"), &mut models);
         usage.blobs = blobs.len() as u64;
         usage.blob_bytes = blobs.iter().map(|i| i.size).sum();
         usage.indexes = indexes.len() as u64;
         usage.index_bytes = indexes.iter().map(|i| i.size).sum();
+        usage.models = models.len() as u64;
+        usage.model_bytes = models.iter().map(|i| i.size).sum();
         usage
     }
 
@@ -349,7 +408,7 @@ impl Cache {
     /// Returns what was there.
     pub fn clear(&self) -> io::Result<Usage> {
         let before = self.usage();
-        for sub in ["blobs", "index", "records", "tmp"] {
+        for sub in ["blobs", "index", "trees", "records", "tmp"] {
             match fs::remove_dir_all(self.root.join(sub)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

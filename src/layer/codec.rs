@@ -41,7 +41,7 @@ impl std::error::Error for DecodeError {}
 const HAS_CONTENT: u8 = 1;
 const HAS_LINK: u8 = 2;
 
-fn kind_code(kind: EntryKind) -> u8 {
+pub(crate) fn kind_code(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::File => 0,
         EntryKind::Dir => 1,
@@ -53,7 +53,7 @@ fn kind_code(kind: EntryKind) -> u8 {
     }
 }
 
-fn kind_of(code: u8) -> Option<EntryKind> {
+pub(crate) fn kind_of(code: u8) -> Option<EntryKind> {
     Some(match code {
         0 => EntryKind::File,
         1 => EntryKind::Dir,
@@ -66,7 +66,7 @@ fn kind_of(code: u8) -> Option<EntryKind> {
     })
 }
 
-fn compression_code(c: Compression) -> u8 {
+pub(crate) fn compression_code(c: Compression) -> u8 {
     match c {
         Compression::None => 0,
         Compression::Gzip => 1,
@@ -74,7 +74,7 @@ fn compression_code(c: Compression) -> u8 {
     }
 }
 
-fn compression_of(code: u8) -> Option<Compression> {
+pub(crate) fn compression_of(code: u8) -> Option<Compression> {
     Some(match code {
         0 => Compression::None,
         1 => Compression::Gzip,
@@ -201,7 +201,7 @@ impl LayerIndex {
             };
             let link_target = if flags & HAS_LINK != 0 {
                 let n = r.u32()? as usize;
-                Some(r.take(n)?.to_vec())
+                Some(r.take(n)?.into())
             } else {
                 None
             };

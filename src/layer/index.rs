@@ -251,7 +251,8 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
                     .pax
                     .link_path
                     .or(pending_now.long_link)
-                    .unwrap_or_else(|| header.link_name().to_vec()),
+                    .unwrap_or_else(|| header.link_name().to_vec())
+                    .into_boxed_slice(),
             ),
             EntryKind::Hardlink => {
                 let raw = pending_now
@@ -265,7 +266,7 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
                     out.skipped += 1;
                     continue;
                 }
-                Some(target)
+                Some(target.into_boxed_slice())
             }
             _ => None,
         };

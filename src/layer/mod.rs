@@ -6,7 +6,7 @@
 //! diff_id), and keeps only a [`LayerIndex`]: entries, whiteouts and opaque directories, with
 //! path bytes in one arena. Nothing else of the layer stays in memory.
 
-mod codec;
+pub(crate) mod codec;
 pub mod extract;
 mod index;
 pub mod path;
@@ -74,8 +74,9 @@ pub struct Entry {
     /// SHA-256 of the content, for regular files only.
     pub content: Option<[u8; 32]>,
     /// Symlinks: the target bytes as stored. Hard links: the normalised path of the target
-    /// (no leading `/`). `None` for other kinds.
-    pub link_target: Option<Vec<u8>>,
+    /// (no leading `/`). `None` for other kinds. A boxed slice (16 bytes, not a `Vec`'s 24):
+    /// a million entries each carry this field.
+    pub link_target: Option<Box<[u8]>>,
     /// Offset of the entry's data in the uncompressed tar (where a file's bytes start; for
     /// other kinds, the byte after the header), so a viewer can read the range again.
     pub data_offset: u64,

@@ -14,8 +14,8 @@ mod error;
 mod listing;
 pub mod mirror;
 mod push;
-mod tls;
 pub mod stall;
+mod tls;
 mod transport;
 mod x509;
 

@@ -5,9 +5,10 @@ use crate::layer::path::components;
 use crate::layer::LayerIndex;
 
 use super::changes::classify;
+use super::lookup::Probe;
 use super::{
     ChangeKind, EntryKind, FileTree, HideRecord, Layer, LayerStats, Node, NodeId, VersionRecord,
-    IMPLICIT, NONE, REMOVED,
+    IMPLICIT, NAME_LEN_BITS, NONE, REMOVED,
 };
 
 /// A node's state while merging, enough to decide what an operation does to it.
@@ -129,26 +130,32 @@ impl Merge<'_> {
 
     /// The child of `parent` called `name`, created if it never existed.
     fn child(&mut self, parent: u32, name: &[u8]) -> u32 {
-        if let Some(found) = self.tree.find_child(parent, name) {
-            return found;
-        }
+        let tree = &*self.tree;
+        let probe = tree.children.probe(parent, name, |candidate| {
+            tree.nodes[candidate as usize].parent == parent && tree.name(NodeId(candidate)) == name
+        });
+        let tag = match probe {
+            Probe::Found(node) => return node,
+            Probe::Vacant { tag } => tag,
+        };
         let tree = &mut *self.tree;
         // Node ids are u32: four billion paths would need far more memory than exists.
         let id = tree.nodes.len() as u32;
-        let name_start = tree.names.len() as u64;
-        tree.names.extend_from_slice(name);
+        let start = tree.names.len() as u64;
+        // Longer names cannot come out of a layer index (see NAME_LEN_BITS).
+        let len = (name.len() as u64).min((1 << NAME_LEN_BITS) - 1);
+        tree.names.extend_from_slice(&name[..len as usize]);
         let first_sibling = tree.nodes[parent as usize].first_child;
         tree.nodes.push(Node {
-            name_start,
-            name_len: name.len() as u32,
+            name: (start << NAME_LEN_BITS) | len,
             parent,
             first_child: NONE,
             next_sibling: first_sibling,
             latest: NONE,
         });
         tree.nodes[parent as usize].first_child = id;
-        tree.visits.push(super::Visits::default());
-        tree.children.insert(parent, name, id);
+        tree.visits.push(super::PackedVisits::default());
+        tree.children.insert_tagged(tag, id);
         id
     }
 
@@ -199,6 +206,14 @@ impl FileTree {
             meta: parts.meta.clone(),
         });
 
+        // Every entry may be a new path: room for all of them up front, so the vectors and
+        // the child table grow once per layer instead of doubling (and copying) on the way.
+        let new_paths = entry_count as usize;
+        self.nodes.reserve_exact(new_paths);
+        self.visits.reserve_exact(new_paths);
+        self.versions.reserve_exact(new_paths);
+        self.children.reserve(new_paths);
+
         let mut merge = Merge {
             tree: self,
             layer,
@@ -223,54 +238,66 @@ impl FileTree {
         }
 
         // Entries in tar order. Consecutive entries usually share their parent directories,
-        // so the previous path's nodes are remembered: (end of component in `prev_path`, node).
-        // The previous entry's ancestors are directories at this layer (its own write only
-        // touches itself and what lies below), so reused ones need no check: `prev_parents`.
-        let mut prev_path: Vec<u8> = Vec::new();
+        // so the previous path's nodes are remembered: (end of component in the previous
+        // path, node). The components of the common prefix are reused without a lookup, and
+        // only the rest of the path is split. The previous entry's ancestors are directories
+        // at this layer (its own write only touches itself and what lies below), so reused
+        // ones need no check: `prev_parents` of them.
         let mut prev_nodes: Vec<(usize, u32)> = Vec::new();
         let mut prev_parents = 0;
         for i in 0..entry_count as usize {
             let path = parts.path(i);
             let entry = &merge.tree.layers[layer as usize].entries[i];
             let (kind, size) = (entry.kind, entry.size);
-            let mut parent = 0u32;
-            let mut reuse = true;
-            let mut depth = 0;
-            let mut start = 0;
-            let mut leaf = 0u32;
-            let count = components(path).count();
-            for (position, name) in components(path).enumerate() {
-                let end = start + name.len();
-                let mut known_dir = false;
-                let node = if reuse
-                    && depth < prev_nodes.len()
-                    && prev_nodes[depth].0 == end
-                    && prev_path.get(start..end) == Some(name)
-                {
-                    known_dir = depth < prev_parents;
-                    prev_nodes[depth].1
-                } else {
-                    reuse = false;
-                    prev_nodes.truncate(depth);
-                    let node = merge.child(parent, name);
-                    prev_nodes.push((end, node));
-                    node
+            let leaf = if path.is_empty() {
+                prev_nodes.clear();
+                0
+            } else {
+                let common = match i.checked_sub(1) {
+                    Some(prev) => common_prefix(parts.path(prev), path),
+                    None => 0,
                 };
-                depth += 1;
-                start = end + 1;
-                if position + 1 < count {
-                    if !known_dir {
-                        merge.ensure_dir(node);
+                let mut reused = 0;
+                while let Some(&(end, _)) = prev_nodes.get(reused) {
+                    if end > common || path.get(end).is_some_and(|&b| b != b'/') {
+                        break;
                     }
-                    parent = node;
-                } else {
-                    leaf = node;
+                    reused += 1;
                 }
-            }
-            prev_nodes.truncate(depth);
-            prev_parents = count.saturating_sub(1);
-            prev_path.clear();
-            prev_path.extend_from_slice(path);
+                prev_nodes.truncate(reused);
+                // The whole path is a reused component: the previous path or an ancestor of it.
+                let full = prev_nodes.last().is_some_and(|&(end, _)| end == path.len());
+                let reused_parents = if full { reused - 1 } else { reused };
+                for &(_, node) in &prev_nodes[prev_parents.min(reused_parents)..reused_parents] {
+                    merge.ensure_dir(node);
+                }
+                if full {
+                    prev_nodes[reused - 1].1
+                } else {
+                    let (mut start, mut parent) = match prev_nodes.last() {
+                        Some(&(end, node)) => (end + 1, node),
+                        None => (0, 0),
+                    };
+                    loop {
+                        let rest = &path[start..];
+                        match rest.iter().position(|&b| b == b'/') {
+                            Some(slash) => {
+                                let node = merge.child(parent, &rest[..slash]);
+                                prev_nodes.push((start + slash, node));
+                                merge.ensure_dir(node);
+                                parent = node;
+                                start += slash + 1;
+                            }
+                            None => {
+                                let node = merge.child(parent, rest);
+                                prev_nodes.push((path.len(), node));
+                                break node;
+                            }
+                        }
+                    }
+                }
+            };
+            prev_parents = prev_nodes.len().saturating_sub(1);
             merge.write(leaf, i as u32, kind, size, &mut stack);
         }
 
@@ -348,5 +375,47 @@ impl FileTree {
             }
         }
         stats
+    }
+}
+
+/// Length of the longest common prefix of two byte strings, compared eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let diff = word(a, i) ^ word(b, i);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefix_at_every_position() {
+        let a = b"usr/lib/python3/site-packages/pkg0042/mod3";
+        for cut in 0..=a.len() {
+            let mut b = a.to_vec();
+            b.truncate(cut);
+            assert_eq!(common_prefix(a, &b), cut);
+            if cut < a.len() {
+                b.push(b'#');
+                assert_eq!(common_prefix(a, &b), cut);
+                assert_eq!(common_prefix(&b, a), cut);
+            }
+        }
     }
 }

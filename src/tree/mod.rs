@@ -19,6 +19,7 @@
 mod changes;
 mod lookup;
 mod merge;
+mod snapshot;
 
 use std::borrow::Cow;
 
@@ -28,6 +29,7 @@ use crate::layer::LayerMeta;
 
 pub use crate::layer::{Entry, EntryKind};
 pub use changes::ChangeKind;
+pub use snapshot::FORMAT_VERSION as SNAPSHOT_FORMAT_VERSION;
 
 /// A node of the tree: one path that existed at some layer. Ids are dense (`0..node_count`),
 /// and a parent's id is always lower than its children's.
@@ -61,11 +63,16 @@ static IMPLICIT_DIR: Entry = Entry {
     data_offset: 0,
 };
 
-/// One path. 32 bytes.
+/// Bits of [`Node::name`] that hold the name's length. Names come from tar paths, which an
+/// index refuses beyond 16 MiB, so 64 MiB is never reached; the start gets the other 38 bits
+/// (256 GiB of names, far beyond any memory).
+const NAME_LEN_BITS: u32 = 26;
+
+/// One path. 24 bytes.
 #[derive(Clone, Copy)]
 struct Node {
-    name_start: u64,
-    name_len: u32,
+    /// Where the name is in `FileTree::names`: `start << NAME_LEN_BITS | len`.
+    name: u64,
     parent: u32,
     first_child: u32,
     next_sibling: u32,
@@ -125,15 +132,29 @@ pub struct Visits {
     pub min: u64,
 }
 
-impl Visits {
+/// [`Visits`] as the tree stores them: 20 bytes instead of 24, one per node.
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed(4))]
+struct PackedVisits {
+    sum: u64,
+    min: u64,
+    count: u32,
+}
+
+impl PackedVisits {
     fn add(&mut self, size: u64) {
-        self.min = if self.count == 0 {
-            size
-        } else {
-            self.min.min(size)
-        };
-        self.count += 1;
-        self.sum += size;
+        let (count, min, sum) = (self.count, self.min, self.sum);
+        self.min = if count == 0 { size } else { min.min(size) };
+        self.count = count + 1;
+        self.sum = sum + size;
+    }
+
+    fn get(self) -> Visits {
+        Visits {
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+        }
     }
 }
 
@@ -207,7 +228,7 @@ pub struct FileTree {
     names: Vec<u8>,
     children: lookup::ChildTable,
     versions: Vec<VersionRecord>,
-    visits: Vec<Visits>,
+    visits: Vec<PackedVisits>,
     layers: Vec<Layer>,
     hidden: Vec<HideRecord>,
 }
@@ -223,8 +244,7 @@ impl FileTree {
     pub fn new() -> Self {
         FileTree {
             nodes: vec![Node {
-                name_start: 0,
-                name_len: 0,
+                name: 0,
                 parent: NONE,
                 first_child: NONE,
                 next_sibling: NONE,
@@ -233,7 +253,7 @@ impl FileTree {
             names: Vec::new(),
             children: lookup::ChildTable::default(),
             versions: Vec::new(),
-            visits: vec![Visits::default()],
+            visits: vec![PackedVisits::default()],
             layers: Vec::new(),
             hidden: Vec::new(),
         }
@@ -276,26 +296,34 @@ impl FileTree {
 
     /// The last path component as raw bytes (empty for the root).
     pub fn name(&self, node: NodeId) -> &[u8] {
-        let n = &self.nodes[node.index()];
-        let start = n.name_start as usize;
-        &self.names[start..start + n.name_len as usize]
+        let name = self.nodes[node.index()].name;
+        let start = (name >> NAME_LEN_BITS) as usize;
+        let len = (name & ((1 << NAME_LEN_BITS) - 1)) as usize;
+        &self.names[start..start + len]
     }
 
     /// The absolute path, `/a/b`; the root is `/`.
     pub fn path(&self, node: NodeId) -> Vec<u8> {
-        let mut chain = Vec::new();
+        // Two walks up: one to size the path, one to fill it from its end, so the path is
+        // one allocation (the inefficiency list and the explorer's search build many).
+        let mut len = 0;
         let mut current = node;
         while let Some(parent) = self.parent(current) {
-            chain.push(current);
+            len += 1 + self.name(current).len();
             current = parent;
         }
-        if chain.is_empty() {
+        if len == 0 {
             return b"/".to_vec();
         }
-        let mut out = Vec::new();
-        for id in chain.iter().rev() {
-            out.push(b'/');
-            out.extend_from_slice(self.name(*id));
+        let mut out = vec![0u8; len];
+        let mut end = len;
+        let mut current = node;
+        while let Some(parent) = self.parent(current) {
+            let name = self.name(current);
+            out[end - name.len()..end].copy_from_slice(name);
+            end -= name.len() + 1;
+            out[end] = b'/';
+            current = parent;
         }
         out
     }
@@ -451,6 +479,21 @@ impl FileTree {
         &self.layers[layer].meta
     }
 
+    /// Describe a merged layer as read from another blob of the same tar (a model reopened
+    /// from the cache for an image whose blob is compressed differently): only the blob's
+    /// size and compression change.
+    pub fn set_blob_facts(
+        &mut self,
+        layer: usize,
+        compressed_size: u64,
+        compression: crate::layer::Compression,
+    ) {
+        if let Some(l) = self.layers.get_mut(layer) {
+            l.meta.compressed_size = compressed_size;
+            l.meta.compression = compression;
+        }
+    }
+
     /// Every entry of a layer's tar, in tar order (superseded duplicates included).
     ///
     /// # Panics
@@ -482,7 +525,7 @@ impl FileTree {
 
     /// The visits the path received across all layers (design §5).
     pub fn visits(&self, node: NodeId) -> Visits {
-        self.visits[node.index()]
+        self.visits[node.index()].get()
     }
 
     /// Heap bytes held by the model (an estimate from capacities), for benchmarks.
@@ -494,7 +537,7 @@ impl FileTree {
                 l.entries.capacity() * std::mem::size_of::<Entry>()
                     + l.entries
                         .iter()
-                        .filter_map(|e| e.link_target.as_ref().map(Vec::capacity))
+                        .filter_map(|e| e.link_target.as_ref().map(|t| t.len()))
                         .sum::<usize>()
             })
             .sum();
@@ -502,7 +545,7 @@ impl FileTree {
             + self.names.capacity()
             + self.children.heap_bytes()
             + self.versions.capacity() * std::mem::size_of::<VersionRecord>()
-            + self.visits.capacity() * std::mem::size_of::<Visits>()
+            + self.visits.capacity() * std::mem::size_of::<PackedVisits>()
             + self.hidden.capacity() * std::mem::size_of::<HideRecord>()
             + entries
     }

@@ -358,7 +358,7 @@ impl Sink for DirWriter {
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match openat(&dirfd, temp.as_slice(), flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => break (temp, fd),
-                Err(Errno::EXIST) if self.temp_seq % 100 != 0 => continue,
+                Err(Errno::EXIST) if !self.temp_seq.is_multiple_of(100) => continue,
                 Err(e) => return Err(e.into()),
             }
         };

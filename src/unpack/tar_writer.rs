@@ -306,7 +306,10 @@ mod tests {
         assert_eq!(link.link_target.as_deref(), Some(&b"etc/passwd"[..]));
         let alias = find(b"etc/alias");
         assert_eq!(alias.link_target.as_deref(), Some(&b"..//usr/./bin/"[..]));
-        assert_eq!(find(b"long-link").link_target, Some(long_target));
+        assert_eq!(
+            find(b"long-link").link_target,
+            Some(long_target.into_boxed_slice())
+        );
         assert_eq!(find(b"run/pipe").kind, EntryKind::Fifo);
         let ids = find(b"ids");
         assert_eq!(
