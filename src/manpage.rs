@@ -222,14 +222,16 @@ fn top_description() -> Roff {
     item(
         &mut roff,
         "without a terminal",
-        "a text summary: the layers with their build steps, the figures and the largest \
-         inefficient files.",
+        "a text summary: the layers with their build steps, the figures, the largest \
+         inefficient files, and the findings: which build step wastes bytes and how to fix it.",
     );
     item(
         &mut roff,
         "--ci, or CI=true in the environment",
-        "checks the rules lowestEfficiency, highestWastedBytes and highestUserWastedPercent \
-         (from .dive-ci or the options) and prints a report.",
+        "checks the rules lowestEfficiency, highestWastedBytes, highestUserWastedPercent, \
+         highestReclaimableBytes, and with --baseline highestSizeIncrease and \
+         highestWastedIncrease (from .dive-ci or the options), prints a report, and with \
+         --ci-report writes JUnit, GitHub, GitLab or Markdown reports.",
     );
     item(
         &mut roff,
@@ -238,8 +240,9 @@ fn top_description() -> Roff {
     );
     roff.control("PP", []);
     roff.text([roman(
-        "The subcommands look at a registry directly, without pulling the image, and install \
-         the tool's completions and manual pages.",
+        "The subcommands look at a registry directly, without pulling the image; compare two \
+         images; take files out of an image (cat, export); and install the tool's completions \
+         and manual pages.",
     )]);
     roff
 }
@@ -296,6 +299,27 @@ fn top_sections() -> Roff {
             "where Podman's socket and auth.json are looked for.",
         ),
         (
+            "LAYERSCOPE_TIMEOUT, LAYERSCOPE_LOW_SPEED_LIMIT, LAYERSCOPE_LOW_SPEED_TIME",
+            "how long a registry may make no progress, and the transfer speed below which it \
+             counts as stalled, as --timeout, --low-speed-limit and --low-speed-time.",
+        ),
+        (
+            "LAYERSCOPE_CERTS_D",
+            "certs.d directories to read instead of the defaults, separated by colons.",
+        ),
+        (
+            "LAYERSCOPE_DOCKER_DAEMON_JSON",
+            "the daemon.json whose registry-mirrors are read (default /etc/docker/daemon.json).",
+        ),
+        (
+            "HTTPS_PROXY, HTTP_PROXY, NO_PROXY",
+            "the proxy for registry requests, and the hosts reached without it.",
+        ),
+        (
+            "GITHUB_ACTIONS, GITHUB_STEP_SUMMARY",
+            "in GitHub Actions, the github report is on and its summary is appended there.",
+        ),
+        (
             "NO_COLOR",
             "when set and not empty, the explorer uses no colour.",
         ),
@@ -323,7 +347,12 @@ fn top_sections() -> Roff {
         ),
         (
             "/etc/docker/certs.d/HOST[:PORT]/",
-            "certificate authorities trusted for that registry.",
+            "certificates trusted for that registry (*.crt), and the client certificate \
+             presented to it (client.cert, client.key).",
+        ),
+        (
+            "/etc/docker/daemon.json",
+            "registry-mirrors, asked first for Docker Hub images.",
         ),
     ] {
         item(&mut roff, name, text);
@@ -342,6 +371,14 @@ fn top_sections() -> Roff {
         (
             "layerscope --json report.json docker://app:dev",
             "Write the analysis of an image of the local Docker engine as JSON.",
+        ),
+        (
+            "layerscope cat localhost:5000/hello-world-java /etc/os-release",
+            "Print one file of an image, verified against its content hash.",
+        ),
+        (
+            "layerscope export --layer 2 --changes app:1.4 -o layer2.tar",
+            "Write what layer 2 changed as a tar, whiteouts included.",
         ),
         (
             "layerscope history alpine:3.20",

@@ -18,7 +18,7 @@ use common::registry::TempDir;
 const SHELLS: [&str; 5] = ["bash", "zsh", "fish", "elvish", "powershell"];
 
 /// The subcommands the completions and pages must know about.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 13] = [
     "manifest",
     "config",
     "history",
@@ -27,6 +27,8 @@ const SUBCOMMANDS: [&str; 11] = [
     "tags",
     "catalog",
     "diff",
+    "cat",
+    "export",
     "cache",
     "completions",
     "man",
