@@ -1,4 +1,4 @@
-//! Engine benchmark (design §9): synthetic images indexed, merged and analysed, with wall
+//! Engine benchmark: synthetic images indexed, merged and analysed, with wall
 //! time, throughput and peak memory printed beside the targets.
 //!
 //! `cargo bench --bench engine`. Layers are generated once into `target/tmp/engine-bench/`

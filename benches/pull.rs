@@ -1,4 +1,4 @@
-//! Pull benchmark (design §9): synthetic images pushed to a real loopback registry, then
+//! Pull benchmark: synthetic images pushed to a real loopback registry, then
 //! analysed by the release binary exactly as a user runs it (`--json`), with wall time and the
 //! child's peak memory printed beside the targets, and the bare shell pipeline
 //! `curl | tee >(sha256sum) | gzip -dc | sha256sum` over the same layers for comparison.

@@ -1,11 +1,11 @@
-//! Explorer benchmark (design §9: every keystroke on a 110k-file tree handled and drawn in
+//! Explorer benchmark (target: every keystroke on a 110k-file tree handled and drawn in
 //! under 16 ms). The `110k` synthetic image (two gzip layers: 100k files, then 5k overwrites,
 //! 5k new files and 11k whiteouts; shared with the engine benchmark, generated once into
 //! `target/tmp/engine-bench/`) is indexed and merged, then the real explorer state machine is
 //! driven with key events and one frame is drawn on a 120x40 `TestBackend` after each key.
 //!
 //! Then the release binary is started in a real terminal (tmux) on the same image, pushed to a
-//! real loopback registry, and the time until the screen shows the layers (design §9: first
+//! real loopback registry, and the time until the screen shows the layers (target: first
 //! frame with layers and history within 300 ms) and until the first layer's tree is browsable
 //! is measured by polling the screen.
 //!

@@ -1,4 +1,4 @@
-//! The figures of design §5, computed from the merged tree: efficiency, wasted bytes (dive's
+//! The image figures, computed from the merged tree: efficiency, wasted bytes (dive's
 //! definitions), shadowed bytes (the exact waste), the visible files, and the inefficient
 //! paths. The same numbers feed the TUI, `--ci` and `--json`.
 //!
@@ -24,7 +24,7 @@ pub struct Inefficiency {
     pub wasted_bytes: u64,
 }
 
-/// The image-level figures (design §5, §7).
+/// The image-level figures (the text summary, `--ci` and `--json` all show these).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figures {
     /// Σ `sizeBytes` of the layers (regular-file bytes, uncompressed).

@@ -6,7 +6,7 @@
 //! Paths are compared by name, directory by directory, in both trees at their last layer. A
 //! path is **added** when only B has it, **removed** when only A has it, and **modified** when
 //! both have it with a different type, content hash, mode, uid, gid or link target (mtime does
-//! not count, as in design §4). A directory added or removed whole is listed once, with the
+//! not count, as in a layer's own changes). A directory added or removed whole is listed once, with the
 //! number of paths and bytes it holds (as `git status` lists an untracked directory); what it
 //! holds is counted in the summary and marked per node, not listed. A directory whose own
 //! attributes are equal is not listed when only its contents changed; the per-node marks
@@ -121,7 +121,7 @@ pub struct Differences {
 }
 
 impl Differences {
-    /// Compare two entries the way design §4 does (mtime and offsets do not count).
+    /// Compare two entries the way layer changes are decided (mtime and offsets do not count).
     pub fn between(a: &Entry, b: &Entry) -> Self {
         Differences {
             kind: a.kind != b.kind,

@@ -1,4 +1,4 @@
-//! The JSON export of design §7 (`--json FILE|-`), schemaVersion 1. Field names and meanings
+//! The JSON export (`--json FILE|-`), schemaVersion 1. Field names and meanings
 //! are a contract with scripts: later fields may be added, these keep their meaning.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! The streaming pipeline (design §8): resolve the image, then download, verify, decompress and
+//! The streaming pipeline: resolve the image, then download, verify, decompress and
 //! index up to [`CONCURRENT_LAYERS`] layers at once, and merge them into the shared model in
 //! layer order. Views learn what happened through [`Event`]s and read byte counts from
 //! [`Progress`]; nothing here waits on a view.
@@ -21,7 +21,7 @@ use crate::layer::{index_layer, Compression, LayerIndex};
 use crate::source::{LayerStream, Source};
 use crate::tree::{ContentLocation, FileTree};
 
-/// Layers fetched and indexed at the same time (design §3: three downloads per registry).
+/// Layers fetched and indexed at the same time: three downloads per registry, as Docker does.
 pub const CONCURRENT_LAYERS: usize = 3;
 
 /// Chunks buffered between a download and its indexer: enough to ride out scheduling hiccups,

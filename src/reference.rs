@@ -315,7 +315,7 @@ impl fmt::Display for Reference {
 }
 
 /// Split off the first path component when it is a registry host: `localhost`, or anything with
-/// a `.` or `:` (design §2).
+/// a `.` or `:`, as Docker decides.
 fn split_host(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
         Some((first, rest))

@@ -1,5 +1,5 @@
-//! The analysis engine end to end on real tar/gzip/zstd bytes: layer indexing (§4), the
-//! merged tree (views, change kinds, layer statistics) and the figures of §5, each computed by
+//! The analysis engine end to end on real tar/gzip/zstd bytes: layer indexing, the
+//! merged tree (views, change kinds, layer statistics) and the image figures, each computed by
 //! hand in the comments and asserted exactly.
 
 mod common;
@@ -172,7 +172,7 @@ fn strs(items: &[&str]) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §4 cases with their §5 figures
+// change-kind cases with their figures
 
 #[test]
 fn plain_overwrite() {

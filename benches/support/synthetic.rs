@@ -1,4 +1,4 @@
-//! Synthetic images for the benchmarks (design §9), written once as real gzip layers into a
+//! Synthetic images for the benchmarks, written once as real gzip layers into a
 //! data directory and reused by later runs:
 //! - `110k`: two layers, 100k files under a package-like fan-out (a quarter empty, the rest
 //!   64 B – 4 KiB of text), then 5k overwrites + 5k new files + 11k whiteouts.

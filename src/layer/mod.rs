@@ -1,4 +1,4 @@
-//! One layer blob → a compact per-layer index (design §4).
+//! One layer blob → a compact per-layer index.
 //!
 //! [`index_layer`] sniffs the compression from the magic bytes (never the media type),
 //! decompresses while it reads (gzip with several members, zstd, or plain tar), walks the tar
@@ -219,7 +219,7 @@ impl LayerIndex {
         self.opaque_dirs.iter().map(|span| span.get(&self.arena))
     }
 
-    /// Σ sizes of the regular-file entries (design §5 `sizeBytes`).
+    /// Σ sizes of the regular-file entries (the JSON `sizeBytes`).
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }

@@ -1,4 +1,4 @@
-//! Change kinds between two views of the tree (design §4): added, modified, removed,
+//! Change kinds between two views of the tree: added, modified, removed,
 //! unmodified, with directories modified when anything below them changed.
 
 use super::{Entry, FileTree, NodeId, NONE, REMOVED};
@@ -17,7 +17,7 @@ pub enum ChangeKind {
     Unmodified = 3,
 }
 
-/// Whether two versions of a path differ in what the design counts (not mtime, not offset).
+/// Whether two versions of a path differ in what counts as a change (not mtime, not offset).
 fn differs(a: &Entry, b: &Entry) -> bool {
     a.kind != b.kind
         || a.content != b.content

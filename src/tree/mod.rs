@@ -1,11 +1,11 @@
-//! The merged filesystem model (design §4, §8): every path once, with its per-layer history.
+//! The merged filesystem model: every path once, with its per-layer history.
 //!
 //! Layers are pushed in order; each path becomes one node with a chain of versions (written,
 //! implicit directory, removed), so the view at any layer and the diff between any two layers
 //! are computed on demand, never by copying trees. Entries stay in the per-layer vectors the
 //! indexes produced (moved, not copied); nodes keep only a name span and four links.
 //!
-//! Merge rules, exactly as the design states them:
+//! Merge rules (OCI image-spec whiteout semantics, applied layer by layer):
 //! - a layer's whiteouts and opaque markers are applied first, against the layers below, and
 //!   then its entries in tar order, so an entry the same layer writes is never hidden by that
 //!   layer's whiteouts, wherever they stand in the tar; a later duplicate in one tar wins;
@@ -121,7 +121,7 @@ pub struct Hidden<'a> {
     pub by: VersionState<'a>,
 }
 
-/// The visits a path received (design §5): how many, their sum and their minimum size.
+/// The visits a path received: how many, their sum and their minimum size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Visits {
     /// Number of visits.
@@ -158,7 +158,7 @@ impl PackedVisits {
     }
 }
 
-/// What one layer changed, against the filesystem as of the layer below (design §4).
+/// What one layer changed, against the filesystem as of the layer below.
 ///
 /// Counts are numbers of paths whose change kind at this layer is added / modified / removed,
 /// as [`FileTree::changes`]`(Some(n - 1), n)` (or `(None, 0)`) reports them, except that the
@@ -168,7 +168,7 @@ impl PackedVisits {
 /// size of what was hidden for removed ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LayerStats {
-    /// Σ sizes of the layer's regular-file entries (design §5 `sizeBytes`).
+    /// Σ sizes of the layer's regular-file entries (the JSON `sizeBytes`).
     pub size_bytes: u64,
     /// Entries in the layer's tar (whiteout markers not included).
     pub entry_count: u64,
@@ -523,7 +523,7 @@ impl FileTree {
         })
     }
 
-    /// The visits the path received across all layers (design §5).
+    /// The visits the path received across all layers.
     pub fn visits(&self, node: NodeId) -> Visits {
         self.visits[node.index()].get()
     }

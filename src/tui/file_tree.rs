@@ -1,6 +1,6 @@
 //! The File tree pane: the filesystem at the selected layer with permissions, uid:gid, size
 //! (directories: the sum below them), name and link target; added green, modified yellow,
-//! removed red. Only the rows on screen are formatted (design §9). In compare mode it lists
+//! removed red. Only the rows on screen are formatted (so a 110k-file tree draws as fast as a small one). In compare mode it lists
 //! the paths that differ from the second image instead.
 
 use ratatui::layout::Rect;

@@ -1,5 +1,5 @@
 //! The Image details pane: reference, manifest digest, platform, total and compressed size,
-//! efficiency, wasted and shadowed bytes (design §5), the bytes the findings could reclaim,
+//! efficiency, wasted and shadowed bytes, the bytes the findings could reclaim,
 //! and the inefficient files, largest waste first. With the pane focused, Enter on a file
 //! jumps to it in the tree at the layer that wrote it last.
 

@@ -88,7 +88,7 @@ pub async fn run(image: Target, compare: Option<Target>) -> Result<i32, Error> {
         theme,
         Rect::new(0, 0, size.width, size.height),
     );
-    // The first frame goes out before anything else happens (design §9: within 300 ms).
+    // The first frame goes out before anything else happens (the target is 300 ms).
     terminal
         .terminal
         .draw(|frame| ui::render(frame, &app))

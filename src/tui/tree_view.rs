@@ -1,6 +1,6 @@
 //! The file tree as the explorer shows it, as plain data with no terminal code (gitui's habit):
-//! the merged [`FileTree`] seen at one layer, flattened into the rows that are visible (design
-//! §9: a 110k-file tree is never drawn as a widget tree, only the window of rows on screen).
+//! the merged [`FileTree`] seen at one layer, flattened into the rows that are visible (a
+//! 110k-file tree is never drawn as a widget tree, only the window of rows on screen).
 //!
 //! Rows are rebuilt only when what is visible changes (layer, view mode, collapse, hide flags,
 //! sort, filter); moving the cursor never rebuilds. Per-node data (change kind, size with
