@@ -21,6 +21,10 @@ mod synthetic;
 mod publish;
 
 #[allow(dead_code)]
+#[path = "support/measure.rs"]
+mod measure;
+
+#[allow(dead_code)]
 #[path = "../tests/common/push.rs"]
 mod push;
 
@@ -32,73 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use measure::{run_measured, Measured};
 use registry::Registry;
 use synthetic::{ensure_layers, Totals};
 
 /// Measurements per configuration; the best is reported with all of them.
 const RUNS: usize = 3;
-
-/// One run: wall time and the child's peak resident memory.
-struct Run {
-    wall: Duration,
-    max_rss_kib: i64,
-}
-
-/// Run `exe args` from a fresh, small copy of this benchmark, so that the pages this process
-/// holds are not charged to the child (see the pull benchmark).
-fn run_measured(exe: &str, cache: &Path, args: &[&str]) -> Run {
-    let me = std::env::current_exe().expect("own executable");
-    let out = Command::new(me)
-        .arg("--measure")
-        .arg(cache)
-        .arg(exe)
-        .args(args)
-        .output()
-        .expect("start the measuring copy");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "measurement failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .split(' ')
-        .collect();
-    Run {
-        wall: Duration::from_secs_f64(fields[0].parse().expect("wall time")),
-        max_rss_kib: fields[1].parse().expect("peak RSS"),
-    }
-}
-
-/// In the measuring copy: run the command with standard output to /dev/null, waiting with
-/// `wait4` so the peak memory is this child's alone; print `RESULT wall_seconds max_rss_kib`.
-fn measure_child(cache: &str, exe: &str, args: &[String]) {
-    let started = Instant::now();
-    let child = Command::new(exe)
-        .args(args)
-        .env_remove("CI")
-        .env("LAYERSCOPE_CACHE_DIR", cache)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start layerscope");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own un-waited child; status and usage are valid for writing.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    assert_eq!(waited, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "layerscope {args:?} failed (status {status})"
-    );
-    drop(child);
-    println!("RESULT {} {}", wall.as_secs_f64(), usage.ru_maxrss);
-}
 
 /// Measure `args` `runs` times (running `before` first each time) and print the best.
 fn report(
@@ -110,17 +53,17 @@ fn report(
     bytes: u64,
     before: impl Fn(),
 ) {
-    let results: Vec<Run> = (0..runs)
+    let results: Vec<Measured> = (0..runs)
         .map(|_| {
             before();
-            run_measured(exe, cache, args)
+            run_measured(exe, cache, args).expect_success(&args.join(" "))
         })
         .collect();
     print_runs(label, &results, bytes);
 }
 
 /// Print the best of `results` and the highest peak memory.
-fn print_runs(label: &str, results: &[Run], bytes: u64) {
+fn print_runs(label: &str, results: &[Measured], bytes: u64) {
     let best = results
         .iter()
         .min_by_key(|r| r.wall)
@@ -166,11 +109,10 @@ fn first_file(layer: &Path) -> (String, u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--measure") {
-        measure_child(&args[2], &args[3], &args[4..]);
+    if measure::serve_measure_request() {
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
     let wanted: Vec<String> = args
         .iter()
         .skip(1)
@@ -220,7 +162,7 @@ fn main() {
             nothing,
         );
         // Fill the cache once: blobs and indexes.
-        run_measured(exe, &cache, &["--quiet", "--json", "/dev/null", r]);
+        run_measured(exe, &cache, &["--quiet", "--json", "/dev/null", r]).expect_success("--json");
         report(
             "export -o - (tar to a pipe), cache warm",
             exe,
@@ -244,9 +186,12 @@ fn main() {
         let dirs: Vec<String> = (0..RUNS)
             .map(|n| format!("{}/", work.join(format!("rootfs-{n}")).display()))
             .collect();
-        let results: Vec<Run> = dirs
+        let results: Vec<Measured> = dirs
             .iter()
-            .map(|d| run_measured(exe, &cache, &["export", "--quiet", r, "-o", d]))
+            .map(|d| {
+                run_measured(exe, &cache, &["export", "--quiet", r, "-o", d])
+                    .expect_success("export -o DIR/")
+            })
             .collect();
         print_runs(
             "export -o DIR/ (extracted), cache warm",
@@ -265,7 +210,8 @@ fn main() {
                 "-o",
                 &tar_file.display().to_string(),
             ],
-        );
+        )
+        .expect_success("export -o FILE");
         let gnu: Vec<Duration> = (0..RUNS)
             .map(|n| {
                 let into = work.join(format!("gnu-{n}"));

@@ -18,6 +18,10 @@ mod synthetic;
 mod publish;
 
 #[allow(dead_code)]
+#[path = "support/measure.rs"]
+mod measure;
+
+#[allow(dead_code)]
 #[path = "../tests/common/push.rs"]
 mod push;
 
@@ -36,82 +40,12 @@ use layerscope::registry::{RegistryClient, RegistryOptions};
 use layerscope::source::{RegistrySource, Source};
 use layerscope::tree::FileTree;
 
+use measure::{run_measured, Measured};
 use registry::Registry;
 use synthetic::{ensure_layers, Totals};
 
 /// Measurements per scenario.
 const RUNS: usize = 3;
-
-/// One run of the binary: wall time and the child's peak resident memory.
-struct Run {
-    wall: Duration,
-    max_rss_kib: i64,
-    /// User + system CPU time: steadier than the wall time when other work shares the cores.
-    cpu: Duration,
-}
-
-/// Run `exe args` from a fresh, small copy of this benchmark. A forked child starts with its
-/// parent's resident pages counted against it until it execs, and this process holds pushed
-/// layers in memory, so measuring from here would charge them to layerscope.
-fn run_measured(exe: &str, args: &[&str]) -> Run {
-    let me = std::env::current_exe().expect("own executable");
-    let out = Command::new(me)
-        .arg("--measure")
-        .arg(exe)
-        .args(args)
-        .output()
-        .expect("start the measuring copy");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "measurement failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .split(' ')
-        .collect();
-    Run {
-        wall: Duration::from_secs_f64(fields[0].parse().expect("wall time")),
-        max_rss_kib: fields[1].parse().expect("peak RSS"),
-        cpu: Duration::from_secs_f64(fields[2].parse().expect("CPU time")),
-    }
-}
-
-/// In the measuring copy: run the command, waiting with `wait4` so the peak memory is this
-/// child's alone, and print `RESULT wall_seconds max_rss_kib`.
-fn measure_child(exe: &str, args: &[String]) {
-    let started = Instant::now();
-    let child = Command::new(exe)
-        .args(args)
-        .env_remove("CI")
-        // Never the user's cache; and the runs below pass --no-cache so every one pulls.
-        .env(
-            "LAYERSCOPE_CACHE_DIR",
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pull-bench-cache"),
-        )
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start layerscope");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own un-waited child; status and usage are valid for writing.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    assert_eq!(waited, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "layerscope failed (status {status})"
-    );
-    drop(child);
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
-    println!("RESULT {} {} {cpu}", wall.as_secs_f64(), usage.ru_maxrss);
-}
 
 /// Time from nothing to the manifest and config resolved (what the explorer's first frame
 /// needs), in process, with a fresh client each time.
@@ -165,9 +99,7 @@ fn targets(name: &str) -> &'static str {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--measure") {
-        measure_child(&args[2], &args[3..]);
+    if measure::serve_measure_request() {
         return;
     }
     let wanted: Vec<String> = std::env::args()
@@ -201,6 +133,8 @@ fn main() {
             .map(|_| runtime.block_on(time_to_resolved(&reference)))
             .collect();
         let args = ["--quiet", "--no-cache", "--json", "/dev/null", &reference];
+        // Never the user's cache; and the runs pass --no-cache so every one pulls.
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pull-bench-cache");
         let compare = std::env::var("LAYERSCOPE_BENCH_COMPARE")
             .ok()
             .filter(|v| !v.is_empty());
@@ -208,12 +142,12 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(RUNS);
-        let mut runs: Vec<Run> = Vec::new();
-        let mut other_runs: Vec<Run> = Vec::new();
+        let mut runs: Vec<Measured> = Vec::new();
+        let mut other_runs: Vec<Measured> = Vec::new();
         for _ in 0..runs_wanted {
-            runs.push(run_measured(exe, &args));
+            runs.push(run_measured(exe, &cache, &args).expect_success("--json"));
             if let Some(other) = &compare {
-                other_runs.push(run_measured(other, &args));
+                other_runs.push(run_measured(other, &cache, &args).expect_success("--json"));
             }
         }
         if let Some(other) = &compare {

@@ -18,102 +18,16 @@ mod layers;
 #[path = "../tests/common/registry.rs"]
 mod registry;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[allow(dead_code)]
+#[path = "support/measure.rs"]
+mod measure;
 
 use serde_json::{json, Value};
 
 use layers::{Compress, LayerBuilder};
+use measure::run_measured;
 use push::{mt, Blob, Pusher};
 use registry::Registry;
-
-/// One measured run.
-struct Run {
-    status: i32,
-    max_rss_kib: i64,
-    stdout_bytes: u64,
-    wall: Duration,
-}
-
-/// Run `exe args` from a fresh, small copy of this program (a child is charged its parent's
-/// resident pages until it execs; this process holds the images).
-fn run_measured(exe: &str, args: &[&str]) -> Run {
-    let me = std::env::current_exe().expect("own executable");
-    let out = Command::new(me)
-        .arg("--measure")
-        .arg(exe)
-        .args(args)
-        .output()
-        .expect("start the measuring copy");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "measurement failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .split(' ')
-        .collect();
-    Run {
-        status: fields[0].parse().expect("status"),
-        max_rss_kib: fields[1].parse().expect("peak"),
-        stdout_bytes: fields[2].parse().expect("bytes"),
-        wall: Duration::from_secs_f64(fields[3].parse().expect("wall")),
-    }
-}
-
-/// In the measuring copy: run, count what it prints, wait with `wait4`, print
-/// `RESULT exit-code peak-kib stdout-bytes wall-seconds`.
-fn measure_child(exe: &str, args: &[String]) {
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(args)
-        .env_remove("CI")
-        .env(
-            "LAYERSCOPE_CACHE_DIR",
-            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("untrusted-bench-cache"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start layerscope");
-    let mut out = child.stdout.take().expect("stdout");
-    let counter = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0u64;
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
-        total
-    });
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own un-waited child; status and usage are valid for writing.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    drop(child);
-    let bytes = counter.join().unwrap_or(0);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    println!(
-        "RESULT {code} {} {bytes} {}",
-        usage.ru_maxrss,
-        started.elapsed().as_secs_f64()
-    );
-}
 
 /// An OCI image of `layers` with `config` (diff_ids filled in), pushed as `repo:tag`.
 async fn push_image(
@@ -151,11 +65,10 @@ fn history(steps: usize) -> Value {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--measure") {
-        measure_child(&args[2], &args[3..]);
+    if measure::serve_measure_request() {
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
     let exe = args
         .iter()
         .position(|a| a == "--bin")
@@ -228,8 +141,9 @@ fn main() {
         vec!["config", "--json", &big],
         vec!["history", &big],
     ];
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("untrusted-bench-cache");
     for case in cases {
-        let run = run_measured(&exe, &case);
+        let run = run_measured(&exe, &cache, &case);
         let shown = case
             .iter()
             .map(|a| a.replace(&host, "REGISTRY"))

@@ -308,6 +308,19 @@ impl CredentialSources {
     }
 }
 
+/// `$XDG_CONFIG_HOME`, else `~/.config`: where rootless Docker and Podman keep their per-user
+/// configuration (daemon.json, certs.d).
+pub fn user_config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        })
+}
+
 /// `$DOCKER_CONFIG`, else `~/.docker`.
 pub fn default_docker_config_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {

@@ -128,14 +128,7 @@ pub fn daemon_json_paths() -> Vec<PathBuf> {
         };
     }
     let mut paths = Vec::new();
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".config"))
-        });
+    let config_home = super::credentials::user_config_home();
     if let Some(config) = config_home {
         paths.push(config.join("docker/daemon.json"));
     }

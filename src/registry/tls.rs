@@ -38,14 +38,7 @@ pub(crate) fn system_and_user_certs_dirs() -> Vec<PathBuf> {
         PathBuf::from("/etc/docker/certs.d"),
         PathBuf::from("/etc/containers/certs.d"),
     ];
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".config"))
-        });
+    let config_home = super::credentials::user_config_home();
     if let Some(config) = config_home {
         dirs.push(config.join("containers/certs.d"));
         dirs.push(config.join("docker/certs.d"));

@@ -59,7 +59,8 @@ pub struct Described {
     pub info: ImageInfo,
     /// The layers' files, in the order of `info.layers`.
     pub places: Vec<LayerPlace>,
-    /// The platform an index entry chose (not the config's own), as [`Parts::platform`].
+    /// The platform an index entry chose (not the config's own), as
+    /// [`crate::image::ImageParts::platform`].
     pub index_platform: Option<Platform>,
 }
 
