@@ -245,14 +245,12 @@ impl<'p> PathMatcher<'p> {
         let name = tree.name(node);
         let (prefix, matched) = match (from, self.pattern.dfa.as_deref()) {
             (Prefix::Dfa { state, matched }, Some(dfa)) => {
-                let mut state = state;
-                let mut matched = matched;
-                for &byte in std::iter::once(&b'/').chain(name) {
-                    if matched || dfa.is_dead_state(state) {
-                        break;
+                let (mut state, mut matched) = (state, matched);
+                if !matched && !dfa.is_dead_state(state) {
+                    (state, matched) = run_dfa(dfa, state, b"/");
+                    if !matched && !dfa.is_dead_state(state) {
+                        (state, matched) = run_dfa(dfa, state, name);
                     }
-                    state = dfa.next_state(state, byte);
-                    matched = dfa.is_match_state(state);
                 }
                 let here = matched || dfa.is_match_state(dfa.next_eoi_state(state));
                 (Prefix::Dfa { state, matched }, here)
@@ -277,6 +275,24 @@ impl<'p> PathMatcher<'p> {
         self.open.push((node, prefix));
         matched
     }
+}
+
+/// Step `dfa` from `state` over `bytes`, stopping at a match or a dead state: the state
+/// reached and whether it matched. Dead and match states are among the DFA's few special
+/// states, so most bytes cost one comparison besides the step.
+fn run_dfa(dfa: &dense::DFA<Vec<u32>>, mut state: StateID, bytes: &[u8]) -> (StateID, bool) {
+    for &byte in bytes {
+        state = dfa.next_state(state, byte);
+        if dfa.is_special_state(state) {
+            if dfa.is_match_state(state) {
+                return (state, true);
+            }
+            if dfa.is_dead_state(state) {
+                break;
+            }
+        }
+    }
+    (state, false)
 }
 
 /// One visible row of the tree.
@@ -673,7 +689,14 @@ impl TreeView {
                 self.rows = rows;
                 self.counts = counts;
             }
-            _ => self.build_rows(tree),
+            spare => {
+                // Rows no longer kept lend their memory (no growing from empty again).
+                if let Some((_, mut rows, _)) = spare {
+                    rows.clear();
+                    self.rows = rows;
+                }
+                self.build_rows(tree);
+            }
         }
         self.cursor = keep
             .and_then(|node| self.rows.iter().position(|r| r.node == node))
