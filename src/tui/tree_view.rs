@@ -4,7 +4,9 @@
 //!
 //! Rows are rebuilt only when what is visible changes (layer, view mode, collapse, hide flags,
 //! sort, filter); moving the cursor never rebuilds. Per-node data (change kind, size with
-//! directory sums) is computed once per layer and mode, in one pass over the nodes.
+//! directory sums) is computed once per layer and mode, in one pass over the nodes, and kept
+//! for the layer and mode shown before, with the rows last built from each: going back to
+//! the previous layer, mode, sort or collapse-all state costs no pass over the tree.
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
@@ -243,14 +245,12 @@ impl<'p> PathMatcher<'p> {
         let name = tree.name(node);
         let (prefix, matched) = match (from, self.pattern.dfa.as_deref()) {
             (Prefix::Dfa { state, matched }, Some(dfa)) => {
-                let mut state = state;
-                let mut matched = matched;
-                for &byte in std::iter::once(&b'/').chain(name) {
-                    if matched || dfa.is_dead_state(state) {
-                        break;
+                let (mut state, mut matched) = (state, matched);
+                if !matched && !dfa.is_dead_state(state) {
+                    (state, matched) = run_dfa(dfa, state, b"/");
+                    if !matched && !dfa.is_dead_state(state) {
+                        (state, matched) = run_dfa(dfa, state, name);
                     }
-                    state = dfa.next_state(state, byte);
-                    matched = dfa.is_match_state(state);
                 }
                 let here = matched || dfa.is_match_state(dfa.next_eoi_state(state));
                 (Prefix::Dfa { state, matched }, here)
@@ -275,6 +275,24 @@ impl<'p> PathMatcher<'p> {
         self.open.push((node, prefix));
         matched
     }
+}
+
+/// Step `dfa` from `state` over `bytes`, stopping at a match or a dead state: the state
+/// reached and whether it matched. Dead and match states are among the DFA's few special
+/// states, so most bytes cost one comparison besides the step.
+fn run_dfa(dfa: &dense::DFA<Vec<u32>>, mut state: StateID, bytes: &[u8]) -> (StateID, bool) {
+    for &byte in bytes {
+        state = dfa.next_state(state, byte);
+        if dfa.is_special_state(state) {
+            if dfa.is_match_state(state) {
+                return (state, true);
+            }
+            if dfa.is_dead_state(state) {
+                break;
+            }
+        }
+    }
+    (state, false)
 }
 
 /// One visible row of the tree.
@@ -338,6 +356,19 @@ impl NameOrder {
         }
     }
 
+    /// A directory's entries in name order, or in the order of `by_size` (the same layout);
+    /// present or not at the layer shown (absent ones are skipped as they come).
+    fn children_in<'a>(&'a self, by_size: Option<&'a [u32]>, dir: u32) -> &'a [u32] {
+        let names = self.children(dir);
+        match by_size {
+            Some(ids) => {
+                let start = self.offsets.get(dir as usize).copied().unwrap_or(0) as usize;
+                ids.get(start..start + names.len()).unwrap_or(names)
+            }
+            None => names,
+        }
+    }
+
     fn children(&self, node: u32) -> &[u32] {
         let i = node as usize;
         match (self.offsets.get(i), self.offsets.get(i + 1)) {
@@ -348,8 +379,8 @@ impl NameOrder {
 }
 
 /// A directory being walked while flattening.
-struct Walk {
-    children: Vec<u32>,
+struct Walk<'o> {
+    children: &'o [u32],
     next: usize,
     /// Its own row, when emitted.
     row: Option<usize>,
@@ -358,13 +389,128 @@ struct Walk {
     emit: bool,
 }
 
+/// What the view knows of every node at one layer in one mode: its change kind, whether it
+/// is a directory there, and its size (a directory's: the sum below it).
+struct Marks {
+    /// (layer, mode, node count, layer count) they were computed for: a tree that grew
+    /// (another layer merged) needs new marks.
+    key: (usize, ViewMode, usize, usize),
+    kinds: Vec<Option<ChangeKind>>,
+    dirs: Vec<bool>,
+    sizes: Vec<u64>,
+    /// Entries of every directory largest first (by [`NameOrder`]'s offsets), made on the
+    /// first size-ordered rebuild.
+    by_size: Option<Vec<u32>>,
+    /// Rows built from these marks before, with what they were built for and their counts:
+    /// going back to them (the layer, mode, sort or collapse state shown before) costs no walk.
+    rows: Option<(RowsKey, Vec<Row>, [usize; 4])>,
+}
+
+/// Collapse state as far as built rows depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CollapseKey {
+    /// Every directory collapsed (`true`) or expanded, as "collapse all" leaves them.
+    All(bool),
+    /// Anything else, numbered by change.
+    Changed(u64),
+}
+
+/// What rows are built for besides the marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowsKey {
+    sort: SortOrder,
+    hidden: HiddenKinds,
+    /// Numbered by change of filter.
+    filter: u64,
+    collapse: CollapseKey,
+}
+
+/// How many (layer, mode) marks are kept besides the current ones: switching back to the
+/// layer or mode shown before then costs no pass over the nodes. Marks cost 10 bytes per
+/// node (14 once sorted by size) and each may keep a set of rows (24 bytes per row): on a
+/// 1.17M-node tree, at most 2 x 16 MB of marks and 3 x 28 MB of rows.
+const MARKS_KEPT: usize = 1;
+
+impl Marks {
+    fn empty() -> Marks {
+        Marks {
+            key: (usize::MAX, ViewMode::LayerChanges, 0, 0),
+            kinds: Vec::new(),
+            dirs: Vec::new(),
+            sizes: Vec::new(),
+            by_size: None,
+            rows: None,
+        }
+    }
+
+    /// One pass for kinds, one for entries and sizes, one backward pass for directory sums.
+    fn compute(tree: &FileTree, layer: usize, base: Option<usize>, mode: ViewMode) -> Marks {
+        let n = tree.node_count();
+        let kinds = tree.changes(base, layer);
+        let mut dirs = vec![false; n];
+        let mut sizes = vec![0u64; n];
+        for (id, kind) in kinds.iter().enumerate() {
+            if kind.is_none() {
+                continue;
+            }
+            let node = NodeId(id as u32);
+            let entry = match tree.entry_at(node, layer) {
+                Some(e) => Some(e),
+                None => base.and_then(|b| tree.entry_at(node, b)),
+            };
+            if let Some(e) = entry {
+                match e.kind {
+                    EntryKind::Dir => dirs[id] = true,
+                    EntryKind::File if id > 0 => sizes[id] = e.size,
+                    _ => {}
+                }
+            }
+        }
+        // Children have higher ids than their parents: one backward pass sums directories.
+        // Removed paths count only towards removed directories.
+        for id in (1..n).rev() {
+            let Some(kind) = kinds[id] else { continue };
+            if let Some(parent) = tree.parent(NodeId(id as u32)) {
+                let parent_removed = kinds[parent.index()] == Some(ChangeKind::Removed);
+                if kind != ChangeKind::Removed || parent_removed {
+                    sizes[parent.index()] += sizes[id];
+                }
+            }
+        }
+        Marks {
+            key: (layer, mode, n, tree.layer_count()),
+            kinds,
+            dirs,
+            sizes,
+            by_size: None,
+            rows: None,
+        }
+    }
+
+    /// Sort every directory's entries largest first; name order is kept among equal sizes.
+    fn sort_by_size(&mut self, order: &NameOrder) {
+        if self.by_size.is_some() {
+            return;
+        }
+        let mut ids = order.ids.clone();
+        for pair in order.offsets.windows(2) {
+            let slice = &mut ids[pair[0] as usize..pair[1] as usize];
+            if slice.len() > 1 {
+                slice.sort_by_key(|&c| Reverse(self.sizes.get(c as usize).copied().unwrap_or(0)));
+            }
+        }
+        self.by_size = Some(ids);
+    }
+}
+
 /// The tree pane's model: per-node marks for the current layer and mode, the visible rows,
 /// the cursor and the scroll position.
 pub struct TreeView {
     layer: Option<usize>,
     mode: ViewMode,
-    kinds: Vec<Option<ChangeKind>>,
-    sizes: Vec<u64>,
+    marks: Marks,
+    /// Marks of layers and modes shown before, the most recent last.
+    kept: Vec<Marks>,
     collapsed: Vec<bool>,
     order: NameOrder,
     /// Sort order of each directory's entries.
@@ -373,6 +519,18 @@ pub struct TreeView {
     pub hidden: HiddenKinds,
     filter: Option<PathPattern>,
     rows: Vec<Row>,
+    /// The rows by kind (see [`Self::counts`]), counted when they are built.
+    counts: [usize; 4],
+    /// What the rows were built for (`None`: not built from the current marks).
+    built: Option<RowsKey>,
+    /// Numbered by change: the filter and the collapse state.
+    filter_changes: u64,
+    collapse: CollapseKey,
+    changes: u64,
+    /// How many times rows were built: what the kept search hits were found in.
+    rows_built: u64,
+    /// The last search: (pattern text, whether a regex, `rows_built`) and the matching rows.
+    hits: Option<((String, bool, u64), Vec<usize>)>,
     cursor: usize,
     offset: usize,
 }
@@ -389,14 +547,21 @@ impl TreeView {
         TreeView {
             layer: None,
             mode: ViewMode::LayerChanges,
-            kinds: Vec::new(),
-            sizes: Vec::new(),
+            marks: Marks::empty(),
+            kept: Vec::new(),
             collapsed: Vec::new(),
             order: NameOrder::default(),
             sort: SortOrder::Name,
             hidden: HiddenKinds::default(),
             filter: None,
             rows: Vec::new(),
+            counts: [0; 4],
+            built: None,
+            filter_changes: 0,
+            collapse: CollapseKey::All(false),
+            changes: 0,
+            rows_built: 0,
+            hits: None,
             cursor: 0,
             offset: 0,
         }
@@ -428,7 +593,25 @@ impl TreeView {
     pub fn show_layer(&mut self, tree: &FileTree, layer: usize, mode: ViewMode) {
         self.layer = Some(layer);
         self.mode = mode;
-        self.kinds = tree.changes(self.base_layer(), layer);
+        let key = (layer, mode, tree.node_count(), tree.layer_count());
+        if self.marks.key != key {
+            let marks = match self.kept.iter().position(|m| m.key == key) {
+                Some(i) => self.kept.remove(i),
+                None => Marks::compute(tree, layer, self.base_layer(), mode),
+            };
+            let mut old = std::mem::replace(&mut self.marks, marks);
+            if let Some(built) = self.built.take() {
+                old.rows = Some((built, std::mem::take(&mut self.rows), self.counts));
+            }
+            // Marks of a smaller tree are never asked for again.
+            self.kept.retain(|m| m.key.2 == key.2 && m.key.3 == key.3);
+            if old.key.2 == key.2 && old.key.3 == key.3 {
+                self.kept.push(old);
+            }
+            if self.kept.len() > MARKS_KEPT {
+                self.kept.remove(0);
+            }
+        }
         self.refresh(tree);
     }
 
@@ -437,17 +620,29 @@ impl TreeView {
     pub fn clear(&mut self) {
         self.layer = None;
         self.rows.clear();
+        self.built = None;
+        self.counts = [0; 4];
+        self.rows_built += 1;
         self.cursor = 0;
         self.offset = 0;
     }
 
-    /// Recompute sizes and rows after the tree grew or marks changed.
+    /// A new number for a change of filter or collapse state.
+    fn next_change(&mut self) -> u64 {
+        self.changes += 1;
+        self.changes
+    }
+
+    /// Recompute rows after the tree grew or marks changed.
     fn refresh(&mut self, tree: &FileTree) {
         if self.order.node_count != tree.node_count() {
             self.order = NameOrder::build(tree);
         }
-        self.collapsed.resize(tree.node_count(), false);
-        self.compute_sizes(tree);
+        if self.collapsed.len() != tree.node_count() {
+            // New directories come expanded: not "all collapsed" any more.
+            self.collapsed.resize(tree.node_count(), false);
+            self.collapse = CollapseKey::Changed(self.next_change());
+        }
         self.rebuild(tree);
     }
 
@@ -461,71 +656,80 @@ impl TreeView {
         }
     }
 
-    fn kind(&self, node: u32) -> Option<ChangeKind> {
-        self.kinds.get(node as usize).copied().flatten()
-    }
-
-    fn compute_sizes(&mut self, tree: &FileTree) {
-        let n = tree.node_count();
-        self.sizes.clear();
-        self.sizes.resize(n, 0);
-        for id in 1..n {
-            if self.kind(id as u32).is_some() {
-                if let Some(e) = self.entry(tree, NodeId(id as u32)) {
-                    if e.kind == EntryKind::File {
-                        self.sizes[id] = e.size;
-                    }
-                }
-            }
-        }
-        // Children have higher ids than their parents: one backward pass sums directories.
-        // Removed paths count only towards removed directories.
-        for id in (1..n).rev() {
-            let node = NodeId(id as u32);
-            let Some(kind) = self.kind(id as u32) else {
-                continue;
-            };
-            if let Some(parent) = tree.parent(node) {
-                let parent_removed = self.kind(parent.0) == Some(ChangeKind::Removed);
-                if kind != ChangeKind::Removed || parent_removed {
-                    self.sizes[parent.index()] += self.sizes[id];
-                }
-            }
-        }
-    }
-
     /// Size of a node in this view: file size, or for a directory the sum below it.
     pub fn size(&self, node: NodeId) -> u64 {
-        self.sizes.get(node.index()).copied().unwrap_or(0)
-    }
-
-    fn visible_children(&self, node: u32) -> Vec<u32> {
-        let mut children: Vec<u32> = self
-            .order
-            .children(node)
-            .iter()
-            .copied()
-            .filter(|&c| self.kind(c).is_some())
-            .collect();
-        if self.sort == SortOrder::Size {
-            // Name order is already there; a stable sort keeps it among equal sizes.
-            children.sort_by_key(|&c| Reverse(self.sizes.get(c as usize).copied().unwrap_or(0)));
-        }
-        children
+        self.marks.sizes.get(node.index()).copied().unwrap_or(0)
     }
 
     /// Rebuild the visible rows (after a collapse, hide, sort or filter change).
     pub fn rebuild(&mut self, tree: &FileTree) {
+        let key = RowsKey {
+            sort: self.sort,
+            hidden: self.hidden,
+            filter: self.filter_changes,
+            collapse: self.collapse,
+        };
+        if self.layer.is_some() && self.built == Some(key) {
+            return;
+        }
         let keep = self.rows.get(self.cursor).map(|r| r.node);
+        let before = self.marks.rows.take();
+        if let Some(built) = self.built.take() {
+            self.marks.rows = Some((built, std::mem::take(&mut self.rows), self.counts));
+        }
         self.rows.clear();
+        self.counts = [0; 4];
+        self.rows_built += 1;
         if self.layer.is_none() {
             return;
         }
+        self.built = Some(key);
+        match before {
+            Some((built, rows, counts)) if built == key => {
+                self.rows = rows;
+                self.counts = counts;
+            }
+            spare => {
+                // Rows no longer kept lend their memory (no growing from empty again).
+                if let Some((_, mut rows, _)) = spare {
+                    rows.clear();
+                    self.rows = rows;
+                }
+                self.build_rows(tree);
+            }
+        }
+        self.cursor = keep
+            .and_then(|node| self.rows.iter().position(|r| r.node == node))
+            .unwrap_or(self.cursor.min(self.rows.len().saturating_sub(1)));
+    }
+
+    /// Walk the tree in the sort order and make the visible rows.
+    fn build_rows(&mut self, tree: &FileTree) {
+        if self.sort == SortOrder::Size {
+            self.marks.sort_by_size(&self.order);
+        }
+        let Self {
+            marks,
+            order,
+            collapsed,
+            hidden,
+            filter,
+            rows,
+            sort,
+            ..
+        } = self;
+        let kinds = &marks.kinds;
+        let kind_of = |node: u32| kinds.get(node as usize).copied().flatten();
+        let by_size = match sort {
+            SortOrder::Size => marks.by_size.as_deref(),
+            SortOrder::Name => None,
+        };
+        let order: &NameOrder = order;
+        let entries = move |dir: u32| order.children_in(by_size, dir);
         // The filter reads each name once, not each node's whole path (see PathMatcher).
-        let filter = self.filter.clone();
         let mut matcher = filter.as_ref().map(PathMatcher::new);
         let mut stack = vec![Walk {
-            children: self.visible_children(0),
+            children: entries(0),
             next: 0,
             row: None,
             passes: false,
@@ -539,16 +743,14 @@ impl TreeView {
                 let child = top.children[top.next];
                 top.next += 1;
                 let emit = top.emit;
-                let Some(kind) = self.kind(child) else {
+                let Some(kind) = kind_of(child) else {
                     continue;
                 };
                 let node = NodeId(child);
                 // Every node meets the matcher, hidden or not, so each name is read once.
                 let named = matcher.as_mut().is_none_or(|m| m.matches(tree, node));
-                let passes = !self.hidden.hides(kind) && named;
-                let is_dir = self
-                    .entry(tree, node)
-                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                let passes = !hidden.hides(kind) && named;
+                let is_dir = marks.dirs.get(child as usize).copied().unwrap_or(false);
                 if !is_dir {
                     if passes {
                         top.kept_below = true;
@@ -556,7 +758,7 @@ impl TreeView {
                             // Only looking for one match below a hidden directory.
                             top.next = top.children.len();
                         } else {
-                            self.rows.push(Row {
+                            rows.push(Row {
                                 node,
                                 depth: depth as u16,
                                 kind,
@@ -569,9 +771,9 @@ impl TreeView {
                     }
                     continue;
                 }
-                let collapsed = self.collapsed.get(child as usize).copied().unwrap_or(false);
+                let collapsed = collapsed.get(child as usize).copied().unwrap_or(false);
                 let row = emit.then(|| {
-                    self.rows.push(Row {
+                    rows.push(Row {
                         node,
                         depth: depth as u16,
                         kind,
@@ -580,7 +782,7 @@ impl TreeView {
                         last: false,
                         guides: 0,
                     });
-                    self.rows.len() - 1
+                    rows.len() - 1
                 });
                 if collapsed && passes {
                     top.kept_below = true;
@@ -589,10 +791,11 @@ impl TreeView {
                     }
                     continue;
                 }
-                let children = self.visible_children(child);
+                let children = entries(child);
                 // A directory stands on its own when the filter names it or it is empty;
                 // otherwise it is shown for what it holds.
-                let passes = passes && (self.filter.is_some() || children.is_empty());
+                let passes =
+                    passes && (filter.is_some() || !children.iter().any(|&c| kind_of(c).is_some()));
                 stack.push(Walk {
                     children,
                     next: 0,
@@ -617,41 +820,35 @@ impl TreeView {
                 }
                 if !kept {
                     if let Some(row) = done.row {
-                        self.rows.truncate(row);
+                        rows.truncate(row);
                     }
                 }
             }
         }
         self.compute_guides();
-        self.cursor = keep
-            .and_then(|node| self.rows.iter().position(|r| r.node == node))
-            .unwrap_or(self.cursor.min(self.rows.len().saturating_sub(1)));
     }
 
+    /// Set each row's `last` and `guides` (one backward pass, the later siblings at each
+    /// depth kept as bits) and count the rows by kind.
     fn compute_guides(&mut self) {
-        let mut later = [false; 64];
-        let mut deeper_than: usize = 0;
+        let mut later = 0u64;
+        let mut counts = [0usize; 4];
         for row in self.rows.iter_mut().rev() {
+            counts[row.kind as usize] += 1;
             let d = row.depth as usize;
             if d < 64 {
                 // Entries at greater depths seen so far belong to another directory.
-                for flag in later.iter_mut().take(deeper_than.max(d + 1)).skip(d + 1) {
-                    *flag = false;
+                if d < 63 {
+                    later &= (1u64 << (d + 1)) - 1;
                 }
-                row.last = !later[d];
-                let mut guides = 0u64;
-                for (k, flag) in later.iter().enumerate().take(d) {
-                    if *flag {
-                        guides |= 1 << k;
-                    }
-                }
-                row.guides = guides;
-                later[d] = true;
-                deeper_than = d + 1;
+                row.last = later & (1u64 << d) == 0;
+                row.guides = later & ((1u64 << d) - 1);
+                later |= 1u64 << d;
             } else {
                 row.last = true;
             }
         }
+        self.counts = counts;
     }
 
     /// The visible rows.
@@ -727,6 +924,7 @@ impl TreeView {
         if let Some(flag) = self.collapsed.get_mut(target.index()) {
             *flag = !*flag;
         }
+        self.collapse = CollapseKey::Changed(self.next_change());
         self.rebuild(tree);
         if let Some(i) = self.rows.iter().position(|r| r.node == target) {
             self.cursor = i;
@@ -747,6 +945,7 @@ impl TreeView {
             node
         });
         self.collapsed.iter_mut().for_each(|c| *c = any_expanded);
+        self.collapse = CollapseKey::All(any_expanded);
         if let Some(root) = self.collapsed.first_mut() {
             *root = false;
         }
@@ -809,44 +1008,61 @@ impl TreeView {
     /// Replace the filter and rebuild.
     pub fn set_filter(&mut self, tree: &FileTree, filter: Option<PathPattern>) {
         self.filter = filter;
+        self.filter_changes = self.next_change();
         self.rebuild(tree);
     }
 
-    /// Which visible rows match, in one pass over the rows (each name read once: rows come
-    /// parent before child).
-    fn row_matches(&self, tree: &FileTree, pattern: &PathPattern) -> Vec<bool> {
-        let mut matcher = PathMatcher::new(pattern);
-        self.rows
-            .iter()
-            .map(|r| matcher.matches(tree, r.node))
-            .collect()
+    /// The rows whose path matches, in order: found in one pass over the rows (each name
+    /// read once: rows come parent before child), then kept until the rows or the pattern
+    /// change, so that stepping through the matches costs nothing more.
+    fn hits(&mut self, tree: &FileTree, pattern: &PathPattern) -> &[usize] {
+        let key = (
+            pattern.text().to_string(),
+            pattern.is_regex(),
+            self.rows_built,
+        );
+        // Exact patterns are not told apart by their label: they are never kept.
+        let fresh = !pattern.is_exact() && self.hits.as_ref().is_some_and(|(k, _)| *k == key);
+        if !fresh {
+            let mut matcher = PathMatcher::new(pattern);
+            let hits = self
+                .rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| matcher.matches(tree, r.node).then_some(i))
+                .collect();
+            self.hits = Some((key, hits));
+        }
+        self.hits
+            .as_ref()
+            .map_or(&[][..], |(_, hits)| hits.as_slice())
     }
 
     /// Move the cursor to the next (or previous) row whose path matches, wrapping around;
     /// `false` when no visible row matches.
     pub fn search(&mut self, tree: &FileTree, pattern: &PathPattern, forward: bool) -> bool {
-        let matches = self.row_matches(tree, pattern);
-        let n = self.rows.len();
-        for step in 1..=n {
-            let i = if forward {
-                (self.cursor + step) % n
-            } else {
-                (self.cursor + n * 2 - step) % n
-            };
-            if matches[i] {
-                self.cursor = i;
-                return true;
+        let cursor = self.cursor;
+        let hits = self.hits(tree, pattern);
+        let (Some(&first), Some(&last)) = (hits.first(), hits.last()) else {
+            return false;
+        };
+        let next = if forward {
+            let after = hits.partition_point(|&i| i <= cursor);
+            hits.get(after).copied().unwrap_or(first)
+        } else {
+            let before = hits.partition_point(|&i| i < cursor);
+            match before {
+                0 => last,
+                n => hits.get(n - 1).copied().unwrap_or(last),
             }
-        }
-        false
+        };
+        self.cursor = next;
+        true
     }
 
     /// Number of visible rows whose path matches.
-    pub fn count_matches(&self, tree: &FileTree, pattern: &PathPattern) -> usize {
-        self.row_matches(tree, pattern)
-            .into_iter()
-            .filter(|m| *m)
-            .count()
+    pub fn count_matches(&mut self, tree: &FileTree, pattern: &PathPattern) -> usize {
+        self.hits(tree, pattern).len()
     }
 
     /// Reveal `node`: expand its ancestors, rebuild and put the cursor on it. `false` when
@@ -859,6 +1075,7 @@ impl TreeView {
             }
             ancestor = tree.parent(a);
         }
+        self.collapse = CollapseKey::Changed(self.next_change());
         self.rebuild(tree);
         match self.rows.iter().position(|r| r.node == node) {
             Some(i) => {
@@ -881,6 +1098,7 @@ impl TreeView {
                 ancestor = tree.parent(a);
             }
         }
+        self.collapse = CollapseKey::Changed(self.next_change());
         self.rebuild(tree);
         let shown: HashSet<NodeId> = nodes.iter().copied().collect();
         match self.rows.iter().position(|r| shown.contains(&r.node)) {
@@ -894,11 +1112,7 @@ impl TreeView {
 
     /// Counts of the visible rows by kind: added, modified, removed, unmodified.
     pub fn counts(&self) -> [usize; 4] {
-        let mut counts = [0usize; 4];
-        for row in &self.rows {
-            counts[row.kind as usize] += 1;
-        }
-        counts
+        self.counts
     }
 }
 
