@@ -14,11 +14,20 @@ use super::ui::block;
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let theme = app.theme;
     let mut lines = Vec::new();
+    // The key column fits the longest binding (a user's keys.yaml may list several keys).
+    let key_width = app
+        .keymap
+        .bindings()
+        .iter()
+        .map(|b| b.keys.join(" ").chars().count() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(12);
     for scope in [Scope::Global, Scope::Layers, Scope::Tree] {
         lines.push(Line::styled(scope.label(), theme.label()));
         for b in app.keymap.bindings().iter().filter(|b| b.scope == scope) {
             lines.push(Line::from(vec![
-                Span::raw(format!("  {:<12}", b.keys.join(" "))),
+                Span::raw(format!("  {:<key_width$}", b.keys.join(" "))),
                 Span::raw(b.help),
             ]));
         }
