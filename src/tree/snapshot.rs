@@ -549,9 +549,8 @@ impl FileTree {
             .ok_or_else(|| damaged("a part exceeds the file"))?;
         let (layers, structure) = std::thread::scope(|scope| {
             let open = &open;
-            let structure = scope.spawn(move || {
-                read_part(open, part1_len, part2_len, part2_crc, read_structure)
-            });
+            let structure = scope
+                .spawn(move || read_part(open, part1_len, part2_len, part2_crc, read_structure));
             let layers = read_part(open, 0, part1_len, part1_crc, read_layers);
             let structure = structure
                 .join()
