@@ -11,7 +11,6 @@ use std::sync::{Arc, RwLock};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
-use crate::analysis::analyse;
 use crate::baseline::{Baseline, BaselineComparison, BaselineSpec};
 use crate::cache::{self, Cache};
 use crate::ci::{CiConfig, CiOutcome, Measures, RuleOverrides};
@@ -458,8 +457,8 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     }
     let loaded = load_with_progress(image, source, cli.analysis.quiet).await?;
     let tree = loaded.tree.read().unwrap_or_else(|p| p.into_inner());
-    let figures = analyse(&tree);
-    let findings = crate::findings::find(&tree, &crate::findings::layer_steps(&loaded.info));
+    let (figures, findings) =
+        crate::findings::with_figures(&tree, &crate::findings::layer_steps(&loaded.info));
     let rows = report::layer_rows(&loaded.info, &tree);
 
     if let Some(target) = &outputs.json {

@@ -35,6 +35,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use bytesize::ByteSize;
 
+use crate::analysis::{analyse, Figures};
 use crate::image::{clean_created_by, HistoryStep, ImageInfo};
 use crate::tree::{display_path, EntryKind, FileTree, NodeId, VersionState};
 
@@ -227,6 +228,19 @@ fn steps_of_history(history: &[HistoryStep], layers: usize) -> Vec<String> {
 /// layer `i` (see [`layer_steps`]); missing or empty steps are named by their layer alone.
 pub fn find(tree: &FileTree, steps: &[String]) -> Findings {
     find_without(tree, steps, &[])
+}
+
+/// [`find`] and the figures ([`analyse`]), each a pass over the whole model, computed on two
+/// threads at once.
+pub fn with_figures(tree: &FileTree, steps: &[String]) -> (Figures, Findings) {
+    std::thread::scope(|scope| {
+        let findings = scope.spawn(|| find(tree, steps));
+        let figures = analyse(tree);
+        let findings = findings
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (figures, findings)
+    })
 }
 
 /// [`find`] as if the nodes `left_out` marks (by [`NodeId::index`]; an empty slice marks

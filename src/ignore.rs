@@ -14,7 +14,7 @@
 
 use regex::bytes::Regex;
 
-use crate::analysis::{analyse, Figures};
+use crate::analysis::Figures;
 use crate::ci::CiConfigError;
 use crate::findings::{self, Findings};
 use crate::image::ImageInfo;
@@ -200,9 +200,8 @@ pub struct Analysed {
 /// Figures and findings of `tree` (the image `info`), whole and without what `ignore` leaves
 /// out.
 pub fn analyse_for_rules(info: &ImageInfo, tree: &FileTree, ignore: &IgnorePaths) -> Analysed {
-    let figures = analyse(tree);
     let steps = findings::layer_steps(info);
-    let findings = findings::find(tree, &steps);
+    let (figures, findings) = findings::with_figures(tree, &steps);
     let left_out = ignore.left_out(tree);
     let rule_figures = measure(tree, &figures, &left_out);
     let rule_findings = if left_out.contains(&true) {
@@ -349,6 +348,7 @@ fn class(chars: &[char]) -> Option<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::analyse;
 
     fn ignore(patterns: &[&str]) -> IgnorePaths {
         let owned: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();

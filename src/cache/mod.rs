@@ -18,7 +18,7 @@
 //! each hit; when the cache outgrows its limit, the least recently used entries go.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -163,9 +163,14 @@ impl Cache {
     /// intact. A damaged one is removed.
     pub fn load_tree(&self, chain: &Digest) -> Option<FileTree> {
         let path = self.tree_path(chain);
-        let file = File::open(&path).ok()?;
-        let len = file.metadata().ok()?.len();
-        match FileTree::read_snapshot(file, len) {
+        let len = fs::metadata(&path).ok()?.len();
+        // One reader per part, each from its own offset, so two threads read at once.
+        let open = |at: u64| {
+            let mut file = File::open(&path)?;
+            file.seek(SeekFrom::Start(at))?;
+            Ok(file)
+        };
+        match FileTree::read_snapshot(open, len) {
             Ok(tree) => {
                 touch(&path);
                 Some(tree)

@@ -2,23 +2,26 @@
 //! without merging its layers again: reopening a million-file image is then reading one file
 //! and filling vectors, with no path lookups.
 //!
-//! Layout (integers little-endian), streamed in both directions:
+//! Layout (integers little-endian): two parts, each checksummed on its own so that two
+//! threads read and decode them at once, then a trailer:
 //! ```text
-//! magic "LSTR" | format version u32 |
-//! layers: count u32, each: meta (diff_id len u16 + ASCII, tar_size u64, compressed_size u64,
-//!         compression u8, size_bytes u64, skipped u64), stats (8 × u64),
-//!         entries (count u64, each: kind u8, mode u32, uid u32, gid u32, size u64, mtime u64,
-//!         data_offset u64, flags u8, [content 32], [link len u32 + bytes]) |
-//! nodes: count u64, each: name u64, parent u32, first_child u32, next_sibling u32, latest u32 |
-//! names: len u64 + bytes | child table: slots u64 + each u64, len u64 |
-//! versions: count u64, each: layer u32, state u32, prev u32 |
-//! visits: one per node, each: sum u64, min u64, count u32 |
-//! hidden files: count u64, each: node u32, layer u32, entry u32, by_layer u32, by_state u32 |
-//! crc32 of everything before it, u32
+//! part 1: magic "LSTR" | format version u32 |
+//!         layers: count u32, each: meta (diff_id len u16 + ASCII, tar_size u64,
+//!         compressed_size u64, compression u8, size_bytes u64, skipped u64), stats (8 × u64),
+//!         entries (count u64, each: kind u8, flags u8, mode u32, uid u32, gid u32, size u64,
+//!         mtime u64, data_offset u64, [content 32], [link len u32 + bytes])
+//! part 2: nodes: count u64, each: name u64, parent u32, first_child u32, next_sibling u32,
+//!         latest u32 | names: len u64 + bytes | child table: slots u64 + each u64, len u64 |
+//!         versions: count u64, each: layer u32, state u32, prev u32 |
+//!         visits: one per node, each: sum u64, min u64, count u32 |
+//!         hidden files: count u64, each: node u32, layer u32, entry u32, by_layer u32,
+//!         by_state u32
+//! trailer: length of part 1 u64 | crc32 of part 1 u32 | crc32 of part 2 u32
 //! ```
-//! Decoding checks every count against a limit, every link between nodes, versions and
-//! entries (parents before children, older versions before newer ones, so no walk can loop),
-//! and the checksum; a damaged file is an error, never a panic, a hang or a wrong tree.
+//! Fixed-size records are decoded in bulk from the read buffer. Decoding checks every count
+//! against the part's length, every link between nodes, versions and entries (parents before
+//! children, older versions before newer ones, so no walk can loop), and both checksums; a
+//! damaged file is an error, never a panic, a hang or a wrong tree.
 
 use std::io::{self, Read, Write};
 
@@ -33,10 +36,15 @@ use crate::layer::{DecodeError, Entry, LayerMeta};
 
 const MAGIC: &[u8; 4] = b"LSTR";
 /// Bump when the layout or the meaning of a field changes: older snapshots are then ignored.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const HAS_CONTENT: u8 = 1;
 const HAS_LINK: u8 = 2;
+
+/// The fixed part of an entry: kind, flags, mode, uid, gid, size, mtime, data_offset.
+const ENTRY_ROW: usize = 38;
+/// Bytes of the trailer: part 1's length and the two checksums.
+const TRAILER: u64 = 16;
 
 /// Bytes gathered before they are checksummed and written in one piece.
 const CHUNK: usize = 1 << 20;
@@ -47,12 +55,15 @@ struct Output<W: Write> {
     inner: W,
     buf: Vec<u8>,
     crc: flate2::Crc,
+    /// Bytes written so far, the buffer included.
+    written: u64,
 }
 
 impl<W: Write> Output<W> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.buf.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
         if self.buf.len() >= CHUNK {
             self.flush_chunk()?;
         }
@@ -64,6 +75,12 @@ impl<W: Write> Output<W> {
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
+    }
+
+    /// End a part: its checksum, and a fresh one for what follows.
+    fn end_part(&mut self) -> io::Result<u32> {
+        self.flush_chunk()?;
+        Ok(std::mem::replace(&mut self.crc, flate2::Crc::new()).sum())
     }
     #[inline]
     fn u8(&mut self, v: u8) -> io::Result<()> {
@@ -83,27 +100,44 @@ impl<W: Write> Output<W> {
     }
 }
 
-/// A buffered reader that keeps a CRC-32 of what it hands out.
+/// A buffered reader of one part that keeps a CRC-32 of what it hands out.
 struct Input<R: Read> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
     len: usize,
     crc: flate2::Crc,
+    /// The part's length: no count may promise more than it holds.
+    limit: u64,
 }
 
 fn damaged(why: &str) -> DecodeError {
     DecodeError(format!("model snapshot: {why}"))
 }
 
+#[inline]
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+#[inline]
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
 impl<R: Read> Input<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, limit: u64) -> Self {
         Input {
             inner,
             buf: vec![0; CHUNK],
             pos: 0,
             len: 0,
             crc: flate2::Crc::new(),
+            limit,
         }
     }
 
@@ -170,21 +204,40 @@ impl<R: Read> Input<R> {
         Ok(())
     }
 
-    /// A count, refused beyond `limit` (so garbage cannot make us allocate without bound).
-    fn count(&mut self, limit: u64) -> Result<usize, DecodeError> {
+    /// `n` records of `N` bytes, each decoded by `decode`, appended to `out`: whole runs of
+    /// the buffer at a time, with no check per field.
+    fn records<const N: usize, T>(
+        &mut self,
+        mut n: usize,
+        out: &mut Vec<T>,
+        decode: impl Fn(&[u8; N]) -> T,
+    ) -> Result<(), DecodeError> {
+        out.reserve(n);
+        while n > 0 {
+            self.fill(N)?;
+            let (whole, _) = self.buf[self.pos..self.len].as_chunks::<N>();
+            let take = whole.len().min(n);
+            out.extend(whole[..take].iter().map(&decode));
+            self.pos += take * N;
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// A count of records of `size` bytes, refused beyond what the part can hold (so garbage
+    /// cannot make us allocate without bound).
+    fn count(&mut self, size: u64) -> Result<usize, DecodeError> {
         let n = self.u64()?;
-        if n > limit {
+        if n > self.limit / size {
             return Err(damaged("a count exceeds the file"));
         }
         usize::try_from(n).map_err(|_| damaged("a count exceeds memory"))
     }
 
-    /// The CRC of everything read so far, then the stored one; and nothing may follow.
-    fn finish(mut self) -> Result<(), DecodeError> {
+    /// The part read to its end, with the checksum the trailer gives; nothing may follow.
+    fn finish(mut self, stored: u32) -> Result<(), DecodeError> {
         self.crc.update(&self.buf[..self.pos]);
-        let computed = self.crc.sum();
-        let stored = self.u32()?;
-        if computed != stored {
+        if self.crc.sum() != stored {
             return Err(damaged("checksum mismatch"));
         }
         if self.pos < self.len || self.inner.read(&mut [0u8; 1]).map_or(true, |n| n > 0) {
@@ -195,16 +248,18 @@ impl<R: Read> Input<R> {
 }
 
 fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
-    out.u8(kind_code(e.kind))?;
-    for v in [e.mode, e.uid, e.gid] {
-        out.u32(v)?;
-    }
-    for v in [e.size, e.mtime, e.data_offset] {
-        out.u64(v)?;
-    }
     let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
         | if e.link_target.is_some() { HAS_LINK } else { 0 };
-    out.u8(flags)?;
+    let mut row = [0u8; ENTRY_ROW];
+    row[0] = kind_code(e.kind);
+    row[1] = flags;
+    row[2..6].copy_from_slice(&e.mode.to_le_bytes());
+    row[6..10].copy_from_slice(&e.uid.to_le_bytes());
+    row[10..14].copy_from_slice(&e.gid.to_le_bytes());
+    row[14..22].copy_from_slice(&e.size.to_le_bytes());
+    row[22..30].copy_from_slice(&e.mtime.to_le_bytes());
+    row[30..38].copy_from_slice(&e.data_offset.to_le_bytes());
+    out.put(&row)?;
     if let Some(hash) = &e.content {
         out.put(hash)?;
     }
@@ -217,11 +272,20 @@ fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
     Ok(())
 }
 
+/// One entry: its fixed row checked and decoded from the buffer in one piece, then the
+/// optional content hash and link target.
+#[inline]
 fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
-    let kind = kind_of(r.u8()?).ok_or_else(|| damaged("unknown entry kind"))?;
-    let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
-    let (size, mtime, data_offset) = (r.u64()?, r.u64()?, r.u64()?);
-    let flags = r.u8()?;
+    r.fill(ENTRY_ROW)?;
+    let row = &r.buf[r.pos..r.pos + ENTRY_ROW];
+    let kind = kind_of(row[0]).ok_or_else(|| damaged("unknown entry kind"))?;
+    let flags = row[1];
+    let (mode, uid, gid) = (le_u32(row, 2), le_u32(row, 6), le_u32(row, 10));
+    let (size, mtime, data_offset) = (le_u64(row, 14), le_u64(row, 22), le_u64(row, 30));
+    r.pos += ENTRY_ROW;
+    if flags & !(HAS_CONTENT | HAS_LINK) != 0 {
+        return Err(damaged("unknown entry flags"));
+    }
     let content = if flags & HAS_CONTENT != 0 {
         Some(r.array::<32>()?)
     } else {
@@ -252,6 +316,133 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
     })
 }
 
+/// Part 1: the layers, with every entry.
+fn read_layers<R: Read>(r: &mut Input<R>) -> Result<Vec<Layer>, DecodeError> {
+    if &r.array::<4>()? != MAGIC {
+        return Err(damaged("not a layerscope model"));
+    }
+    let version = r.u32()?;
+    if version != FORMAT_VERSION {
+        return Err(damaged(&format!("format version {version}")));
+    }
+    let layer_count = r.u32()? as usize;
+    if layer_count as u64 > r.limit / 100 {
+        return Err(damaged("a count exceeds the file"));
+    }
+    let mut layers = Vec::with_capacity(layer_count);
+    for _ in 0..layer_count {
+        let id_len = usize::from(r.u16()?);
+        let mut id = Vec::with_capacity(id_len);
+        r.bytes_into(id_len, &mut id)?;
+        let diff_id: Digest = std::str::from_utf8(&id)
+            .map_err(|_| damaged("diff_id is not text"))?
+            .parse()
+            .map_err(|_| damaged("invalid diff_id"))?;
+        let tar_size = r.u64()?;
+        let compressed_size = r.u64()?;
+        let compression = compression_of(r.u8()?).ok_or_else(|| damaged("unknown compression"))?;
+        let meta = LayerMeta {
+            diff_id,
+            tar_size,
+            compressed_size,
+            compression,
+            size_bytes: r.u64()?,
+            skipped_entries: r.u64()?,
+        };
+        let stats = LayerStats {
+            size_bytes: r.u64()?,
+            entry_count: r.u64()?,
+            added: r.u64()?,
+            modified: r.u64()?,
+            removed: r.u64()?,
+            added_bytes: r.u64()?,
+            modified_bytes: r.u64()?,
+            removed_bytes: r.u64()?,
+        };
+        let count = r.count(ENTRY_ROW as u64)?;
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            entries.push(read_entry(r)?);
+        }
+        layers.push(Layer {
+            entries,
+            stats,
+            meta,
+        });
+    }
+    Ok(layers)
+}
+
+/// Part 2: everything but the layers, read into an otherwise empty tree.
+fn read_structure<R: Read>(r: &mut Input<R>) -> Result<FileTree, DecodeError> {
+    let node_count = r.count(24)?;
+    let mut nodes = Vec::new();
+    r.records(node_count, &mut nodes, |b: &[u8; 24]| Node {
+        name: le_u64(b, 0),
+        parent: le_u32(b, 8),
+        first_child: le_u32(b, 12),
+        next_sibling: le_u32(b, 16),
+        latest: le_u32(b, 20),
+    })?;
+    let names_len = r.count(1)?;
+    let mut names = Vec::with_capacity(names_len);
+    r.bytes_into(names_len, &mut names)?;
+    let slot_count = r.count(8)?;
+    let mut slots = Vec::new();
+    r.records(slot_count, &mut slots, |b: &[u8; 8]| u64::from_le_bytes(*b))?;
+    let table_len = r.count(8)?;
+    let children = ChildTable::from_raw_parts(slots, table_len, node_count)
+        .ok_or_else(|| damaged("inconsistent child table"))?;
+    let version_count = r.count(12)?;
+    let mut versions = Vec::new();
+    r.records(version_count, &mut versions, |b: &[u8; 12]| VersionRecord {
+        layer: le_u32(b, 0),
+        state: le_u32(b, 4),
+        prev: le_u32(b, 8),
+    })?;
+    let mut visits = Vec::new();
+    r.records(node_count, &mut visits, |b: &[u8; 20]| PackedVisits {
+        sum: le_u64(b, 0),
+        min: le_u64(b, 8),
+        count: le_u32(b, 16),
+    })?;
+    let hidden_count = r.count(20)?;
+    let mut hidden = Vec::new();
+    r.records(hidden_count, &mut hidden, |b: &[u8; 20]| HideRecord {
+        node: le_u32(b, 0),
+        layer: le_u32(b, 4),
+        entry: le_u32(b, 8),
+        by_layer: le_u32(b, 12),
+        by_state: le_u32(b, 16),
+    })?;
+    let tree = FileTree {
+        nodes,
+        names,
+        children,
+        versions,
+        visits,
+        layers: Vec::new(),
+        hidden,
+    };
+    tree.check_nodes()?;
+    Ok(tree)
+}
+
+/// Read part `at..at + len` of a snapshot with `part`, checking it against `crc`.
+fn read_part<R: Read, T>(
+    open: &impl Fn(u64) -> io::Result<R>,
+    at: u64,
+    len: u64,
+    crc: u32,
+    part: impl FnOnce(&mut Input<io::Take<R>>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let input = open(at).map_err(|e| damaged(&e.to_string()))?;
+    let mut r = Input::new(input.take(len), len);
+    let value = part(&mut r)?;
+    r.finish(crc)?;
+    Ok(value)
+}
+
 impl FileTree {
     /// Write the whole model (see the module documentation) to `out`.
     pub fn write_snapshot<W: Write>(&self, out: W) -> io::Result<()> {
@@ -259,6 +450,7 @@ impl FileTree {
             inner: out,
             buf: Vec::with_capacity(CHUNK + 64),
             crc: flate2::Crc::new(),
+            written: 0,
         };
         out.put(MAGIC)?;
         out.u32(FORMAT_VERSION)?;
@@ -291,6 +483,8 @@ impl FileTree {
                 write_entry(&mut out, e)?;
             }
         }
+        let part1_len = out.written;
+        let part1_crc = out.end_part()?;
         out.u64(self.nodes.len() as u64)?;
         for n in &self.nodes {
             out.u64(n.name)?;
@@ -324,140 +518,60 @@ impl FileTree {
                 out.u32(x)?;
             }
         }
-        out.flush_chunk()?;
-        let crc = out.crc.sum();
-        out.inner.write_all(&crc.to_le_bytes())?;
+        let part2_crc = out.end_part()?;
+        let mut trailer = [0u8; TRAILER as usize];
+        trailer[..8].copy_from_slice(&part1_len.to_le_bytes());
+        trailer[8..12].copy_from_slice(&part1_crc.to_le_bytes());
+        trailer[12..].copy_from_slice(&part2_crc.to_le_bytes());
+        out.inner.write_all(&trailer)?;
         out.inner.flush()
     }
 
-    /// Read a model written by [`FileTree::write_snapshot`], at most `limit` bytes long,
-    /// checking it whole (see the module documentation).
-    pub fn read_snapshot<R: Read>(input: R, limit: u64) -> Result<FileTree, DecodeError> {
-        let mut r = Input::new(input);
-        if &r.array::<4>()? != MAGIC {
-            return Err(damaged("not a layerscope model"));
-        }
-        let version = r.u32()?;
-        if version != FORMAT_VERSION {
-            return Err(damaged(&format!("format version {version}")));
-        }
-        // Smallest encodings: an entry 46 bytes, a node 24, a slot 8, a version 12.
-        let layer_count = r.u32()? as usize;
-        if layer_count as u64 > limit / 100 {
-            return Err(damaged("a count exceeds the file"));
-        }
-        let mut layers = Vec::with_capacity(layer_count);
-        for _ in 0..layer_count {
-            let id_len = usize::from(r.u16()?);
-            let mut id = Vec::with_capacity(id_len);
-            r.bytes_into(id_len, &mut id)?;
-            let diff_id: Digest = std::str::from_utf8(&id)
-                .map_err(|_| damaged("diff_id is not text"))?
-                .parse()
-                .map_err(|_| damaged("invalid diff_id"))?;
-            let tar_size = r.u64()?;
-            let compressed_size = r.u64()?;
-            let compression =
-                compression_of(r.u8()?).ok_or_else(|| damaged("unknown compression"))?;
-            let meta = LayerMeta {
-                diff_id,
-                tar_size,
-                compressed_size,
-                compression,
-                size_bytes: r.u64()?,
-                skipped_entries: r.u64()?,
-            };
-            let stats = LayerStats {
-                size_bytes: r.u64()?,
-                entry_count: r.u64()?,
-                added: r.u64()?,
-                modified: r.u64()?,
-                removed: r.u64()?,
-                added_bytes: r.u64()?,
-                modified_bytes: r.u64()?,
-                removed_bytes: r.u64()?,
-            };
-            let count = r.count(limit / 46)?;
-            let mut entries = Vec::with_capacity(count);
-            for _ in 0..count {
-                entries.push(read_entry(&mut r)?);
-            }
-            layers.push(Layer {
-                entries,
-                stats,
-                meta,
-            });
-        }
-        let node_count = r.count(limit / 24)?;
-        let mut nodes = Vec::with_capacity(node_count);
-        for _ in 0..node_count {
-            nodes.push(Node {
-                name: r.u64()?,
-                parent: r.u32()?,
-                first_child: r.u32()?,
-                next_sibling: r.u32()?,
-                latest: r.u32()?,
-            });
-        }
-        let names_len = r.count(limit)?;
-        let mut names = Vec::with_capacity(names_len);
-        r.bytes_into(names_len, &mut names)?;
-        let slot_count = r.count(limit / 8)?;
-        let mut slots = Vec::with_capacity(slot_count);
-        for _ in 0..slot_count {
-            slots.push(r.u64()?);
-        }
-        let table_len = r.count(limit / 8)?;
-        let children = ChildTable::from_raw_parts(slots, table_len, node_count)
-            .ok_or_else(|| damaged("inconsistent child table"))?;
-        let version_count = r.count(limit / 12)?;
-        let mut versions = Vec::with_capacity(version_count);
-        for _ in 0..version_count {
-            versions.push(VersionRecord {
-                layer: r.u32()?,
-                state: r.u32()?,
-                prev: r.u32()?,
-            });
-        }
-        let mut visits = Vec::with_capacity(node_count);
-        for _ in 0..node_count {
-            visits.push(PackedVisits {
-                sum: r.u64()?,
-                min: r.u64()?,
-                count: r.u32()?,
-            });
-        }
-        let hidden_count = r.count(limit / 20)?;
-        let mut hidden = Vec::with_capacity(hidden_count);
-        for _ in 0..hidden_count {
-            hidden.push(HideRecord {
-                node: r.u32()?,
-                layer: r.u32()?,
-                entry: r.u32()?,
-                by_layer: r.u32()?,
-                by_state: r.u32()?,
-            });
-        }
-        r.finish()?;
-        let tree = FileTree {
-            nodes,
-            names,
-            children,
-            versions,
-            visits,
-            layers,
-            hidden,
-        };
-        tree.check_links()?;
+    /// Read a model written by [`FileTree::write_snapshot`], `len` bytes long, checking it
+    /// whole (see the module documentation). `open(offset)` gives a reader of the snapshot
+    /// from that offset on; the two parts are read through two readers, on two threads.
+    pub fn read_snapshot<R, F>(open: F, len: u64) -> Result<FileTree, DecodeError>
+    where
+        R: Read,
+        F: Fn(u64) -> io::Result<R> + Sync,
+    {
+        let trailer_at = len
+            .checked_sub(TRAILER)
+            .ok_or_else(|| damaged("truncated"))?;
+        let mut trailer = [0u8; TRAILER as usize];
+        open(trailer_at)
+            .and_then(|mut r| r.read_exact(&mut trailer))
+            .map_err(|_| damaged("truncated"))?;
+        let part1_len = le_u64(&trailer, 0);
+        let (part1_crc, part2_crc) = (le_u32(&trailer, 8), le_u32(&trailer, 12));
+        let part2_len = trailer_at
+            .checked_sub(part1_len)
+            .ok_or_else(|| damaged("a part exceeds the file"))?;
+        let (layers, structure) = std::thread::scope(|scope| {
+            let open = &open;
+            let structure = scope
+                .spawn(move || read_part(open, part1_len, part2_len, part2_crc, read_structure));
+            let layers = read_part(open, 0, part1_len, part1_crc, read_layers);
+            let structure = structure
+                .join()
+                .unwrap_or_else(|_| Err(damaged("the decoding thread failed")));
+            (layers, structure)
+        });
+        let mut tree = structure?;
+        tree.layers = layers?;
+        tree.check_versions()?;
         Ok(tree)
     }
 
-    /// Every link between nodes, names, versions and entries points where it may.
-    fn check_links(&self) -> Result<(), DecodeError> {
+    /// Every link from a node points where it may (versions are counted, not yet checked).
+    fn check_nodes(&self) -> Result<(), DecodeError> {
         let n = self.nodes.len() as u64;
         let root = self.nodes.first().ok_or_else(|| damaged("no root"))?;
         if root.parent != NONE || root.name != 0 {
             return Err(damaged("bad root"));
+        }
+        if self.visits.len() != self.nodes.len() {
+            return Err(damaged("visits do not match the nodes"));
         }
         let optional = |v: u32, below: u64| v == NONE || u64::from(v) < below;
         for (id, node) in self.nodes.iter().enumerate() {
@@ -482,6 +596,12 @@ impl FileTree {
                 return Err(damaged("a node links outside the model"));
             }
         }
+        Ok(())
+    }
+
+    /// Every link from a version or a hidden file to a layer's entries points where it may.
+    fn check_versions(&self) -> Result<(), DecodeError> {
+        let n = self.nodes.len() as u64;
         for (id, v) in self.versions.iter().enumerate() {
             let Some(layer) = self.layers.get(v.layer as usize) else {
                 return Err(damaged("a version names a missing layer"));
@@ -493,9 +613,6 @@ impl FileTree {
             if !(state_ok && prev_ok) {
                 return Err(damaged("a version links outside the model"));
             }
-        }
-        if self.visits.len() != self.nodes.len() {
-            return Err(damaged("visits do not match the nodes"));
         }
         let entry_ok = |layer: u32, index: u32| {
             self.layers
@@ -556,6 +673,11 @@ mod tests {
         tree
     }
 
+    /// A snapshot read from memory, `len` bytes long as the caller says.
+    fn read(bytes: &[u8], len: u64) -> Result<FileTree, DecodeError> {
+        FileTree::read_snapshot(|at| Ok(bytes.get(at as usize..).unwrap_or_default()), len)
+    }
+
     fn bytes_of(tree: &FileTree) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = tree.write_snapshot(&mut out) {
@@ -568,7 +690,7 @@ mod tests {
     fn round_trip_keeps_paths_history_and_figures() {
         let tree = sample();
         let bytes = bytes_of(&tree);
-        let back = match FileTree::read_snapshot(&bytes[..], bytes.len() as u64) {
+        let back = match read(&bytes, bytes.len() as u64) {
             Ok(t) => t,
             Err(e) => panic!("{e}"),
         };
@@ -599,19 +721,22 @@ mod tests {
     #[test]
     fn damage_is_refused() {
         let bytes = bytes_of(&sample());
-        for at in (0..bytes.len()).step_by(5) {
+        // Every fifth byte, and each byte of the trailer that locates and checks the parts.
+        let trailer = bytes.len() - TRAILER as usize;
+        for at in (0..bytes.len()).step_by(5).chain(trailer..bytes.len()) {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x21;
             assert!(
-                FileTree::read_snapshot(&damaged[..], damaged.len() as u64).is_err(),
+                read(&damaged, damaged.len() as u64).is_err(),
                 "flip at {at}"
             );
         }
         for cut in [0, 7, bytes.len() / 2, bytes.len() - 1] {
-            assert!(FileTree::read_snapshot(&bytes[..cut], bytes.len() as u64).is_err());
+            assert!(read(&bytes[..cut], bytes.len() as u64).is_err());
+            assert!(read(&bytes[..cut], cut as u64).is_err());
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(FileTree::read_snapshot(&longer[..], longer.len() as u64).is_err());
+        assert!(read(&longer, longer.len() as u64).is_err());
     }
 }
