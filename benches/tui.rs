@@ -12,7 +12,7 @@
 //! `cargo bench --bench tui [110k|1M]`: the scenario whose keys are timed (default `110k`; `1M`
 //! is the two-layer image of a million files, whose upper layer modifies, deletes and adds
 //! 100k files). Prints mean, p99 and max per key until its frame is drawn and, for keys whose
-//! work goes to a worker (the filter), until its result is installed and drawn; then (for
+//! work goes to a worker (the filter, a layer's or mode's first marks), until its result is installed and drawn; then (for
 //! `110k`) the first-frame times.
 
 use std::fs::File;
@@ -35,6 +35,7 @@ use layerscope::tui::app::{self, App, Effect};
 use layerscope::tui::event::Message;
 use layerscope::tui::keymap::Keymap;
 use layerscope::tui::theme::Theme;
+use layerscope::tui::tree_view;
 use layerscope::tui::ui;
 
 #[path = "support/synthetic.rs"]
@@ -122,7 +123,7 @@ struct Bench {
 }
 
 /// One key's times: until its frame was drawn (what the 16 ms target is about); for work
-/// the key left to a worker (a filter's matching), how long installing its answer held the
+/// the key left to a worker (a filter's matching, a layer's first marks), how long installing its answer held the
 /// loop (with the frame drawn then); and until that answer was installed and drawn.
 #[derive(Clone, Copy, PartialEq)]
 struct KeyTimes {
@@ -142,14 +143,28 @@ impl Bench {
         let frame = started.elapsed();
         let mut install = None;
         for effect in self.app.take_effects() {
-            if let Effect::Filter { generation, text } = effect {
-                let cancelled = self.app.filter_cancelled(generation);
-                let result = app::filter_matches(&self.app.tree, &text, &cancelled);
-                let arrived = Instant::now();
-                self.app.update(Message::Filtered { generation, result });
-                self.draw();
-                install = Some(arrived.elapsed());
-            }
+            let answer = match effect {
+                Effect::Filter { generation, text } => {
+                    let cancelled = self.app.filter_cancelled(generation);
+                    let result = app::filter_matches(&self.app.tree, &text, &cancelled);
+                    Message::Filtered { generation, result }
+                }
+                Effect::Marks {
+                    generation,
+                    layer,
+                    mode,
+                } => {
+                    let tree = self.app.tree.read().expect("tree");
+                    let marks = tree_view::prepare_marks(&tree, layer, mode);
+                    drop(tree);
+                    Message::Marks { generation, marks }
+                }
+                _ => continue,
+            };
+            let arrived = Instant::now();
+            self.app.update(answer);
+            self.draw();
+            install = Some(arrived.elapsed());
         }
         KeyTimes {
             frame,

@@ -24,7 +24,7 @@ use super::event::Message;
 use super::keymap::{Keymap, Scope};
 use super::save::SavePrompt;
 use super::theme::Theme;
-use super::tree_view::{PathPattern, TreeView, ViewMode};
+use super::tree_view::{prepare_marks, PathPattern, PreparedMarks, TreeView, ViewMode};
 use super::ui::{layout, list_offset, Areas};
 use super::viewer::{Viewer, Window, WINDOW_BYTES};
 
@@ -109,6 +109,16 @@ pub enum Effect {
         generation: u64,
         /// The filter as typed.
         text: String,
+    },
+    /// Make the marks of `layer` in `mode` on a worker (one pass over the nodes) and answer
+    /// with [`Message::Marks`] carrying `generation`.
+    Marks {
+        /// Tag for the answer: only the newest layer's is kept.
+        generation: u64,
+        /// The layer.
+        layer: usize,
+        /// The view mode.
+        mode: ViewMode,
     },
 }
 
@@ -208,6 +218,10 @@ pub struct App {
     filter_generation: Arc<AtomicU64>,
     /// The filter being worked out (generation, text), shown as the previous rows meanwhile.
     pending_filter: Option<(u64, String)>,
+    /// The layer whose marks a worker is making (generation, layer, mode); the tree pane
+    /// shows the layer before meanwhile.
+    pending_layer: Option<(u64, usize, ViewMode)>,
+    layer_generation: u64,
 }
 
 /// Read the tree even if a panicking reader poisoned the lock (readers never mutate it).
@@ -260,6 +274,8 @@ impl App {
             effects: Vec::new(),
             filter_generation: Arc::new(AtomicU64::new(0)),
             pending_filter: None,
+            pending_layer: None,
+            layer_generation: 0,
         }
     }
 
@@ -329,6 +345,7 @@ impl App {
             Message::FileWindow { request, result } => self.on_file_window(request, result),
             Message::Saved(result) => super::save::finished(self, result),
             Message::Filtered { generation, result } => self.on_filtered(generation, result),
+            Message::Marks { generation, marks } => self.on_marks(generation, marks),
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
@@ -454,6 +471,7 @@ impl App {
     }
 
     fn show_selected_layer(&mut self) {
+        self.pending_layer = None;
         let Some(layer) = self.selected_layer() else {
             return;
         };
@@ -467,6 +485,55 @@ impl App {
         self.view.show_layer(&tree, layer, self.mode);
         let height = self.tree_height();
         self.view.scroll_to_cursor(height);
+    }
+
+    /// Show the selected layer, as a key asks: when its marks need a pass over the nodes, a
+    /// worker makes them and the layer shown before stays until they arrive.
+    fn show_selected_layer_soon(&mut self) {
+        let Some(layer) = self.selected_layer() else {
+            return;
+        };
+        let needs = layer < self.merged() && {
+            let tree = read(&self.tree);
+            self.view.needs_marks(&tree, layer, self.mode)
+        };
+        if !needs {
+            self.show_selected_layer();
+            return;
+        }
+        if self
+            .pending_layer
+            .is_some_and(|p| (p.1, p.2) == (layer, self.mode))
+        {
+            // Already being made (another history step of the same layer).
+            return;
+        }
+        self.layer_generation += 1;
+        let generation = self.layer_generation;
+        self.pending_layer = Some((generation, layer, self.mode));
+        self.effects.push(Effect::Marks {
+            generation,
+            layer,
+            mode: self.mode,
+        });
+    }
+
+    /// A layer's marks are being made: the tree pane still shows the layer before.
+    pub fn layer_pending(&self) -> bool {
+        self.pending_layer.is_some()
+    }
+
+    /// A worker's marks for `generation`: kept and shown unless a newer layer was asked.
+    fn on_marks(&mut self, generation: u64, marks: PreparedMarks) {
+        if self.pending_layer.map(|p| p.0) != Some(generation) {
+            return;
+        }
+        self.pending_layer = None;
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        self.view.keep_marks(&tree, marks);
+        drop(tree);
+        self.show_selected_layer();
     }
 
     fn on_key(&mut self, key: KeyEvent) {
@@ -569,7 +636,12 @@ impl App {
     /// answer had arrived: for tests and benchmarks, which run no event loop.
     pub fn settle(&mut self) {
         // The work is done here: no worker needs starting for it.
-        self.effects.retain(|e| !matches!(e, Effect::Filter { .. }));
+        self.effects
+            .retain(|e| !matches!(e, Effect::Filter { .. } | Effect::Marks { .. }));
+        if let Some((generation, layer, mode)) = self.pending_layer {
+            let marks = prepare_marks(&read(&self.tree), layer, mode);
+            self.on_marks(generation, marks);
+        }
         let Some((generation, text)) = self.pending_filter.clone() else {
             return;
         };
@@ -747,7 +819,7 @@ impl App {
         if let Some(c) = &mut self.compare {
             c.active = false;
         }
-        self.show_selected_layer();
+        self.show_selected_layer_soon();
     }
 
     fn toggle_compare(&mut self) {
@@ -778,7 +850,7 @@ impl App {
                     .clamp(0, last.max(0)) as usize;
                 let rows = self.areas().layers_rows;
                 self.scroll_layers(rows);
-                self.show_selected_layer();
+                self.show_selected_layer_soon();
             }
             Pane::Tree => {
                 let height = self.tree_height();
@@ -855,6 +927,7 @@ impl App {
         if let Some(c) = &mut self.compare {
             c.active = false;
         }
+        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
         if !self.view.reveal(&tree, node) {
             // Hidden by the filter or a hide flag: show everything and try again.
@@ -956,6 +1029,7 @@ impl App {
         let tree = self.tree.clone();
         let tree = read(&tree);
         let nodes: Vec<NodeId> = paths.iter().filter_map(|p| tree.lookup(p)).collect();
+        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
         self.drop_pending_filter();
         self.view
@@ -1177,7 +1251,7 @@ impl App {
                             let row = self.layer_offset + (mouse.row - first) as usize;
                             if self.info.as_ref().is_some_and(|i| row < i.history.len()) {
                                 self.layer_row = row;
-                                self.show_selected_layer();
+                                self.show_selected_layer_soon();
                             }
                         }
                     }

@@ -40,6 +40,13 @@ pub enum Message {
         /// The pattern and its matches.
         result: Option<(crate::tui::tree_view::PathPattern, Vec<u8>)>,
     },
+    /// A worker made the marks of the layer asked for with `generation`.
+    Marks {
+        /// The generation the app gave.
+        generation: u64,
+        /// The marks.
+        marks: crate::tui::tree_view::PreparedMarks,
+    },
     /// SIGINT, SIGTERM or SIGHUP: quit as if the user pressed `q`.
     Signal,
     /// Time passed: redraw progress.

@@ -231,6 +231,19 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
                 }
             });
         }
+        Effect::Marks {
+            generation,
+            layer,
+            mode,
+        } => {
+            let (tree, tx) = (app.tree.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+                let marks = tree_view::prepare_marks(&tree, layer, mode);
+                drop(tree);
+                let _ = tx.send(Message::Marks { generation, marks });
+            });
+        }
     }
 }
 

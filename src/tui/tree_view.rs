@@ -376,6 +376,24 @@ pub const MATCHED: u8 = 1;
 /// In [`match_all`]'s answer: some path below the node matches (a walk skips the rest).
 pub const MATCH_BELOW: u8 = 2;
 
+/// Marks of one layer and mode made off the UI thread, to hand to [`TreeView::keep_marks`].
+pub struct PreparedMarks(Marks);
+
+/// The marks [`TreeView::show_layer`] would make for `layer` in `mode`: one pass over the
+/// nodes, for a worker to do.
+pub fn prepare_marks(tree: &FileTree, layer: usize, mode: ViewMode) -> PreparedMarks {
+    PreparedMarks(Marks::compute(tree, layer, base_layer(layer, mode), mode))
+}
+
+/// The layer removed rows are read from at `layer` in `mode`.
+fn base_layer(layer: usize, mode: ViewMode) -> Option<usize> {
+    match (mode, layer) {
+        (_, 0) => None,
+        (ViewMode::LayerChanges, n) => Some(n - 1),
+        (ViewMode::Aggregated, _) => Some(0),
+    }
+}
+
 /// One visible row of the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -665,11 +683,25 @@ impl TreeView {
     /// The layer a row's entry is read from: the shown layer, or for removed rows the layer
     /// it is compared against.
     pub fn base_layer(&self) -> Option<usize> {
-        let layer = self.layer?;
-        match (self.mode, layer) {
-            (_, 0) => None,
-            (ViewMode::LayerChanges, n) => Some(n - 1),
-            (ViewMode::Aggregated, _) => Some(0),
+        base_layer(self.layer?, self.mode)
+    }
+
+    /// Whether showing `layer` in `mode` needs a pass over the nodes first (its marks are
+    /// neither current nor kept): see [`prepare_marks`].
+    pub fn needs_marks(&self, tree: &FileTree, layer: usize, mode: ViewMode) -> bool {
+        let key = (layer, mode, tree.node_count(), tree.layer_count());
+        self.marks.key != key && !self.kept.iter().any(|m| m.key == key)
+    }
+
+    /// Keep `marks` made by [`prepare_marks`] away from the UI, for the next
+    /// [`Self::show_layer`] of their layer and mode; marks of a smaller tree are dropped.
+    pub fn keep_marks(&mut self, tree: &FileTree, marks: PreparedMarks) {
+        let marks = marks.0;
+        if marks.key.2 == tree.node_count()
+            && marks.key.3 == tree.layer_count()
+            && self.needs_marks(tree, marks.key.0, marks.key.1)
+        {
+            self.kept.push(marks);
         }
     }
 

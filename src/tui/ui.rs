@@ -267,6 +267,9 @@ fn counts(app: &App) -> String {
             app.view.rows().len()
         ),
     ];
+    if app.layer_pending() {
+        parts.push("building…".to_string());
+    }
     if app.filter_pending() {
         parts.push("filtering…".to_string());
     } else if let Some(filter) = app.view.filter() {
