@@ -726,7 +726,11 @@ impl TreeView {
                 self.kept.push(old);
             }
             if self.kept.len() > MARKS_KEPT {
-                self.kept.remove(0);
+                // Its rows lend their memory to the rows built next (no growing from empty).
+                if let Some((_, mut rows, _)) = self.kept.remove(0).rows {
+                    rows.clear();
+                    self.rows = rows;
+                }
             }
         }
         self.refresh(tree);
