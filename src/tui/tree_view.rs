@@ -382,7 +382,30 @@ pub struct PreparedMarks(Marks);
 /// The marks [`TreeView::show_layer`] would make for `layer` in `mode`: one pass over the
 /// nodes, for a worker to do.
 pub fn prepare_marks(tree: &FileTree, layer: usize, mode: ViewMode) -> PreparedMarks {
-    PreparedMarks(Marks::compute(tree, layer, base_layer(layer, mode), mode))
+    let mut marks = Marks::compute(tree, layer, base_layer(layer, mode), mode);
+    // The rows built from them take up to one per marked node: the worker also takes that
+    // memory and writes it once, so that the loop does not page it in while building.
+    let marked = marks.kinds.iter().filter(|k| k.is_some()).count();
+    let filler = Row {
+        node: NodeId(u32::MAX),
+        depth: u16::MAX,
+        kind: ChangeKind::Added,
+        is_dir: true,
+        collapsed: true,
+        last: true,
+        guides: u64::MAX,
+    };
+    let mut rows = vec![filler; marked];
+    rows.clear();
+    let never = RowsKey {
+        sort: SortOrder::Name,
+        hidden: HiddenKinds::default(),
+        // Not a number the view ever gives: the rows are only lent.
+        filter: u64::MAX,
+        collapse: CollapseKey::Changed(u64::MAX),
+    };
+    marks.rows = Some((never, rows, [0; 4]));
+    PreparedMarks(marks)
 }
 
 /// The layer removed rows are read from at `layer` in `mode`.
