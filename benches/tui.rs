@@ -11,7 +11,9 @@
 //!
 //! `cargo bench --bench tui [110k|1M]`: the scenario whose keys are timed (default `110k`; `1M`
 //! is the two-layer image of a million files, whose upper layer modifies, deletes and adds
-//! 100k files). Prints mean, p99 and max per key, then (for `110k`) the first-frame times.
+//! 100k files). Prints mean, p99 and max per key until its frame is drawn and, for keys whose
+//! work goes to a worker (the filter, a layer's or mode's first marks), until its result is installed and drawn; then (for
+//! `110k`) the first-frame times.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -29,10 +31,11 @@ use layerscope::image::{ImageInfo, ImageParts, ParsedManifest};
 use layerscope::layer::index_layer;
 use layerscope::pipeline::Event as PipelineEvent;
 use layerscope::tree::FileTree;
-use layerscope::tui::app::App;
+use layerscope::tui::app::{self, App, Effect};
 use layerscope::tui::event::Message;
 use layerscope::tui::keymap::Keymap;
 use layerscope::tui::theme::Theme;
+use layerscope::tui::tree_view;
 use layerscope::tui::ui;
 
 #[path = "support/synthetic.rs"]
@@ -119,32 +122,96 @@ struct Bench {
     terminal: Terminal<TestBackend>,
 }
 
+/// One key's times: until its frame was drawn (what the 16 ms target is about); for work
+/// the key left to a worker (a filter's matching, a layer's first marks), how long installing its answer held the
+/// loop (with the frame drawn then); and until that answer was installed and drawn.
+#[derive(Clone, Copy, PartialEq)]
+struct KeyTimes {
+    frame: Duration,
+    install: Option<Duration>,
+    settled: Duration,
+}
+
 impl Bench {
-    /// Handle one message and draw one frame; the time of both.
-    fn step(&mut self, message: Message) -> Duration {
+    /// Handle one message and draw one frame; then do the work the event loop would start on a
+    /// worker, here on this thread after the frame (on an idle core the worker starts at
+    /// once), and hand its answer to the app as the loop would, drawing again.
+    fn step(&mut self, message: Message) -> KeyTimes {
         let started = Instant::now();
         self.app.update(message);
+        self.draw();
+        let frame = started.elapsed();
+        let mut install = None;
+        for effect in self.app.take_effects() {
+            let answer = match effect {
+                Effect::Filter { generation, text } => {
+                    let cancelled = self.app.filter_cancelled(generation);
+                    let result = app::filter_matches(&self.app.tree, &text, &cancelled);
+                    Message::Filtered { generation, result }
+                }
+                Effect::Marks {
+                    generation,
+                    layer,
+                    mode,
+                } => {
+                    let tree = self.app.tree.read().expect("tree");
+                    let marks = tree_view::prepare_marks(&tree, layer, mode);
+                    drop(tree);
+                    Message::Marks { generation, marks }
+                }
+                _ => continue,
+            };
+            let arrived = Instant::now();
+            self.app.update(answer);
+            self.draw();
+            install = Some(arrived.elapsed());
+        }
+        KeyTimes {
+            frame,
+            install,
+            settled: started.elapsed(),
+        }
+    }
+
+    fn draw(&mut self) {
         let app = &self.app;
         self.terminal
             .draw(|frame| ui::render(frame, app))
             .expect("draw");
-        started.elapsed()
     }
 }
 
-fn report(name: &str, mut times: Vec<Duration>) {
+/// Print mean, p99 and max until the frame; for keys that left work to a worker, also of
+/// installing its answer and until settled.
+fn report(name: &str, times: Vec<KeyTimes>) {
+    let installs: Vec<Duration> = times.iter().filter_map(|t| t.install).collect();
+    report_line(name, times.iter().map(|t| t.frame).collect(), true);
+    if !installs.is_empty() {
+        report_line("  answer installed", installs, true);
+        report_line(
+            "  until settled",
+            times.iter().map(|t| t.settled).collect(),
+            false,
+        );
+    }
+}
+
+fn report_line(name: &str, mut times: Vec<Duration>, frame: bool) {
     times.sort();
     let n = times.len();
     let mean = times.iter().sum::<Duration>() / n as u32;
     let p99 = times[(n * 99 / 100).min(n - 1)];
     let max = times[n - 1];
-    let verdict = if max < TARGET { "ok" } else { "OVER" };
+    let verdict = match (frame, max < TARGET) {
+        (false, _) => "(no frame: the answer drawn, no target)".to_string(),
+        (true, true) => format!("(target < {} ms: ok)", TARGET.as_millis()),
+        (true, false) => format!("(target < {} ms: OVER)", TARGET.as_millis()),
+    };
     println!(
-        "{name:<22} {n:>5} keys  mean {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  (target < {} ms: {verdict})",
+        "{name:<22} {n:>5} keys  mean {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  {verdict}",
         mean.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
-        TARGET.as_millis()
     );
 }
 

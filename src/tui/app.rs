@@ -3,6 +3,7 @@
 //! happen outside (reading a file window for the viewer) is returned as an [`Effect`] for the
 //! loop to start, so the whole machine runs unchanged on a `TestBackend`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crossterm::event::{
@@ -23,7 +24,7 @@ use super::event::Message;
 use super::keymap::{Keymap, Scope};
 use super::save::SavePrompt;
 use super::theme::Theme;
-use super::tree_view::{PathPattern, TreeView, ViewMode};
+use super::tree_view::{prepare_marks, PathPattern, PreparedMarks, TreeView, ViewMode};
 use super::ui::{layout, list_offset, Areas};
 use super::viewer::{Viewer, Window, WINDOW_BYTES};
 
@@ -100,6 +101,24 @@ pub enum Effect {
         dest: std::path::PathBuf,
         /// Replace `dest` if it exists (the user confirmed).
         overwrite: bool,
+    },
+    /// Work out which paths the filter `text` matches on a worker (see
+    /// [`App::filter_cancelled`]) and answer with [`Message::Filtered`] carrying `generation`.
+    Filter {
+        /// Tag for the answer: only the newest filter's is installed.
+        generation: u64,
+        /// The filter as typed.
+        text: String,
+    },
+    /// Make the marks of `layer` in `mode` on a worker (one pass over the nodes) and answer
+    /// with [`Message::Marks`] carrying `generation`.
+    Marks {
+        /// Tag for the answer: only the newest layer's is kept.
+        generation: u64,
+        /// The layer.
+        layer: usize,
+        /// The view mode.
+        mode: ViewMode,
     },
 }
 
@@ -195,6 +214,14 @@ pub struct App {
     pub save: Option<SavePrompt>,
     next_request: u64,
     effects: Vec<Effect>,
+    /// The newest filter asked of a worker: older work sees it changed and stops.
+    filter_generation: Arc<AtomicU64>,
+    /// The filter being worked out (generation, text), shown as the previous rows meanwhile.
+    pending_filter: Option<(u64, String)>,
+    /// The layer whose marks a worker is making (generation, layer, mode); the tree pane
+    /// shows the layer before meanwhile.
+    pending_layer: Option<(u64, usize, ViewMode)>,
+    layer_generation: u64,
 }
 
 /// Read the tree even if a panicking reader poisoned the lock (readers never mutate it).
@@ -245,6 +272,10 @@ impl App {
             save: None,
             next_request: 1,
             effects: Vec::new(),
+            filter_generation: Arc::new(AtomicU64::new(0)),
+            pending_filter: None,
+            pending_layer: None,
+            layer_generation: 0,
         }
     }
 
@@ -313,6 +344,8 @@ impl App {
             Message::CompareLoaded(result) => self.on_compare_loaded(result),
             Message::FileWindow { request, result } => self.on_file_window(request, result),
             Message::Saved(result) => super::save::finished(self, result),
+            Message::Filtered { generation, result } => self.on_filtered(generation, result),
+            Message::Marks { generation, marks } => self.on_marks(generation, marks),
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
@@ -438,6 +471,7 @@ impl App {
     }
 
     fn show_selected_layer(&mut self) {
+        self.pending_layer = None;
         let Some(layer) = self.selected_layer() else {
             return;
         };
@@ -451,6 +485,55 @@ impl App {
         self.view.show_layer(&tree, layer, self.mode);
         let height = self.tree_height();
         self.view.scroll_to_cursor(height);
+    }
+
+    /// Show the selected layer, as a key asks: when its marks need a pass over the nodes, a
+    /// worker makes them and the layer shown before stays until they arrive.
+    fn show_selected_layer_soon(&mut self) {
+        let Some(layer) = self.selected_layer() else {
+            return;
+        };
+        let needs = layer < self.merged() && {
+            let tree = read(&self.tree);
+            self.view.needs_marks(&tree, layer, self.mode)
+        };
+        if !needs {
+            self.show_selected_layer();
+            return;
+        }
+        if self
+            .pending_layer
+            .is_some_and(|p| (p.1, p.2) == (layer, self.mode))
+        {
+            // Already being made (another history step of the same layer).
+            return;
+        }
+        self.layer_generation += 1;
+        let generation = self.layer_generation;
+        self.pending_layer = Some((generation, layer, self.mode));
+        self.effects.push(Effect::Marks {
+            generation,
+            layer,
+            mode: self.mode,
+        });
+    }
+
+    /// A layer's marks are being made: the tree pane still shows the layer before.
+    pub fn layer_pending(&self) -> bool {
+        self.pending_layer.is_some()
+    }
+
+    /// A worker's marks for `generation`: kept and shown unless a newer layer was asked.
+    fn on_marks(&mut self, generation: u64, marks: PreparedMarks) {
+        if self.pending_layer.map(|p| p.0) != Some(generation) {
+            return;
+        }
+        self.pending_layer = None;
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        self.view.keep_marks(&tree, marks);
+        drop(tree);
+        self.show_selected_layer();
     }
 
     fn on_key(&mut self, key: KeyEvent) {
@@ -524,12 +607,75 @@ impl App {
             _ => return,
         }
         if let Some(Prompt::Filter(text)) = &self.prompt {
-            let pattern = PathPattern::new(text);
-            self.set_filter(pattern);
+            if text.is_empty() {
+                self.set_filter(None);
+            } else {
+                // Matching every path of a large tree takes longer than a frame: a worker does
+                // it, and the rows shown stay until its answer arrives.
+                let text = text.clone();
+                let generation = self.filter_generation.fetch_add(1, Ordering::Relaxed) + 1;
+                self.pending_filter = Some((generation, text.clone()));
+                self.effects.push(Effect::Filter { generation, text });
+            }
+        }
+    }
+
+    /// A filter is being worked out: the rows shown are the previous filter's.
+    pub fn filter_pending(&self) -> bool {
+        self.pending_filter.is_some()
+    }
+
+    /// A check for the worker of filter `generation`: true once a newer filter (or none)
+    /// replaced it, so that it stops.
+    pub fn filter_cancelled(&self, generation: u64) -> impl Fn() -> bool + Send + 'static {
+        let newest = self.filter_generation.clone();
+        move || newest.load(Ordering::Relaxed) != generation
+    }
+
+    /// Finish at once the work otherwise left to workers (a pending filter), as if its
+    /// answer had arrived: for tests and benchmarks, which run no event loop.
+    pub fn settle(&mut self) {
+        // The work is done here: no worker needs starting for it.
+        self.effects
+            .retain(|e| !matches!(e, Effect::Filter { .. } | Effect::Marks { .. }));
+        if let Some((generation, layer, mode)) = self.pending_layer {
+            let marks = prepare_marks(&read(&self.tree), layer, mode);
+            self.on_marks(generation, marks);
+        }
+        let Some((generation, text)) = self.pending_filter.clone() else {
+            return;
+        };
+        let result = filter_matches(&self.tree, &text, || false);
+        self.on_filtered(generation, result);
+    }
+
+    /// A worker's answer for filter `generation`; dropped unless it is the newest asked.
+    fn on_filtered(&mut self, generation: u64, result: Option<(PathPattern, Vec<u8>)>) {
+        if self.pending_filter.as_ref().map(|p| p.0) != Some(generation) {
+            return;
+        }
+        self.pending_filter = None;
+        // Any worker still running is for an older filter.
+        self.filter_generation.fetch_add(1, Ordering::Relaxed);
+        let tree = self.tree.clone();
+        let tree = read(&tree);
+        match result {
+            Some((pattern, matched)) => self.view.set_filter_matched(&tree, pattern, matched),
+            None => self.view.set_filter(&tree, None),
+        }
+        let height = self.tree_height();
+        self.view.scroll_to_cursor(height);
+    }
+
+    /// Forget a filter being worked out: another one is set at once.
+    fn drop_pending_filter(&mut self) {
+        if self.pending_filter.take().is_some() {
+            self.filter_generation.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn set_filter(&mut self, pattern: Option<PathPattern>) {
+        self.drop_pending_filter();
         let tree = self.tree.clone();
         let tree = read(&tree);
         self.view.set_filter(&tree, pattern);
@@ -637,7 +783,7 @@ impl App {
             Action::Findings => {}
             Action::SaveFile => super::save::start(self),
             Action::Back => {
-                if self.view.filter().is_some() {
+                if self.view.filter().is_some() || self.filter_pending() {
                     self.set_filter(None);
                 } else if let Some(c) = self.compare.as_mut().filter(|c| c.active) {
                     c.active = false;
@@ -673,7 +819,7 @@ impl App {
         if let Some(c) = &mut self.compare {
             c.active = false;
         }
-        self.show_selected_layer();
+        self.show_selected_layer_soon();
     }
 
     fn toggle_compare(&mut self) {
@@ -704,7 +850,7 @@ impl App {
                     .clamp(0, last.max(0)) as usize;
                 let rows = self.areas().layers_rows;
                 self.scroll_layers(rows);
-                self.show_selected_layer();
+                self.show_selected_layer_soon();
             }
             Pane::Tree => {
                 let height = self.tree_height();
@@ -781,10 +927,12 @@ impl App {
         if let Some(c) = &mut self.compare {
             c.active = false;
         }
+        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
         if !self.view.reveal(&tree, node) {
             // Hidden by the filter or a hide flag: show everything and try again.
             self.view.hidden = Default::default();
+            self.drop_pending_filter();
             self.view.set_filter(&tree, None);
             self.view.reveal(&tree, node);
         }
@@ -881,7 +1029,9 @@ impl App {
         let tree = self.tree.clone();
         let tree = read(&tree);
         let nodes: Vec<NodeId> = paths.iter().filter_map(|p| tree.lookup(p)).collect();
+        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
+        self.drop_pending_filter();
         self.view
             .set_filter(&tree, PathPattern::exact(&label, paths));
         if !self.view.reveal_all(&tree, &nodes) && self.view.hidden != Default::default() {
@@ -1101,7 +1251,7 @@ impl App {
                             let row = self.layer_offset + (mouse.row - first) as usize;
                             if self.info.as_ref().is_some_and(|i| row < i.history.len()) {
                                 self.layer_row = row;
-                                self.show_selected_layer();
+                                self.show_selected_layer_soon();
                             }
                         }
                     }
@@ -1140,6 +1290,21 @@ impl App {
     pub fn selected_node(&self) -> Option<NodeId> {
         self.view.selected().map(|r| r.node)
     }
+}
+
+/// The filter `text` and which nodes of `tree` it matches (by node id); `None` for no filter
+/// or when `cancelled` said so first. Runs on a worker: it holds the tree's read lock only.
+pub fn filter_matches(
+    tree: &RwLock<FileTree>,
+    text: &str,
+    cancelled: impl Fn() -> bool,
+) -> Option<(PathPattern, Vec<u8>)> {
+    let pattern = PathPattern::new(text)?;
+    if cancelled() {
+        return None;
+    }
+    let matched = super::tree_view::match_all(&read(tree), &pattern, cancelled)?;
+    Some((pattern, matched))
 }
 
 fn scroll_into_view(offset: &mut usize, cursor: usize, height: usize) {

@@ -32,6 +32,21 @@ pub enum Message {
     },
     /// The save key's work ended: where the file went, or why it failed.
     Saved(Result<crate::unpack::save::Saved, String>),
+    /// A worker worked out the filter asked for with `generation`: the pattern and which
+    /// nodes it matches by id (`None`: no filter).
+    Filtered {
+        /// The generation the app gave.
+        generation: u64,
+        /// The pattern and its matches.
+        result: Option<(crate::tui::tree_view::PathPattern, Vec<u8>)>,
+    },
+    /// A worker made the marks of the layer asked for with `generation`.
+    Marks {
+        /// The generation the app gave.
+        generation: u64,
+        /// The marks.
+        marks: crate::tui::tree_view::PreparedMarks,
+    },
     /// SIGINT, SIGTERM or SIGHUP: quit as if the user pressed `q`.
     Signal,
     /// Time passed: redraw progress.

@@ -220,6 +220,30 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
                 let _ = tx.send(Message::Saved(result));
             });
         }
+        Effect::Filter { generation, text } => {
+            let cancelled = app.filter_cancelled(generation);
+            let (tree, tx) = (app.tree.clone(), tx.clone());
+            // Off the loop's threads: matching a large tree is a CPU-bound pass.
+            tokio::task::spawn_blocking(move || {
+                let result = app::filter_matches(&tree, &text, &cancelled);
+                if !cancelled() {
+                    let _ = tx.send(Message::Filtered { generation, result });
+                }
+            });
+        }
+        Effect::Marks {
+            generation,
+            layer,
+            mode,
+        } => {
+            let (tree, tx) = (app.tree.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let tree = tree.read().unwrap_or_else(|e| e.into_inner());
+                let marks = tree_view::prepare_marks(&tree, layer, mode);
+                drop(tree);
+                let _ = tx.send(Message::Marks { generation, marks });
+            });
+        }
     }
 }
 

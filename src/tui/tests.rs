@@ -110,6 +110,8 @@ impl Harness {
         self.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
             code, modifiers,
         ))));
+        // Work the event loop would leave to workers is done before the screen is read.
+        self.app.settle();
         self
     }
 
@@ -135,6 +137,7 @@ impl Harness {
             row,
             modifiers: KeyModifiers::NONE,
         })));
+        self.app.settle();
         self
     }
 
@@ -798,4 +801,110 @@ fn an_image_without_findings_says_so() {
     // Enter on nothing does nothing.
     h.key(KeyCode::Enter, KeyModifiers::NONE);
     assert!(h.app.findings_open);
+}
+
+#[test]
+fn a_filter_is_worked_out_aside_and_only_the_newest_answer_is_installed() {
+    let mut h = Harness::loaded(80, 24);
+    h.key(KeyCode::Tab, KeyModifiers::NONE).ctrl('f');
+    let rows = h.app.view.rows().to_vec();
+    // Typed without settling, as the event loop does: the rows stay, the status says why.
+    for c in "host".chars() {
+        h.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        ))));
+    }
+    let text = h.draw();
+    assert!(text.contains("Filter: host▏ filtering…"), "{text}");
+    assert_eq!(h.app.view.rows(), rows.as_slice());
+    let generations: Vec<u64> = h
+        .app
+        .take_effects()
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Filter { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect();
+    let [old, .., new] = generations.as_slice() else {
+        panic!("expected a worker per key, got {generations:?}")
+    };
+    assert_eq!(generations.len(), 4);
+    // Older work is told to stop; its answer, arriving late, is dropped.
+    assert!(h.app.filter_cancelled(*old)() && !h.app.filter_cancelled(*new)());
+    let tree = h.app.tree.clone();
+    let stale = crate::tui::app::filter_matches(&tree, "h", || false);
+    h.app.update(Message::Filtered {
+        generation: *old,
+        result: stale,
+    });
+    assert!(h.draw().contains("filtering…"));
+    assert_eq!(h.app.view.rows(), rows.as_slice());
+    let fresh = crate::tui::app::filter_matches(&tree, "host", || false);
+    h.app.update(Message::Filtered {
+        generation: *new,
+        result: fresh,
+    });
+    let text = h.draw();
+    assert!(text.contains("Filter: host▏ (regex)"), "{text}");
+    assert!(!h.app.filter_pending());
+    assert!(text.contains("hosts"), "{text}");
+    assert_ne!(h.app.view.rows(), rows.as_slice());
+}
+
+#[test]
+fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
+    let mut h = Harness::loaded(80, 24);
+    let shown = h.app.view.layer();
+    // Layer moves without settling, as the event loop does: the layer before stays.
+    for _ in 0..h.info.history.len() {
+        h.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+            KeyCode::Char('j'),
+            KeyModifiers::NONE,
+        ))));
+    }
+    assert!(h.draw().contains("building…"), "{}", h.draw());
+    assert_eq!(h.app.view.layer(), shown);
+    let asked: Vec<(u64, usize, super::tree_view::ViewMode)> = h
+        .app
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Marks {
+                generation,
+                layer,
+                mode,
+            } => Some((generation, layer, mode)),
+            _ => None,
+        })
+        .collect();
+    let [old, new] = asked.as_slice() else {
+        panic!("expected a worker per move, got {}", asked.len())
+    };
+    let tree = h.app.tree.clone();
+    let marks = |(_, layer, mode): (u64, usize, _)| {
+        super::tree_view::prepare_marks(&tree.read().unwrap(), layer, mode)
+    };
+    // The first move's marks arrive late: not shown.
+    h.app.update(Message::Marks {
+        generation: old.0,
+        marks: marks(*old),
+    });
+    assert_eq!(h.app.view.layer(), shown);
+    assert!(h.app.layer_pending());
+    h.app.update(Message::Marks {
+        generation: new.0,
+        marks: marks(*new),
+    });
+    assert_eq!(h.app.view.layer(), Some(new.1));
+    assert!(!h.app.layer_pending());
+    assert!(!h.draw().contains("building…"));
+    // The same rows as shown without a worker.
+    let rows = h.app.view.rows().to_vec();
+    let mut direct = Harness::loaded(80, 24);
+    for _ in 0..h.info.history.len() {
+        direct.press('j');
+    }
+    assert_eq!(direct.app.view.rows(), rows.as_slice());
 }

@@ -295,6 +295,128 @@ fn run_dfa(dfa: &dense::DFA<Vec<u32>>, mut state: StateID, bytes: &[u8]) -> (Sta
     (state, false)
 }
 
+/// Which nodes' paths match `pattern`, by node id ([`MATCHED`], [`MATCH_BELOW`]), for a
+/// filter worked out away from the UI (see [`TreeView::set_filter_matched`]). With a DFA,
+/// each node's state is its parent's stepped over "/name" (parents have lower ids), so every
+/// name is read once. `None` when `cancelled` said so before the end (a newer filter
+/// superseded this one).
+pub fn match_all(
+    tree: &FileTree,
+    pattern: &PathPattern,
+    cancelled: impl Fn() -> bool,
+) -> Option<Vec<u8>> {
+    /// Nodes between two looks at `cancelled`.
+    const CHUNK: usize = 1 << 14;
+    let n = tree.node_count();
+    let root = tree.root();
+    let mut matched = vec![0u8; n];
+    let start = pattern.dfa.as_deref().and_then(|dfa| {
+        dfa.start_state(&start::Config::new().anchored(Anchored::No))
+            .ok()
+            .map(|state| (dfa, state))
+    });
+    match start {
+        Some((dfa, start)) => {
+            // (state after the node's path, whether that path or a prefix of it matched)
+            let mut states = vec![(start, false); n];
+            for id in 0..n {
+                if id % CHUNK == 0 && cancelled() {
+                    return None;
+                }
+                let node = NodeId(id as u32);
+                if node == root {
+                    continue;
+                }
+                let (mut state, mut prefix_matched) = match tree.parent(node) {
+                    Some(p) if p != root => {
+                        states.get(p.index()).copied().unwrap_or((start, false))
+                    }
+                    _ => (start, false),
+                };
+                if !prefix_matched && !dfa.is_dead_state(state) {
+                    (state, prefix_matched) = run_dfa(dfa, state, b"/");
+                    if !prefix_matched && !dfa.is_dead_state(state) {
+                        (state, prefix_matched) = run_dfa(dfa, state, tree.name(node));
+                    }
+                }
+                if prefix_matched || dfa.is_match_state(dfa.next_eoi_state(state)) {
+                    matched[id] = MATCHED;
+                }
+                states[id] = (state, prefix_matched);
+            }
+        }
+        None => {
+            let mut matcher = PathMatcher::new(pattern);
+            for (id, slot) in matched.iter_mut().enumerate() {
+                if id % CHUNK == 0 && cancelled() {
+                    return None;
+                }
+                let node = NodeId(id as u32);
+                if node != root && matcher.matches(tree, node) {
+                    *slot = MATCHED;
+                }
+            }
+        }
+    }
+    // Children have higher ids than their parents: one backward pass marks the ancestors.
+    for id in (1..n).rev() {
+        if matched[id] != 0 {
+            if let Some(parent) = tree.parent(NodeId(id as u32)) {
+                if let Some(flags) = matched.get_mut(parent.index()) {
+                    *flags |= MATCH_BELOW;
+                }
+            }
+        }
+    }
+    Some(matched)
+}
+
+/// In [`match_all`]'s answer: the node's path matches.
+pub const MATCHED: u8 = 1;
+/// In [`match_all`]'s answer: some path below the node matches (a walk skips the rest).
+pub const MATCH_BELOW: u8 = 2;
+
+/// Marks of one layer and mode made off the UI thread, to hand to [`TreeView::keep_marks`].
+pub struct PreparedMarks(Marks);
+
+/// The marks [`TreeView::show_layer`] would make for `layer` in `mode`: one pass over the
+/// nodes, for a worker to do.
+pub fn prepare_marks(tree: &FileTree, layer: usize, mode: ViewMode) -> PreparedMarks {
+    let mut marks = Marks::compute(tree, layer, base_layer(layer, mode), mode);
+    // The rows built from them take up to one per marked node: the worker also takes that
+    // memory and writes it once, so that the loop does not page it in while building.
+    let marked = marks.kinds.iter().filter(|k| k.is_some()).count();
+    let filler = Row {
+        node: NodeId(u32::MAX),
+        depth: u16::MAX,
+        kind: ChangeKind::Added,
+        is_dir: true,
+        collapsed: true,
+        last: true,
+        guides: u64::MAX,
+    };
+    let mut rows = vec![filler; marked];
+    rows.clear();
+    let never = RowsKey {
+        sort: SortOrder::Name,
+        hidden: HiddenKinds::default(),
+        // Not a number the view ever gives: the rows are only lent.
+        filter: u64::MAX,
+        collapse: CollapseKey::Changed(u64::MAX),
+    };
+    marks.rows = Some((never, rows, [0; 4]));
+    PreparedMarks(marks)
+}
+
+/// The layer removed rows are read from at `layer` in `mode`.
+fn base_layer(layer: usize, mode: ViewMode) -> Option<usize> {
+    match (mode, layer) {
+        (_, 0) => None,
+        (ViewMode::LayerChanges, n) => Some(n - 1),
+        (ViewMode::Aggregated, _) => Some(0),
+    }
+}
+
 /// One visible row of the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -518,6 +640,9 @@ pub struct TreeView {
     /// Kinds not shown.
     pub hidden: HiddenKinds,
     filter: Option<PathPattern>,
+    /// The filter's matches by node id, when worked out beforehand (see [`match_all`]); the
+    /// walk asks the filter itself when they are absent or the tree grew since.
+    matched: Option<Vec<u8>>,
     rows: Vec<Row>,
     /// The rows by kind (see [`Self::counts`]), counted when they are built.
     counts: [usize; 4],
@@ -554,6 +679,7 @@ impl TreeView {
             sort: SortOrder::Name,
             hidden: HiddenKinds::default(),
             filter: None,
+            matched: None,
             rows: Vec::new(),
             counts: [0; 4],
             built: None,
@@ -580,11 +706,25 @@ impl TreeView {
     /// The layer a row's entry is read from: the shown layer, or for removed rows the layer
     /// it is compared against.
     pub fn base_layer(&self) -> Option<usize> {
-        let layer = self.layer?;
-        match (self.mode, layer) {
-            (_, 0) => None,
-            (ViewMode::LayerChanges, n) => Some(n - 1),
-            (ViewMode::Aggregated, _) => Some(0),
+        base_layer(self.layer?, self.mode)
+    }
+
+    /// Whether showing `layer` in `mode` needs a pass over the nodes first (its marks are
+    /// neither current nor kept): see [`prepare_marks`].
+    pub fn needs_marks(&self, tree: &FileTree, layer: usize, mode: ViewMode) -> bool {
+        let key = (layer, mode, tree.node_count(), tree.layer_count());
+        self.marks.key != key && !self.kept.iter().any(|m| m.key == key)
+    }
+
+    /// Keep `marks` made by [`prepare_marks`] away from the UI, for the next
+    /// [`Self::show_layer`] of their layer and mode; marks of a smaller tree are dropped.
+    pub fn keep_marks(&mut self, tree: &FileTree, marks: PreparedMarks) {
+        let marks = marks.0;
+        if marks.key.2 == tree.node_count()
+            && marks.key.3 == tree.layer_count()
+            && self.needs_marks(tree, marks.key.0, marks.key.1)
+        {
+            self.kept.push(marks);
         }
     }
 
@@ -609,7 +749,11 @@ impl TreeView {
                 self.kept.push(old);
             }
             if self.kept.len() > MARKS_KEPT {
-                self.kept.remove(0);
+                // Its rows lend their memory to the rows built next (no growing from empty).
+                if let Some((_, mut rows, _)) = self.kept.remove(0).rows {
+                    rows.clear();
+                    self.rows = rows;
+                }
             }
         }
         self.refresh(tree);
@@ -714,10 +858,12 @@ impl TreeView {
             collapsed,
             hidden,
             filter,
+            matched,
             rows,
             sort,
             ..
         } = self;
+        let matched = matched.as_deref().filter(|m| m.len() == tree.node_count());
         let kinds = &marks.kinds;
         let kind_of = |node: u32| kinds.get(node as usize).copied().flatten();
         let by_size = match sort {
@@ -727,7 +873,10 @@ impl TreeView {
         let order: &NameOrder = order;
         let entries = move |dir: u32| order.children_in(by_size, dir);
         // The filter reads each name once, not each node's whole path (see PathMatcher).
-        let mut matcher = filter.as_ref().map(PathMatcher::new);
+        let mut matcher = filter
+            .as_ref()
+            .filter(|_| matched.is_none())
+            .map(PathMatcher::new);
         let mut stack = vec![Walk {
             children: entries(0),
             next: 0,
@@ -746,9 +895,18 @@ impl TreeView {
                 let Some(kind) = kind_of(child) else {
                     continue;
                 };
+                let flags = matched.map(|m| m.get(child as usize).copied().unwrap_or(0));
+                if flags == Some(0) {
+                    // Neither it nor anything below matches: it would show no row.
+                    continue;
+                }
                 let node = NodeId(child);
                 // Every node meets the matcher, hidden or not, so each name is read once.
-                let named = matcher.as_mut().is_none_or(|m| m.matches(tree, node));
+                let named = match (flags, matcher.as_mut()) {
+                    (Some(flags), _) => flags & MATCHED != 0,
+                    (None, Some(m)) => m.matches(tree, node),
+                    (None, None) => true,
+                };
                 let passes = !hidden.hides(kind) && named;
                 let is_dir = marks.dirs.get(child as usize).copied().unwrap_or(false);
                 if !is_dir {
@@ -1008,6 +1166,16 @@ impl TreeView {
     /// Replace the filter and rebuild.
     pub fn set_filter(&mut self, tree: &FileTree, filter: Option<PathPattern>) {
         self.filter = filter;
+        self.matched = None;
+        self.filter_changes = self.next_change();
+        self.rebuild(tree);
+    }
+
+    /// Replace the filter by `filter` whose matches by node id are `matched` (from
+    /// [`match_all`] on this tree), and rebuild without matching any path again.
+    pub fn set_filter_matched(&mut self, tree: &FileTree, filter: PathPattern, matched: Vec<u8>) {
+        self.filter = Some(filter);
+        self.matched = Some(matched);
         self.filter_changes = self.next_change();
         self.rebuild(tree);
     }
@@ -1235,6 +1403,12 @@ mod tests {
         view.set_filter(&tree, PathPattern::new("^/(usr|app)/.*[lo]$"));
         assert!(view.filter().unwrap().is_regex());
         assert_eq!(names(&view, &tree), ["usr", "  bin", "    tool"]);
+        // Matches worked out beforehand give the same rows.
+        let pattern = PathPattern::new("^/(usr|app)/.*[lo]$").unwrap();
+        let matched = match_all(&tree, &pattern, || false).unwrap();
+        view.set_filter(&tree, None);
+        view.set_filter_matched(&tree, pattern, matched);
+        assert_eq!(names(&view, &tree), ["usr", "  bin", "    tool"]);
         // Not a valid regex: taken as text.
         let text = PathPattern::new("main.py(").unwrap();
         assert!(!text.is_regex());
@@ -1305,6 +1479,7 @@ mod tests {
                     pattern.dfa = None;
                 }
                 let mut matcher = PathMatcher::new(&pattern);
+                let all = match_all(&tree, &pattern, || false).unwrap();
                 for &node in &nodes {
                     let whole = pattern.matches(&tree.path(node));
                     assert_eq!(
@@ -1313,7 +1488,17 @@ mod tests {
                         "{text} on {:?} (dfa: {with_dfa})",
                         String::from_utf8_lossy(&tree.path(node))
                     );
+                    let named = all[node.index()] & MATCHED != 0;
+                    assert_eq!(named, whole, "match_all: {text} (dfa: {with_dfa})");
+                    let below = nodes.iter().any(|&d| {
+                        d != node
+                            && tree.path(d).starts_with(&tree.path(node))
+                            && tree.path(d).get(tree.path(node).len()) == Some(&b'/')
+                            && pattern.matches(&tree.path(d))
+                    });
+                    assert_eq!(all[node.index()] & MATCH_BELOW != 0, below, "{text} below");
                 }
+                assert!(match_all(&tree, &pattern, || true).is_none());
             }
         }
     }

@@ -199,6 +199,8 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
             Prompt::Search(t) => ("Search", t),
         };
         let kind = match app.view.filter() {
+            // The rows are still the previous filter's.
+            _ if label == "Filter" && app.filter_pending() => " filtering…",
             Some(f) if label == "Filter" && f.is_regex() => " (regex)",
             Some(_) if label == "Filter" => " (text)",
             _ => "",
@@ -265,7 +267,12 @@ fn counts(app: &App) -> String {
             app.view.rows().len()
         ),
     ];
-    if let Some(filter) = app.view.filter() {
+    if app.layer_pending() {
+        parts.push("building…".to_string());
+    }
+    if app.filter_pending() {
+        parts.push("filtering…".to_string());
+    } else if let Some(filter) = app.view.filter() {
         parts.push(format!("filter: {}", Escaped(filter.text())));
     }
     if app.view.sort == SortOrder::Size {
