@@ -143,11 +143,10 @@ impl ChildTable {
     /// slots in use (so at least one is free and every probe ends), ids below `node_count`.
     pub fn from_raw_parts(slots: Vec<u64>, len: usize, node_count: usize) -> Option<ChildTable> {
         // One pass: the count of slots in use, and whether any names a node beyond the end.
-        let (used, bad) = slots.iter().fold((0usize, false), |(used, bad), &s| {
+        let (used, ids_ok) = slots.iter().fold((0usize, true), |(used, ok), &s| {
             let beyond = ((s as u32).wrapping_sub(1) as usize) >= node_count;
-            (used + usize::from(s != 0), bad | (s != 0 && beyond))
+            (used + usize::from(s != 0), ok && !(s != 0 && beyond))
         });
-        let ids_ok = !bad;
         let size_ok = slots.is_empty() || slots.len().is_power_of_two();
         let load_ok = len * MAX_LOAD_DEN <= slots.len() * MAX_LOAD_NUM;
         (used == len && ids_ok && size_ok && load_ok).then_some(ChildTable { slots, len })

@@ -518,6 +518,29 @@ impl App {
         });
     }
 
+    /// Before a jump shows `layer` at once (to a file or a finding): select its row in the
+    /// Layers pane, leave the compare view and forget a layer still being made. False when
+    /// the image is not known yet.
+    fn select_layer_for_jump(&mut self, layer: usize) -> bool {
+        let Some(info) = &self.info else {
+            return false;
+        };
+        if let Some(row) = info
+            .history
+            .iter()
+            .position(|s| s.layer_index == Some(layer))
+        {
+            self.layer_row = row;
+        }
+        let rows = self.areas().layers_rows;
+        self.scroll_layers(rows);
+        if let Some(c) = &mut self.compare {
+            c.active = false;
+        }
+        self.pending_layer = None;
+        true
+    }
+
     /// A layer's marks are being made: the tree pane still shows the layer before.
     pub fn layer_pending(&self) -> bool {
         self.pending_layer.is_some()
@@ -914,20 +937,9 @@ impl App {
         else {
             return;
         };
-        let Some(info) = &self.info else { return };
-        if let Some(row) = info
-            .history
-            .iter()
-            .position(|s| s.layer_index == Some(layer))
-        {
-            self.layer_row = row;
+        if !self.select_layer_for_jump(layer) {
+            return;
         }
-        let rows = self.areas().layers_rows;
-        self.scroll_layers(rows);
-        if let Some(c) = &mut self.compare {
-            c.active = false;
-        }
-        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
         if !self.view.reveal(&tree, node) {
             // Hidden by the filter or a hide flag: show everything and try again.
@@ -1012,24 +1024,13 @@ impl App {
             paths.len(),
             if paths.len() == 1 { "path" } else { "paths" }
         );
-        let Some(info) = &self.info else { return };
-        if let Some(row) = info
-            .history
-            .iter()
-            .position(|s| s.layer_index == Some(layer))
-        {
-            self.layer_row = row;
-        }
-        let rows = self.areas().layers_rows;
-        self.scroll_layers(rows);
-        if let Some(c) = &mut self.compare {
-            c.active = false;
+        if !self.select_layer_for_jump(layer) {
+            return;
         }
         self.findings_open = false;
         let tree = self.tree.clone();
         let tree = read(&tree);
         let nodes: Vec<NodeId> = paths.iter().filter_map(|p| tree.lookup(p)).collect();
-        self.pending_layer = None;
         self.view.show_layer(&tree, layer, self.mode);
         self.drop_pending_filter();
         self.view
