@@ -225,7 +225,7 @@ pub struct App {
 }
 
 /// Read the tree even if a panicking reader poisoned the lock (readers never mutate it).
-fn read(tree: &RwLock<FileTree>) -> RwLockReadGuard<'_, FileTree> {
+pub(super) fn read(tree: &RwLock<FileTree>) -> RwLockReadGuard<'_, FileTree> {
     tree.read().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -238,9 +238,7 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
         } => {
             let (tree, tx) = (app.tree.clone(), tx.clone());
             tokio::task::spawn_blocking(move || {
-                let tree = tree.read().unwrap_or_else(|e| e.into_inner());
-                let marks = tree_view::prepare_marks(&tree, layer, mode);
-                drop(tree);
+                let marks = tree_view::prepare_marks(&app::read(&tree), layer, mode);
                 let _ = tx.send(Message::Marks { generation, marks });
             });
         }

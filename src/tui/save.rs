@@ -43,7 +43,7 @@ pub fn start(app: &mut App) {
         return;
     };
     let tree = app.tree.clone();
-    let tree = tree.read().unwrap_or_else(|p| p.into_inner());
+    let tree = super::app::read(&tree);
     if row.kind == ChangeKind::Removed {
         app.notice = Some("removed at this layer: select a lower layer to save it".to_string());
         return;
