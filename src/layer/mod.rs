@@ -326,8 +326,8 @@ impl LayerParts {
 /// How [`index_layer_with`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexOptions {
-    /// Decompress on a second thread while this one parses and hashes, so one big layer
-    /// keeps two cores busy. On by default.
+    /// Decompress and hash on two more threads while this one parses, so one big layer
+    /// keeps every core busy. On by default.
     pub decompress_thread: bool,
 }
 
@@ -362,18 +362,21 @@ pub fn index_layer_with<R: Read + Send>(
     let algorithm = expected_diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let (collected, diff_id, tar_size, compressed_size) = if options.decompress_thread {
         std::thread::scope(|scope| {
-            let (ends, source) = stream::decoder_channel();
+            let (ends, hash_stage, source) = stream::threaded_channels(algorithm);
             scope.spawn(move || stream::run_decoder_thread(decoder, ends));
-            let mut tar = stream::TarStream::new(source, algorithm);
+            scope.spawn(move || hash_stage.run());
+            let mut tar = stream::TarStream::new(source);
             let collected = index::walk(&mut tar)?;
-            let (diff_id, tar_size, source) = tar.finish();
-            Ok::<_, LayerError>((collected, diff_id, tar_size, source.compressed_bytes()))
+            let (tar_size, source) = tar.finish();
+            let (diff_id, compressed_size) = source.finish()?;
+            Ok::<_, LayerError>((collected, diff_id, tar_size, compressed_size))
         })?
     } else {
-        let mut tar = stream::TarStream::new(stream::InlineSource::new(decoder), algorithm);
+        let mut tar = stream::TarStream::new(stream::InlineSource::new(decoder, algorithm));
         let collected = index::walk(&mut tar)?;
-        let (diff_id, tar_size, source) = tar.finish();
-        (collected, diff_id, tar_size, source.compressed_bytes())
+        let (tar_size, source) = tar.finish();
+        let (diff_id, compressed_size) = source.finish();
+        (collected, diff_id, tar_size, compressed_size)
     };
     if let Some(expected) = expected_diff_id {
         if *expected != diff_id {

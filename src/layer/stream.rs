@@ -1,5 +1,7 @@
-//! From a layer blob to uncompressed tar bytes: compression sniffing, decoding (optionally on
-//! a second thread), and a block reader that hashes every byte for the diff_id as it passes.
+//! From a layer blob to uncompressed tar bytes: compression sniffing, decoding, and the diff_id
+//! hash of every uncompressed byte. Either all of it runs on the parsing thread, or decoding and
+//! hashing each get a thread of their own, chained by bounded channels, so one big layer keeps
+//! three stages busy instead of one.
 
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -12,7 +14,7 @@ use super::{Compression, LayerError};
 
 /// Uncompressed bytes handed over at once; a multiple of [`BLOCK`] so headers rarely straddle.
 const CHUNK: usize = 256 * 1024;
-/// Chunks the decoder thread may run ahead of the parser (bounds memory to a few MB).
+/// Chunks each stage may run ahead of the next (bounds memory to a few MB).
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// Read buffer between the source and the decompressor.
 const SOURCE_BUFFER: usize = 128 * 1024;
@@ -183,50 +185,68 @@ fn fill_chunk<R: Read>(
     Ok((len > 0).then_some(Chunk { buf, len }))
 }
 
-/// Decompress on the calling thread.
+/// Decompress and hash on the calling thread.
 pub struct InlineSource<R: Read> {
     decoder: Decoder<R>,
+    hasher: DigestHasher,
 }
 
 impl<R: Read> InlineSource<R> {
-    /// Read from `decoder` on this thread.
-    pub fn new(decoder: Decoder<R>) -> Self {
-        InlineSource { decoder }
+    /// Read from `decoder` on this thread, hashing with `algorithm`.
+    pub fn new(decoder: Decoder<R>, algorithm: Algorithm) -> Self {
+        InlineSource {
+            decoder,
+            hasher: DigestHasher::new(algorithm),
+        }
     }
 
-    /// Compressed bytes consumed so far.
-    pub fn compressed_bytes(&self) -> u64 {
-        self.decoder.compressed_bytes()
+    /// The digest of every uncompressed byte and the compressed bytes consumed; call once
+    /// the stream has ended.
+    pub fn finish(self) -> (Digest, u64) {
+        (self.hasher.finish(), self.decoder.compressed_bytes())
     }
 }
 
 impl<R: Read> ChunkSource for InlineSource<R> {
     fn next_chunk(&mut self, spare: Vec<u8>) -> Result<Option<Chunk>, LayerError> {
-        fill_chunk(&mut self.decoder, spare)
+        let chunk = fill_chunk(&mut self.decoder, spare)?;
+        if let Some(chunk) = &chunk {
+            self.hasher.update(&chunk.buf[..chunk.len]);
+        }
+        Ok(chunk)
     }
 }
 
-/// What the decoder thread reports: a chunk, an error, or the end with the compressed size.
+/// What a stage passes on: a chunk, an error, or the end.
 pub enum Message {
     /// More bytes.
     Data(Chunk),
     /// The decoder failed; nothing follows.
     Failed(LayerError),
-    /// The end of the stream, after this many compressed bytes.
-    End(u64),
+    /// The end of the stream, after this many compressed bytes; the hash stage adds the
+    /// digest of every uncompressed byte.
+    End {
+        compressed_bytes: u64,
+        digest: Option<Digest>,
+    },
 }
 
-/// Chunks decompressed on another thread (see [`run_decoder_thread`]).
+/// Chunks decompressed and hashed on other threads (see [`threaded_channels`]).
 pub struct ThreadedSource {
     chunks: Receiver<Message>,
     spares: Sender<Vec<u8>>,
     compressed_bytes: u64,
+    digest: Option<Digest>,
 }
 
 impl ThreadedSource {
-    /// Compressed bytes the decoder consumed (known once the end has been received).
-    pub fn compressed_bytes(&self) -> u64 {
-        self.compressed_bytes
+    /// The hash stage's digest of every uncompressed byte and the compressed bytes the
+    /// decoder consumed; call once the stream has ended.
+    pub fn finish(self) -> Result<(Digest, u64), LayerError> {
+        let digest = self.digest.ok_or_else(|| {
+            LayerError::Read("the stream ended before the hashing thread did".to_string())
+        })?;
+        Ok((digest, self.compressed_bytes))
     }
 }
 
@@ -239,8 +259,12 @@ impl ChunkSource for ThreadedSource {
         match self.chunks.recv() {
             Ok(Message::Data(chunk)) => Ok(Some(chunk)),
             Ok(Message::Failed(e)) => Err(e),
-            Ok(Message::End(bytes)) => {
-                self.compressed_bytes = bytes;
+            Ok(Message::End {
+                compressed_bytes,
+                digest,
+            }) => {
+                self.compressed_bytes = compressed_bytes;
+                self.digest = digest;
                 Ok(None)
             }
             Err(_) => Err(LayerError::Read(
@@ -250,22 +274,73 @@ impl ChunkSource for ThreadedSource {
     }
 }
 
-/// The two ends of a decoder thread: give the first to [`run_decoder_thread`] on a scoped
-/// thread, read from the second.
-pub fn decoder_channel() -> (DecoderThreadEnds, ThreadedSource) {
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+/// The ends of the decoder and hash threads: run [`run_decoder_thread`] and
+/// [`HashStage::run`] on scoped threads, read from the [`ThreadedSource`]. Buffers the parser
+/// is done with go straight back to the decoder.
+pub fn threaded_channels(algorithm: Algorithm) -> (DecoderThreadEnds, HashStage, ThreadedSource) {
+    let (decoded_tx, decoded_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (spare_tx, spare_rx) = mpsc::channel();
     (
         DecoderThreadEnds {
-            chunks: chunk_tx,
+            chunks: decoded_tx,
             spares: spare_rx,
         },
+        HashStage {
+            input: decoded_rx,
+            output: hashed_tx,
+            hasher: DigestHasher::new(algorithm),
+        },
         ThreadedSource {
-            chunks: chunk_rx,
+            chunks: hashed_rx,
             spares: spare_tx,
             compressed_bytes: 0,
+            digest: None,
         },
     )
+}
+
+/// The stage between decoder and parser that hashes every uncompressed byte for the diff_id:
+/// at SHA-256 speed over a gigabyte of tar it is as much work as the decoding or the parsing,
+/// so it gets its own thread.
+pub struct HashStage {
+    input: Receiver<Message>,
+    output: SyncSender<Message>,
+    hasher: DigestHasher,
+}
+
+impl HashStage {
+    /// Hash and pass on chunks until the end, an error, or either neighbour hanging up.
+    pub fn run(self) {
+        let HashStage {
+            input,
+            output,
+            mut hasher,
+        } = self;
+        // A decoder that vanished drops `input`; dropping `output` then tells the parser.
+        while let Ok(message) = input.recv() {
+            let message = match message {
+                Message::Data(chunk) => {
+                    hasher.update(&chunk.buf[..chunk.len]);
+                    Message::Data(chunk)
+                }
+                Message::End {
+                    compressed_bytes, ..
+                } => {
+                    let _ = output.send(Message::End {
+                        compressed_bytes,
+                        digest: Some(hasher.finish()),
+                    });
+                    return;
+                }
+                failed @ Message::Failed(_) => failed,
+            };
+            let last = matches!(message, Message::Failed(_));
+            if output.send(message).is_err() || last {
+                return;
+            }
+        }
+    }
 }
 
 /// The decoder thread's side of the channel.
@@ -280,7 +355,10 @@ pub fn run_decoder_thread<R: Read>(mut decoder: Decoder<R>, ends: DecoderThreadE
         let spare = ends.spares.try_recv().unwrap_or_default();
         let message = match fill_chunk(&mut decoder, spare) {
             Ok(Some(chunk)) => Message::Data(chunk),
-            Ok(None) => Message::End(decoder.compressed_bytes()),
+            Ok(None) => Message::End {
+                compressed_bytes: decoder.compressed_bytes(),
+                digest: None,
+            },
             Err(e) => Message::Failed(e),
         };
         let last = !matches!(message, Message::Data(_));
@@ -298,8 +376,7 @@ pub enum BlockRead {
     End,
 }
 
-/// The uncompressed tar as a byte stream with an absolute offset; every byte that passes
-/// through is hashed for the diff_id.
+/// The uncompressed tar as a byte stream with an absolute offset (the source hashes it).
 pub struct TarStream<S: ChunkSource> {
     source: S,
     chunk: Vec<u8>,
@@ -307,20 +384,18 @@ pub struct TarStream<S: ChunkSource> {
     pos: usize,
     /// Offset of `chunk[pos]` in the uncompressed tar.
     offset: u64,
-    hasher: DigestHasher,
     ended: bool,
 }
 
 impl<S: ChunkSource> TarStream<S> {
-    /// Read from `source`, hashing with `algorithm` (the expected diff_id's, else SHA-256).
-    pub fn new(source: S, algorithm: Algorithm) -> Self {
+    /// Read from `source`.
+    pub fn new(source: S) -> Self {
         TarStream {
             source,
             chunk: Vec::new(),
             len: 0,
             pos: 0,
             offset: 0,
-            hasher: DigestHasher::new(algorithm),
             ended: false,
         }
     }
@@ -341,7 +416,6 @@ impl<S: ChunkSource> TarStream<S> {
         let spare = std::mem::take(&mut self.chunk);
         match self.source.next_chunk(spare)? {
             Some(chunk) => {
-                self.hasher.update(&chunk.buf[..chunk.len]);
                 self.chunk = chunk.buf;
                 self.len = chunk.len;
                 self.pos = 0;
@@ -402,8 +476,8 @@ impl<S: ChunkSource> TarStream<S> {
         Ok(true)
     }
 
-    /// Read everything that is left (trailing zero blocks, padding), so the diff_id covers
-    /// the whole stream.
+    /// Read everything that is left (trailing zero blocks, padding), so the source's diff_id
+    /// covers the whole stream.
     pub fn drain(&mut self) -> Result<(), LayerError> {
         loop {
             self.offset += (self.len - self.pos) as u64;
@@ -414,9 +488,9 @@ impl<S: ChunkSource> TarStream<S> {
         }
     }
 
-    /// The digest of every byte read and the stream's length; call after [`Self::drain`].
-    pub fn finish(self) -> (Digest, u64, S) {
-        (self.hasher.finish(), self.offset, self.source)
+    /// The stream's length and its source; call after [`Self::drain`].
+    pub fn finish(self) -> (u64, S) {
+        (self.offset, self.source)
     }
 }
 
