@@ -144,10 +144,19 @@ impl Bench {
         let mut install = None;
         for effect in self.app.take_effects() {
             let answer = match effect {
-                Effect::Filter { generation, text } => {
+                Effect::Filter {
+                    generation,
+                    text,
+                    rows,
+                } => {
                     let cancelled = self.app.filter_cancelled(generation);
                     let result = app::filter_matches(&self.app.tree, &text, &cancelled);
-                    Message::Filtered { generation, result }
+                    let spare = tree_view::spare_rows(rows);
+                    Message::Filtered {
+                        generation,
+                        result,
+                        spare,
+                    }
                 }
                 Effect::Marks {
                     generation,
@@ -155,9 +164,14 @@ impl Bench {
                     mode,
                 } => {
                     let tree = self.app.tree.read().expect("tree");
-                    let marks = tree_view::prepare_marks(&tree, layer, mode);
+                    let order = self.app.view.name_order();
+                    let marks = tree_view::prepare_marks(&tree, layer, mode, &order);
                     drop(tree);
                     Message::Marks { generation, marks }
+                }
+                Effect::Search { generation, text } => {
+                    let result = app::filter_matches(&self.app.tree, &text, || false);
+                    Message::Searched { generation, result }
                 }
                 _ => continue,
             };

@@ -24,7 +24,9 @@ use super::event::Message;
 use super::keymap::{Keymap, Scope};
 use super::save::SavePrompt;
 use super::theme::Theme;
-use super::tree_view::{prepare_marks, PathPattern, PreparedMarks, TreeView, ViewMode};
+use super::tree_view::{
+    prepare_marks, PathPattern, PreparedMarks, SortOrder, SpareRows, TreeView, ViewMode,
+};
 use super::ui::{layout, list_offset, Areas};
 use super::viewer::{Viewer, Window, WINDOW_BYTES};
 
@@ -108,6 +110,17 @@ pub enum Effect {
         /// Tag for the answer: only the newest filter's is installed.
         generation: u64,
         /// The filter as typed.
+        text: String,
+        /// Rows' memory to take for the build the answer leads to (see
+        /// [`TreeView::spare_rows_wanted`]).
+        rows: usize,
+    },
+    /// Work out which paths the search `text` matches on a worker and answer with
+    /// [`Message::Searched`] carrying `generation`.
+    Search {
+        /// Tag for the answer: only the newest search's is used.
+        generation: u64,
+        /// The pattern as typed.
         text: String,
     },
     /// Make the marks of `layer` in `mode` on a worker (one pass over the nodes) and answer
@@ -222,6 +235,9 @@ pub struct App {
     /// shows the layer before meanwhile.
     pending_layer: Option<(u64, usize, ViewMode)>,
     layer_generation: u64,
+    /// The search being worked out (generation, text); n and N wait for it.
+    pending_search: Option<(u64, String)>,
+    search_generation: u64,
 }
 
 /// Read the tree even if a panicking reader poisoned the lock (readers never mutate it).
@@ -275,6 +291,8 @@ impl App {
             filter_generation: Arc::new(AtomicU64::new(0)),
             pending_filter: None,
             pending_layer: None,
+            pending_search: None,
+            search_generation: 0,
             layer_generation: 0,
         }
     }
@@ -344,8 +362,13 @@ impl App {
             Message::CompareLoaded(result) => self.on_compare_loaded(result),
             Message::FileWindow { request, result } => self.on_file_window(request, result),
             Message::Saved(result) => super::save::finished(self, result),
-            Message::Filtered { generation, result } => self.on_filtered(generation, result),
+            Message::Filtered {
+                generation,
+                result,
+                spare,
+            } => self.on_filtered(generation, result, spare),
             Message::Marks { generation, marks } => self.on_marks(generation, marks),
+            Message::Searched { generation, result } => self.on_searched(generation, result),
             Message::Signal => self.quit = true,
             Message::Tick => {}
         }
@@ -518,6 +541,29 @@ impl App {
         });
     }
 
+    /// Switch between name and size order. The first size order of a large layer sorts
+    /// every directory: a worker does that with the layer's marks, and the rows shown stay
+    /// until they arrive.
+    fn toggle_sort(&mut self) {
+        if self.view.sort != SortOrder::Name || !self.view.size_order_missing() {
+            self.with_tree(|view, tree| view.toggle_sort(tree));
+            return;
+        }
+        let Some(layer) = self.view.layer() else {
+            return;
+        };
+        self.view.sort = SortOrder::Size;
+        let mode = self.view.mode();
+        self.layer_generation += 1;
+        let generation = self.layer_generation;
+        self.pending_layer = Some((generation, layer, mode));
+        self.effects.push(Effect::Marks {
+            generation,
+            layer,
+            mode,
+        });
+    }
+
     /// Before a jump shows `layer` at once (to a file or a finding): select its row in the
     /// Layers pane, leave the compare view and forget a layer still being made. False when
     /// the image is not known yet.
@@ -614,8 +660,7 @@ impl App {
             KeyCode::Enter => {
                 let prompt = self.prompt.take();
                 if let Some(Prompt::Search(text)) = prompt {
-                    self.search = PathPattern::new(&text);
-                    self.search_step(true);
+                    self.start_search(text);
                 }
                 return;
             }
@@ -638,7 +683,12 @@ impl App {
                 let text = text.clone();
                 let generation = self.filter_generation.fetch_add(1, Ordering::Relaxed) + 1;
                 self.pending_filter = Some((generation, text.clone()));
-                self.effects.push(Effect::Filter { generation, text });
+                let rows = self.view.spare_rows_wanted();
+                self.effects.push(Effect::Filter {
+                    generation,
+                    text,
+                    rows,
+                });
             }
         }
     }
@@ -655,28 +705,42 @@ impl App {
         move || newest.load(Ordering::Relaxed) != generation
     }
 
-    /// Finish at once the work otherwise left to workers (a pending filter), as if its
-    /// answer had arrived: for tests and benchmarks, which run no event loop.
+    /// Finish at once the work otherwise left to workers (marks, a filter, a search), as if
+    /// their answers had arrived: for tests and benchmarks, which run no event loop.
     pub fn settle(&mut self) {
         // The work is done here: no worker needs starting for it.
-        self.effects
-            .retain(|e| !matches!(e, Effect::Filter { .. } | Effect::Marks { .. }));
+        self.effects.retain(|e| {
+            !matches!(
+                e,
+                Effect::Filter { .. } | Effect::Marks { .. } | Effect::Search { .. }
+            )
+        });
         if let Some((generation, layer, mode)) = self.pending_layer {
-            let marks = prepare_marks(&read(&self.tree), layer, mode);
+            let marks = prepare_marks(&read(&self.tree), layer, mode, &self.view.name_order());
             self.on_marks(generation, marks);
+        }
+        if let Some((generation, text)) = self.pending_search.clone() {
+            let result = filter_matches(&self.tree, &text, || false);
+            self.on_searched(generation, result);
         }
         let Some((generation, text)) = self.pending_filter.clone() else {
             return;
         };
         let result = filter_matches(&self.tree, &text, || false);
-        self.on_filtered(generation, result);
+        self.on_filtered(generation, result, SpareRows::default());
     }
 
     /// A worker's answer for filter `generation`; dropped unless it is the newest asked.
-    fn on_filtered(&mut self, generation: u64, result: Option<(PathPattern, Vec<u8>)>) {
+    fn on_filtered(
+        &mut self,
+        generation: u64,
+        result: Option<(PathPattern, Vec<u8>)>,
+        spare: SpareRows,
+    ) {
         if self.pending_filter.as_ref().map(|p| p.0) != Some(generation) {
             return;
         }
+        self.view.lend_rows(spare);
         self.pending_filter = None;
         // Any worker still running is for an older filter.
         self.filter_generation.fetch_add(1, Ordering::Relaxed);
@@ -706,7 +770,44 @@ impl App {
         self.view.scroll_to_cursor(height);
     }
 
+    /// Search for `text` from the cursor on: at once, or on a worker when matching every
+    /// row's path would take longer than a frame.
+    fn start_search(&mut self, text: String) {
+        self.pending_search = None;
+        self.search = PathPattern::new(&text);
+        let needs_pass = self.search.as_ref().is_some_and(|pattern| {
+            let tree = read(&self.tree);
+            self.view.search_needs_pass(&tree, pattern)
+        });
+        if !needs_pass {
+            self.search_step(true);
+            return;
+        }
+        self.search_generation += 1;
+        let generation = self.search_generation;
+        self.pending_search = Some((generation, text.clone()));
+        self.notice = Some(format!("/{text}: searching…"));
+        self.effects.push(Effect::Search { generation, text });
+    }
+
+    /// A worker's matches for search `generation`: kept, then the first step taken.
+    fn on_searched(&mut self, generation: u64, result: Option<(PathPattern, Vec<u8>)>) {
+        if self.pending_search.as_ref().map(|p| p.0) != Some(generation) {
+            return;
+        }
+        self.pending_search = None;
+        if let Some((pattern, matched)) = result {
+            self.view.set_search_matches(&pattern, matched);
+        }
+        self.search_step(true);
+    }
+
     fn search_step(&mut self, forward: bool) {
+        if let Some((_, text)) = &self.pending_search {
+            // The worker's answer takes the first step.
+            self.notice = Some(format!("/{text}: searching…"));
+            return;
+        }
         let Some(pattern) = self.search.clone() else {
             self.notice = Some("no search: press / to search".to_string());
             return;
@@ -799,7 +900,7 @@ impl App {
             Action::ToggleModified => self.toggle_kind(ChangeKind::Modified),
             Action::ToggleUnmodified => self.toggle_kind(ChangeKind::Unmodified),
             Action::ToggleAttributes => self.show_attributes = !self.show_attributes,
-            Action::ToggleSort => self.with_tree(|view, tree| view.toggle_sort(tree)),
+            Action::ToggleSort => self.toggle_sort(),
             Action::ToggleCompare => self.toggle_compare(),
             Action::Open => self.open(),
             // Handled before the viewer, above.

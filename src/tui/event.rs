@@ -39,6 +39,16 @@ pub enum Message {
         generation: u64,
         /// The pattern and its matches.
         result: Option<(crate::tui::tree_view::PathPattern, Vec<u8>)>,
+        /// Memory for the rows the filter leaves, taken by the worker.
+        spare: crate::tui::tree_view::SpareRows,
+    },
+    /// A worker worked out which nodes the search asked for with `generation` matches: the
+    /// pattern and its matches by id (`None`: not a pattern).
+    Searched {
+        /// The generation the app gave.
+        generation: u64,
+        /// The pattern and its matches.
+        result: Option<(crate::tui::tree_view::PathPattern, Vec<u8>)>,
     },
     /// A worker made the marks of the layer asked for with `generation`.
     Marks {

@@ -220,14 +220,23 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
                 let _ = tx.send(Message::Saved(result));
             });
         }
-        Effect::Filter { generation, text } => {
+        Effect::Filter {
+            generation,
+            text,
+            rows,
+        } => {
             let cancelled = app.filter_cancelled(generation);
             let (tree, tx) = (app.tree.clone(), tx.clone());
             // Off the loop's threads: matching a large tree is a CPU-bound pass.
             tokio::task::spawn_blocking(move || {
                 let result = app::filter_matches(&tree, &text, &cancelled);
                 if !cancelled() {
-                    let _ = tx.send(Message::Filtered { generation, result });
+                    let spare = tree_view::spare_rows(rows);
+                    let _ = tx.send(Message::Filtered {
+                        generation,
+                        result,
+                        spare,
+                    });
                 }
             });
         }
@@ -236,10 +245,18 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
             layer,
             mode,
         } => {
-            let (tree, tx) = (app.tree.clone(), tx.clone());
+            let (tree, order, tx) = (app.tree.clone(), app.view.name_order(), tx.clone());
             tokio::task::spawn_blocking(move || {
-                let marks = tree_view::prepare_marks(&app::read(&tree), layer, mode);
+                let marks = tree_view::prepare_marks(&app::read(&tree), layer, mode, &order);
                 let _ = tx.send(Message::Marks { generation, marks });
+            });
+        }
+        Effect::Search { generation, text } => {
+            let (tree, tx) = (app.tree.clone(), tx.clone());
+            // Off the loop's threads, as the filter: one pass over every path.
+            tokio::task::spawn_blocking(move || {
+                let result = app::filter_matches(&tree, &text, || false);
+                let _ = tx.send(Message::Searched { generation, result });
             });
         }
     }

@@ -838,6 +838,7 @@ fn a_filter_is_worked_out_aside_and_only_the_newest_answer_is_installed() {
     h.app.update(Message::Filtered {
         generation: *old,
         result: stale,
+        spare: Default::default(),
     });
     assert!(h.draw().contains("filtering…"));
     assert_eq!(h.app.view.rows(), rows.as_slice());
@@ -845,6 +846,7 @@ fn a_filter_is_worked_out_aside_and_only_the_newest_answer_is_installed() {
     h.app.update(Message::Filtered {
         generation: *new,
         result: fresh,
+        spare: Default::default(),
     });
     let text = h.draw();
     assert!(text.contains("Filter: host▏ (regex)"), "{text}");
@@ -883,8 +885,9 @@ fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
         panic!("expected a worker per move, got {}", asked.len())
     };
     let tree = h.app.tree.clone();
+    let order = h.app.view.name_order();
     let marks = |(_, layer, mode): (u64, usize, _)| {
-        super::tree_view::prepare_marks(&tree.read().unwrap(), layer, mode)
+        super::tree_view::prepare_marks(&tree.read().unwrap(), layer, mode, &order)
     };
     // The first move's marks arrive late: not shown.
     h.app.update(Message::Marks {
@@ -907,4 +910,93 @@ fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
         direct.press('j');
     }
     assert_eq!(direct.app.view.rows(), rows.as_slice());
+}
+
+/// The app's effects of one kind, taken.
+fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<u64>) {
+    let mut searches = Vec::new();
+    let mut marks = Vec::new();
+    for effect in h.app.take_effects() {
+        match effect {
+            Effect::Search { generation, text } => searches.push((generation, text)),
+            Effect::Marks { generation, .. } => marks.push(generation),
+            _ => {}
+        }
+    }
+    (searches, marks)
+}
+
+#[test]
+fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
+    let enter = || {
+        Message::Input(TermEvent::Key(KeyEvent::new(
+            KeyCode::Enter,
+            KeyModifiers::NONE,
+        )))
+    };
+    let mut direct = Harness::loaded(80, 24);
+    let mut h = Harness::loaded(80, 24);
+    // Every view counts as large here.
+    h.app.view.large = 0;
+    direct.key(KeyCode::Tab, KeyModifiers::NONE);
+    h.key(KeyCode::Tab, KeyModifiers::NONE);
+
+    // Size order: the rows shown stay until the worker's marks arrive.
+    direct.ctrl('o');
+    let rows = h.app.view.rows().to_vec();
+    h.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('o'),
+        KeyModifiers::CONTROL,
+    ))));
+    let (_, asked) = searches_and_marks(&mut h);
+    assert_eq!(asked.len(), 1, "one worker for the size order");
+    assert_eq!(h.app.view.rows(), rows.as_slice());
+    assert!(h.app.layer_pending());
+    let (layer, mode) = (h.app.view.layer().unwrap(), h.app.view.mode());
+    let marks = super::tree_view::prepare_marks(
+        &h.app.tree.read().unwrap(),
+        layer,
+        mode,
+        &h.app.view.name_order(),
+    );
+    h.app.update(Message::Marks {
+        generation: asked[0],
+        marks,
+    });
+    assert!(!h.app.layer_pending());
+    assert_ne!(h.app.view.rows(), rows.as_slice(), "sorted by size now");
+    assert_eq!(h.app.view.rows(), direct.app.view.rows());
+
+    // Search: n waits for the worker's matches; its answer takes the first step.
+    direct.press('/').typed("host");
+    direct.app.update(enter());
+    h.press('/').typed("host");
+    let cursor = h.app.view.cursor();
+    h.app.update(enter());
+    let (searches, _) = searches_and_marks(&mut h);
+    let [(generation, text)] = searches.as_slice() else {
+        panic!("expected one search worker, got {searches:?}")
+    };
+    assert_eq!(text, "host");
+    assert!(h.draw().contains("searching…"));
+    h.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('n'),
+        KeyModifiers::NONE,
+    ))));
+    assert_eq!(h.app.view.cursor(), cursor);
+    let result = super::app::filter_matches(&h.app.tree, text, || false);
+    h.app.update(Message::Searched {
+        generation: *generation,
+        result,
+    });
+    assert_ne!(h.app.view.cursor(), cursor, "moved to the match");
+    assert_eq!(h.app.view.cursor(), direct.app.view.cursor());
+    assert_eq!(h.draw(), direct.draw());
+    // Later steps read the matches off the rows, as a search without a worker does.
+    for _ in 0..3 {
+        direct.press('n');
+        h.press('n');
+        assert_eq!(h.app.view.cursor(), direct.app.view.cursor());
+    }
+    assert!(searches_and_marks(&mut h).0.is_empty(), "no second worker");
 }

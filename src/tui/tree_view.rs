@@ -376,16 +376,17 @@ pub const MATCHED: u8 = 1;
 /// In [`match_all`]'s answer: some path below the node matches (a walk skips the rest).
 pub const MATCH_BELOW: u8 = 2;
 
-/// Marks of one layer and mode made off the UI thread, to hand to [`TreeView::keep_marks`].
-pub struct PreparedMarks(Marks);
+/// Rows (or marked nodes) from which a pass over them takes a good part of a frame: a
+/// search or the first size order of such a view is left to a worker.
+const LARGE_VIEW: usize = 50_000;
 
-/// The marks [`TreeView::show_layer`] would make for `layer` in `mode`: one pass over the
-/// nodes, for a worker to do.
-pub fn prepare_marks(tree: &FileTree, layer: usize, mode: ViewMode) -> PreparedMarks {
-    let mut marks = Marks::compute(tree, layer, base_layer(layer, mode), mode);
-    // The rows built from them take up to one per marked node: the worker also takes that
-    // memory and writes it once, so that the loop does not page it in while building.
-    let marked = marks.kinds.iter().filter(|k| k.is_some()).count();
+/// Memory for rows, taken and written once by a worker so that the loop does not page it in
+/// while building (see [`TreeView::spare_rows_wanted`]).
+#[derive(Default)]
+pub struct SpareRows(Vec<Row>);
+
+/// Room for `count` rows, every page of it written.
+pub fn spare_rows(count: usize) -> SpareRows {
     let filler = Row {
         node: NodeId(u32::MAX),
         depth: u16::MAX,
@@ -395,16 +396,51 @@ pub fn prepare_marks(tree: &FileTree, layer: usize, mode: ViewMode) -> PreparedM
         last: true,
         guides: u64::MAX,
     };
-    let mut rows = vec![filler; marked];
+    let mut rows = vec![filler; count];
     rows.clear();
-    let never = RowsKey {
+    SpareRows(rows)
+}
+
+/// The key of rows lent to marks: one the view never gives, so they are never shown.
+fn lent_key() -> RowsKey {
+    RowsKey {
         sort: SortOrder::Name,
         hidden: HiddenKinds::default(),
-        // Not a number the view ever gives: the rows are only lent.
         filter: u64::MAX,
         collapse: CollapseKey::Changed(u64::MAX),
-    };
-    marks.rows = Some((never, rows, [0; 4]));
+    }
+}
+
+/// Rows lent to marks, kept under [`lent_key`].
+fn lent(rows: Vec<Row>) -> (RowsKey, Vec<Row>, [usize; 4]) {
+    (lent_key(), rows, [0; 4])
+}
+
+/// The view's name order of every directory, shared with a worker making marks (see
+/// [`TreeView::name_order`]).
+#[derive(Clone)]
+pub struct SharedNameOrder(Arc<NameOrder>);
+
+/// Marks of one layer and mode made off the UI thread, to hand to [`TreeView::keep_marks`].
+pub struct PreparedMarks(Marks);
+
+/// The marks [`TreeView::show_layer`] would make for `layer` in `mode`: one pass over the
+/// nodes, for a worker to do.
+pub fn prepare_marks(
+    tree: &FileTree,
+    layer: usize,
+    mode: ViewMode,
+    order: &SharedNameOrder,
+) -> PreparedMarks {
+    let mut marks = Marks::compute(tree, layer, base_layer(layer, mode), mode);
+    // The size order too (a sort of every directory), when the view's name order is of this
+    // tree: the first size-ordered view then costs the loop only the walk.
+    if order.0.node_count == tree.node_count() {
+        marks.sort_by_size(&order.0);
+    }
+    // The rows built from them take up to one per marked node: the worker also takes that
+    // memory and writes it once, so that the loop does not page it in while building.
+    marks.rows = Some(lent(spare_rows(marks.marked).0));
     PreparedMarks(marks)
 }
 
@@ -520,6 +556,9 @@ struct Marks {
     kinds: Vec<Option<ChangeKind>>,
     dirs: Vec<bool>,
     sizes: Vec<u64>,
+    /// How many nodes are marked (shown at all, before collapse, hide flags and filter): at
+    /// most that many rows are built from them.
+    marked: usize,
     /// Entries of every directory largest first (by [`NameOrder`]'s offsets), made on the
     /// first size-ordered rebuild.
     by_size: Option<Vec<u32>>,
@@ -560,6 +599,7 @@ impl Marks {
             kinds: Vec::new(),
             dirs: Vec::new(),
             sizes: Vec::new(),
+            marked: 0,
             by_size: None,
             rows: None,
         }
@@ -599,11 +639,13 @@ impl Marks {
                 }
             }
         }
+        let marked = kinds.iter().filter(|k| k.is_some()).count();
         Marks {
             key: (layer, mode, n, tree.layer_count()),
             kinds,
             dirs,
             sizes,
+            marked,
             by_size: None,
             rows: None,
         }
@@ -634,7 +676,8 @@ pub struct TreeView {
     /// Marks of layers and modes shown before, the most recent last.
     kept: Vec<Marks>,
     collapsed: Vec<bool>,
-    order: NameOrder,
+    /// Shared with workers making marks, which sort by size in it.
+    order: Arc<NameOrder>,
     /// Sort order of each directory's entries.
     pub sort: SortOrder,
     /// Kinds not shown.
@@ -654,8 +697,14 @@ pub struct TreeView {
     changes: u64,
     /// How many times rows were built: what the kept search hits were found in.
     rows_built: u64,
+    /// From this many rows or marked nodes on, a search or the first size order is left to a
+    /// worker ([`LARGE_VIEW`]; tests lower it to see the workers' path on small trees).
+    pub(super) large: usize,
     /// The last search: (pattern text, whether a regex, `rows_built`) and the matching rows.
     hits: Option<((String, bool, u64), Vec<usize>)>,
+    /// A search pattern's matches by node id, worked out by a worker (see [`match_all`]):
+    /// (pattern text, whether a regex) and the flags. Hits are then read off the rows.
+    search_matched: Option<((String, bool), Vec<u8>)>,
     cursor: usize,
     offset: usize,
 }
@@ -675,7 +724,7 @@ impl TreeView {
             marks: Marks::empty(),
             kept: Vec::new(),
             collapsed: Vec::new(),
-            order: NameOrder::default(),
+            order: Arc::default(),
             sort: SortOrder::Name,
             hidden: HiddenKinds::default(),
             filter: None,
@@ -687,7 +736,9 @@ impl TreeView {
             collapse: CollapseKey::All(false),
             changes: 0,
             rows_built: 0,
+            large: LARGE_VIEW,
             hits: None,
+            search_matched: None,
             cursor: 0,
             offset: 0,
         }
@@ -719,7 +770,12 @@ impl TreeView {
     /// Keep `marks` made by [`prepare_marks`] away from the UI, for the next
     /// [`Self::show_layer`] of their layer and mode; marks of a smaller tree are dropped.
     pub fn keep_marks(&mut self, tree: &FileTree, marks: PreparedMarks) {
-        let marks = marks.0;
+        let mut marks = marks.0;
+        if marks.key == self.marks.key && self.marks.by_size.is_none() {
+            // Asked for their size order (see [`Self::size_order_missing`]).
+            self.marks.by_size = marks.by_size.take();
+            return;
+        }
         if marks.key.2 == tree.node_count()
             && marks.key.3 == tree.layer_count()
             && self.needs_marks(tree, marks.key.0, marks.key.1)
@@ -780,7 +836,7 @@ impl TreeView {
     /// Recompute rows after the tree grew or marks changed.
     fn refresh(&mut self, tree: &FileTree) {
         if self.order.node_count != tree.node_count() {
-            self.order = NameOrder::build(tree);
+            self.order = Arc::new(NameOrder::build(tree));
         }
         if self.collapsed.len() != tree.node_count() {
             // New directories come expanded: not "all collapsed" any more.
@@ -838,6 +894,11 @@ impl TreeView {
                 if let Some((_, mut rows, _)) = spare {
                     rows.clear();
                     self.rows = rows;
+                }
+                // At most one row per marked node: room for all of them at once, so that a
+                // large view is not copied over and over while it grows.
+                if self.rows.capacity() < self.marks.marked {
+                    self.rows.reserve_exact(self.marks.marked);
                 }
                 self.build_rows(tree);
             }
@@ -1149,6 +1210,45 @@ impl TreeView {
         self.rebuild(tree);
     }
 
+    /// How many rows' memory the next build would have to take fresh (no rows kept to lend
+    /// it): a worker whose answer leads to a build gives it with [`spare_rows`].
+    pub fn spare_rows_wanted(&self) -> usize {
+        if self.kept_rows_written() >= self.marks.marked {
+            0
+        } else {
+            self.marks.marked
+        }
+    }
+
+    /// Lend `spare` to the next build, unless rows kept already lend as much.
+    pub fn lend_rows(&mut self, spare: SpareRows) {
+        if spare.0.capacity() > self.kept_rows_written() {
+            self.marks.rows = Some(lent(spare.0));
+        }
+    }
+
+    /// How many rows the memory of the rows kept beside the marks has been written for: a
+    /// build into them pages in nothing more up to there. (Built rows were written as far as
+    /// they reach, however much room they hold; lent ones throughout.)
+    fn kept_rows_written(&self) -> usize {
+        match &self.marks.rows {
+            Some((key, rows, _)) if *key == lent_key() => rows.capacity(),
+            Some((_, rows, _)) => rows.len(),
+            None => 0,
+        }
+    }
+
+    /// The view's name order, for [`prepare_marks`] on a worker.
+    pub fn name_order(&self) -> SharedNameOrder {
+        SharedNameOrder(Arc::clone(&self.order))
+    }
+
+    /// Whether sorting by size would first sort every directory of a large tree on this
+    /// thread: then a worker's [`prepare_marks`] should do it (see [`Self::keep_marks`]).
+    pub fn size_order_missing(&self) -> bool {
+        self.layer.is_some() && self.marks.by_size.is_none() && self.marks.marked >= self.large
+    }
+
     /// Switch between name and size order and rebuild.
     pub fn toggle_sort(&mut self, tree: &FileTree) {
         self.sort = match self.sort {
@@ -1192,18 +1292,61 @@ impl TreeView {
         // Exact patterns are not told apart by their label: they are never kept.
         let fresh = !pattern.is_exact() && self.hits.as_ref().is_some_and(|(k, _)| *k == key);
         if !fresh {
-            let mut matcher = PathMatcher::new(pattern);
-            let hits = self
-                .rows
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| matcher.matches(tree, r.node).then_some(i))
-                .collect();
+            let matched = self
+                .search_matched
+                .as_ref()
+                .filter(|((text, regex), m)| {
+                    !pattern.is_exact()
+                        && (text.as_str(), *regex) == (pattern.text(), pattern.is_regex())
+                        && m.len() == tree.node_count()
+                })
+                .map(|(_, m)| m.as_slice());
+            let hits = match matched {
+                Some(matched) => self
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        matched
+                            .get(r.node.index())
+                            .is_some_and(|f| f & MATCHED != 0)
+                    })
+                    .map(|(i, _)| i)
+                    .collect(),
+                None => {
+                    let mut matcher = PathMatcher::new(pattern);
+                    self.rows
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| matcher.matches(tree, r.node).then_some(i))
+                        .collect()
+                }
+            };
             self.hits = Some((key, hits));
         }
         self.hits
             .as_ref()
             .map_or(&[][..], |(_, hits)| hits.as_slice())
+    }
+
+    /// Whether finding `pattern` in the rows would match the paths of a large view on this
+    /// thread: then a worker's [`match_all`] should do it (see [`Self::set_search_matches`]).
+    pub fn search_needs_pass(&self, tree: &FileTree, pattern: &PathPattern) -> bool {
+        let known = self
+            .search_matched
+            .as_ref()
+            .is_some_and(|((text, regex), m)| {
+                (text.as_str(), *regex) == (pattern.text(), pattern.is_regex())
+                    && m.len() == tree.node_count()
+            });
+        !pattern.is_exact() && self.rows.len() >= self.large && !known
+    }
+
+    /// Keep `pattern`'s matches by node id (from [`match_all`] on this tree): searches for
+    /// it read them off the rows instead of matching paths.
+    pub fn set_search_matches(&mut self, pattern: &PathPattern, matched: Vec<u8>) {
+        self.search_matched = Some(((pattern.text().to_string(), pattern.is_regex()), matched));
+        self.hits = None;
     }
 
     /// Move the cursor to the next (or previous) row whose path matches, wrapping around;
