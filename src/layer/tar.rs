@@ -90,15 +90,30 @@ fn numeric(field: &[u8], name: &'static str, clamp_negative: bool) -> Result<u64
     Ok(value)
 }
 
+/// Sum of a block's bytes, eight at a time: each 64-bit word is split into four 16-bit lanes
+/// (even and odd bytes), which cannot overflow over one block (64 words × 2 × 255 < 2^16). The
+/// compiler does not vectorise a byte-by-byte sum into a 64-bit total, and the checksum of
+/// every header was a tenth of the index thread's time on a million-file layer.
+fn byte_sum(block: &Block) -> u64 {
+    const LOW_BYTES: u64 = 0x00ff_00ff_00ff_00ff;
+    let mut lanes = 0u64;
+    for word in block.chunks_exact(8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        lanes += (w & LOW_BYTES) + ((w >> 8) & LOW_BYTES);
+    }
+    (lanes & 0xffff) + ((lanes >> 16) & 0xffff) + ((lanes >> 32) & 0xffff) + (lanes >> 48)
+}
+
 impl<'a> RawHeader<'a> {
     /// Decode a block whose checksum is valid.
     pub fn parse(block: &'a Block) -> Result<Self, HeaderError> {
         let stored = numeric(&block[148..156], "checksum", false)?;
-        // The checksum is the sum of all header bytes with the checksum field taken as spaces.
-        // A plain byte sum vectorises; the field is then swapped for spaces arithmetically.
+        // The checksum is the sum of all header bytes with the checksum field taken as spaces:
+        // the whole block is summed, then the field is swapped for spaces arithmetically.
         let field_sum: u64 = block[148..156].iter().map(|&b| u64::from(b)).sum();
-        let unsigned =
-            block.iter().map(|&b| u64::from(b)).sum::<u64>() - field_sum + 8 * u64::from(b' ');
+        let unsigned = byte_sum(block) - field_sum + 8 * u64::from(b' ');
         if stored != unsigned {
             // Some old writers summed signed bytes.
             let field_signed: i64 = block[148..156].iter().map(|&b| i64::from(b as i8)).sum();
@@ -259,6 +274,19 @@ mod tests {
             numeric(b"12x4", "size", false),
             Err(HeaderError::Number("size"))
         );
+    }
+
+    #[test]
+    fn byte_sum_matches_a_plain_sum() {
+        let mut block = [0u8; BLOCK];
+        assert_eq!(byte_sum(&block), 0);
+        block = [0xff; BLOCK];
+        assert_eq!(byte_sum(&block), 255 * BLOCK as u64);
+        for (i, b) in block.iter_mut().enumerate() {
+            *b = (i * 131 % 251) as u8;
+        }
+        let plain: u64 = block.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(byte_sum(&block), plain);
     }
 
     #[test]
