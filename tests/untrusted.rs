@@ -570,6 +570,34 @@ async fn a_body_that_stalls_or_trickles_is_given_up_on_and_a_slow_one_is_not() {
         .count();
     assert!(resumed >= 1, "a stalled body is resumed before giving up");
 
+    // The resume itself is never answered: the patience runs out waiting for it, and the
+    // error still gives the stall that started it, not only the silence after.
+    let (_registry, unanswered, _) = front(|r, image| {
+        let layer = &image.layers[0].blob;
+        if !r.is_blob(&layer.digest) {
+            return None;
+        }
+        if r.header("range").is_some() {
+            return Some(Reply::silent());
+        }
+        Some(Reply {
+            stall: Some(Stall::After(1000)),
+            ..Reply::new(200).body(layer.bytes.clone())
+        })
+    })
+    .await;
+    let reference = format!("{}/app:1.0", unanswered.host());
+    let err = fails_in_time(
+        home.path(),
+        &unanswered.host(),
+        &["--json", "-", "--no-cache", &reference],
+    )
+    .await;
+    assert!(
+        err.contains("stalled") && err.contains("resume had no answer"),
+        "{err}"
+    );
+
     // A config that trickles in at 10 bytes a second (the 1.2 kB config took 3
     // minutes): below the floor, given up on.
     let (_registry, trickling, _) = front(|r, image| {

@@ -39,6 +39,9 @@ struct Download {
     skip: u64,
     /// Requests made for this blob.
     attempts: u32,
+    /// Why the last attempt broke off: the reason to give when the patience then runs out
+    /// while a resume is still waiting for its answer.
+    last_failure: Option<String>,
     /// The body's credit against the low-speed floor.
     pace: Pace,
     /// The download's patience, restarted whenever it keeps up with the floor.
@@ -71,6 +74,7 @@ pub(crate) fn stream(
         received: 0,
         skip: 0,
         attempts: 1,
+        last_failure: None,
         done: false,
         _permit: permit,
     };
@@ -144,6 +148,7 @@ impl Download {
                             detail: failure.reason,
                         }));
                     }
+                    self.last_failure = Some(failure.reason);
                     tokio::time::sleep(delay).await;
                 }
                 None => {
@@ -167,18 +172,26 @@ impl Download {
         let response = match tokio::time::timeout(self.budget.remaining(), asked).await {
             Ok(answer) => answer?,
             Err(_) => {
+                let timeout = humantime::format_duration(self.budget.limits().timeout);
+                // The patience mostly runs out here because the earlier attempts used it up;
+                // their reason comes first, since that is what the user has to look into.
+                let detail = match self.last_failure.take() {
+                    Some(reason) => {
+                        format!("{reason}; the resume had no answer before --timeout ({timeout}) ran out")
+                    }
+                    None => format!(
+                        "{} did not answer within --timeout ({timeout})",
+                        self.reference.registry
+                    ),
+                };
                 return Err(RegistryError::BlobInterrupted {
                     host: self.reference.registry.clone(),
                     repository: self.reference.repository.clone(),
                     digest: self.digest.clone(),
                     received: self.received,
                     attempts: self.attempts,
-                    detail: format!(
-                        "{} did not answer within --timeout ({})",
-                        self.reference.registry,
-                        humantime::format_duration(self.budget.limits().timeout)
-                    ),
-                })
+                    detail,
+                });
             }
         };
         self.pace = self.budget.pace();
