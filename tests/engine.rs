@@ -419,6 +419,38 @@ fn dangling_whiteouts_are_ignored() {
 }
 
 #[test]
+fn whiteouts_that_switch_directories_each_find_their_own() {
+    // Markers come in runs per directory; a run's directory is looked up once, so runs
+    // that alternate, name a missing directory, or stand at the root must each resolve.
+    let tree = tree_of(&[
+        LayerBuilder::new()
+            .file("a/1", &content(1, 1))
+            .file("a/2", &content(2, 2))
+            .file("a/sub/3", &content(3, 3))
+            .file("b/1", &content(4, 4))
+            .file("b/2", &content(5, 5))
+            .file("c", &content(6, 6)),
+        LayerBuilder::new()
+            .whiteout("a/1")
+            .whiteout("b/1")
+            .whiteout("a/2")
+            .whiteout("nowhere/1")
+            .whiteout("nowhere/2")
+            .whiteout("a/sub/3")
+            .whiteout("c")
+            .whiteout("b/zzz"),
+    ]);
+    assert_eq!(
+        view(&tree, 1),
+        strs(&["/a d 0", "/a/sub d 0", "/b d 0", "/b/2 - 5"])
+    );
+    assert_eq!(tree.lookup(b"/nowhere"), None);
+    assert_eq!(tree.lookup(b"/b/zzz"), None);
+    assert_eq!(counts(tree.layer_stats(1)), (0, 3, 5, 0, 0, 16));
+    assert_stats_match_changes(&tree);
+}
+
+#[test]
 fn whiteouts_never_hide_the_same_layers_entries_wherever_they_stand() {
     let tree = tree_of(&[
         LayerBuilder::new()

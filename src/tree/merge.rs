@@ -1,7 +1,7 @@
 //! Merging one layer index into the tree: whiteouts and opaque markers first, then entries in
 //! tar order; versions, visits and the layer's statistics are recorded on the way.
 
-use crate::layer::path::components;
+use crate::layer::path::{components, split_last};
 use crate::layer::LayerIndex;
 
 use super::changes::classify;
@@ -222,11 +222,23 @@ impl FileTree {
         let mut stack = Vec::new();
 
         // Whiteouts and opaque markers act on the layers below only, so they go first.
+        // Markers of one directory follow each other in a tar: its node is looked up once for
+        // the run (hiding changes versions, never which nodes exist).
+        let mut run_dir: Option<(&[u8], Option<u32>)> = None;
         for path in parts.whiteouts() {
-            if let Some(node) = merge.tree.lookup_normalized(path) {
-                if node != 0 {
-                    merge.hide(node, &mut stack);
+            let Some((dir, name)) = split_last(path) else {
+                continue;
+            };
+            let dir_node = match run_dir {
+                Some((known, node)) if known == dir => node,
+                _ => {
+                    let node = merge.tree.lookup_normalized(dir);
+                    run_dir = Some((dir, node));
+                    node
                 }
+            };
+            if let Some(node) = dir_node.and_then(|d| merge.tree.find_child(d, name)) {
+                merge.hide(node, &mut stack);
             }
         }
         for path in parts.opaque_dirs() {
