@@ -828,7 +828,7 @@ fn devices_fifos_old_style_files_and_attributes() {
     let index = index_layer(&built.blob[..], Some(&built.diff_id)).expect("valid");
     let got: Vec<(String, EntryKind)> = index
         .entries()
-        .map(|(p, e)| (display_path(p).into_owned(), e.kind))
+        .map(|(p, e)| (display_path(&p).into_owned(), e.kind))
         .collect();
     assert_eq!(
         got,
@@ -984,7 +984,7 @@ fn gnu_tar_archives_agree() {
             assert_eq!(index.tar_size(), tar.len() as u64);
             let got: Vec<(String, EntryKind, u64)> = index
                 .entries()
-                .map(|(p, e)| (display_path(p).into_owned(), e.kind, e.size))
+                .map(|(p, e)| (display_path(&p).into_owned(), e.kind, e.size))
                 .collect();
             let want = vec![
                 (String::new(), EntryKind::Dir, 0),
@@ -1279,10 +1279,10 @@ fn unsafe_paths_and_aufs_markers_are_not_entries() {
         .hardlink("badlink", "../outside")
         .file("kept", b"k");
     let index = index_of(&layer, Compress::Gzip);
-    let paths: Vec<&[u8]> = index.entries().map(|(p, _)| p).collect();
+    let paths: Vec<Vec<u8>> = index.entries().map(|(p, _)| p).collect();
     // aufs metadata (`/.wh..wh.*` and anything below it, `.wh..wh.*` names) is skipped as
     // Docker skips it; it is bookkeeping, not a whiteout.
-    assert_eq!(paths, [&b"kept"[..]]);
+    assert_eq!(paths, [b"kept".to_vec()]);
     assert_eq!(index.skipped_entries(), 4);
     assert_eq!(index.whiteouts().count(), 0);
 }

@@ -6,24 +6,25 @@
 //! magic "LSIX" | format version u32 | payload length u64 | sha256(payload) [32] | payload
 //! payload: diff_id (len u16 + ASCII) | tar_size u64 | compressed_size u64 | compression u8 |
 //!          size_bytes u64 | skipped u64 | arena (len u64 + bytes) |
-//!          entries (count u64, each: path span, kind u8, mode u32, uid u32, gid u32, size u64,
+//!          entries (count u64, each: shared u32, path span, kind u8, mode u32, uid u32, gid u32, size u64,
 //!                   mtime u64, data_offset u64, flags u8, [content 32], [link len u32 + bytes]) |
 //!          whiteouts (count u64 + spans) | opaque dirs (count u64 + spans)
 //! ```
-//! A span is `start u32, len u32` into the arena. Decoding checks the checksum first, then
+//! A span is `start u32, len u32` into the arena. An entry's path is the first `shared` bytes
+//! of the previous entry's path followed by its span (see [`super::PathCursor`]). Decoding checks the checksum first, then
 //! every length and span, so a damaged file is an error, never a panic or a wrong tree.
 
 use std::fmt;
 
 use sha2::Digest as _;
 
-use super::{Compression, Entry, EntryKind, LayerIndex, Span};
+use super::{Compression, Entry, EntryKind, LayerIndex, PathRef, Span};
 use crate::digest::Digest;
 
 const MAGIC: &[u8; 4] = b"LSIX";
 /// Bump when the payload layout or the meaning of any field changes: older entries are then
 /// treated as absent and rebuilt.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 4 + 4 + 8 + 32;
 
 /// Why bytes are not a usable index.
@@ -100,8 +101,9 @@ impl LayerIndex {
         }
         p.extend_from_slice(&self.arena);
         p.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        for (span, e) in self.paths.iter().zip(&self.entries) {
-            put_span(&mut p, *span);
+        for (path, e) in self.paths.iter().zip(&self.entries) {
+            p.extend_from_slice(&path.shared.to_le_bytes());
+            put_span(&mut p, path.suffix);
             p.push(kind_code(e.kind));
             for v in [e.mode, e.uid, e.gid] {
                 p.extend_from_slice(&v.to_le_bytes());
@@ -182,8 +184,16 @@ impl LayerIndex {
         }
         let mut paths = Vec::with_capacity(count);
         let mut entries = Vec::with_capacity(count);
+        // Length of the previous entry's path: what the next one may share of it.
+        let mut previous_len = 0u64;
         for _ in 0..count {
-            paths.push(r.span(arena.len())?);
+            let shared = r.u32()?;
+            let suffix = r.span(arena.len())?;
+            if u64::from(shared) > previous_len {
+                return Err(bad("a path shares more than the previous path holds"));
+            }
+            previous_len = u64::from(shared) + u64::from(suffix.len);
+            paths.push(PathRef { shared, suffix });
             let kind = kind_of(r.u8()?).ok_or_else(|| bad("unknown entry kind"))?;
             let mode = r.u32()?;
             let uid = r.u32()?;
@@ -368,6 +378,28 @@ mod tests {
         assert_eq!(index.len(), 4);
         let decoded = LayerIndex::decode(&index.encode()).expect("decodes");
         same(&index, &decoded);
+    }
+
+    #[test]
+    fn paths_are_stored_as_what_they_share_with_the_previous_one() {
+        let index = sample();
+        let paths: Vec<Vec<u8>> = index.entries().map(|(p, _)| p).collect();
+        assert_eq!(
+            paths,
+            [&b"etc"[..], b"etc/hosts", b"etc/link", b"etc/hard"].map(<[u8]>::to_vec)
+        );
+        let shared: Vec<u32> = index.paths.iter().map(|p| p.shared).collect();
+        assert_eq!(shared, [0, 3, 4, 4]);
+        // The arena holds each path's rest once, not each whole path.
+        assert_eq!(&index.arena[..], &b"etc/hostslinkhardvar/cacheopt"[..]);
+    }
+
+    #[test]
+    fn a_path_that_shares_more_than_the_previous_one_holds_is_refused() {
+        let mut index = sample();
+        index.paths[1].shared = 4; // the previous path, "etc", has 3 bytes
+        let error = LayerIndex::decode(&index.encode()).map(|_| ()).unwrap_err();
+        assert!(error.to_string().contains("shares more"), "{error}");
     }
 
     #[test]

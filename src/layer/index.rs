@@ -3,10 +3,10 @@
 
 use sha2::Digest as _;
 
-use super::path::{join_into, normalize_into, split_last};
+use super::path::{common_prefix, join_into, normalize_into, split_last};
 use super::stream::{BlockRead, ChunkSource, TarStream};
 use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
-use super::{Entry, EntryKind, LayerError, Span};
+use super::{Entry, EntryKind, LayerError, PathRef, Span};
 
 /// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
 /// hundred bytes, and garbage must not make us allocate gigabytes.
@@ -23,7 +23,7 @@ const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 #[derive(Default)]
 pub struct Collected {
     pub entries: Vec<Entry>,
-    pub paths: Vec<Span>,
+    pub paths: Vec<PathRef>,
     pub arena: Vec<u8>,
     pub whiteouts: Vec<Span>,
     pub opaque_dirs: Vec<Span>,
@@ -102,6 +102,9 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
     let mut pending = Pending::default();
     let mut raw_path = Vec::new();
     let mut path = Vec::new();
+    // The path of the last entry kept: each path is stored as what it shares with it plus
+    // the rest.
+    let mut previous = Vec::new();
     let mut scratch = Vec::new();
     loop {
         let header_offset = stream.offset();
@@ -292,8 +295,14 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
             0
         };
         out.size_bytes += size;
-        let span = out.store(&path)?;
-        out.paths.push(span);
+        let shared = common_prefix(&previous, &path);
+        let suffix = out.store(&path[shared..])?;
+        out.paths.push(PathRef {
+            // Within `path`, whose length `store` has just checked against u32.
+            shared: shared as u32,
+            suffix,
+        });
+        std::mem::swap(&mut previous, &mut path);
         out.entries.push(Entry {
             kind,
             mode: header.mode().map_err(number)?,
@@ -345,11 +354,19 @@ mod tests {
         let mut stream = TarStream::new(source);
         let collected = walk(&mut stream).expect("valid tar");
         let (size, _) = stream.finish();
+        let mut paths = super::super::PathCursor::new(&collected.paths, &collected.arena);
         let entries = collected
-            .paths
-            .iter()
-            .zip(collected.entries)
-            .map(|(span, e)| (span.get(&collected.arena).to_vec(), e))
+            .entries
+            .into_iter()
+            .map(|e| {
+                (
+                    paths
+                        .next_path()
+                        .map(|(p, _)| p.to_vec())
+                        .unwrap_or_default(),
+                    e,
+                )
+            })
             .collect();
         (entries, size)
     }

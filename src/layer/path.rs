@@ -58,6 +58,28 @@ pub fn join_into(parent: &[u8], name: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(name);
 }
 
+/// Length of the longest common prefix of two byte strings, compared eight bytes at a time.
+pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let diff = word(a, i) ^ word(b, i);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +128,20 @@ mod tests {
         assert_eq!(out, b"c");
         assert_eq!(components(b"a/b").collect::<Vec<_>>(), [&b"a"[..], b"b"]);
         assert_eq!(components(b"").count(), 0);
+    }
+
+    #[test]
+    fn common_prefix_at_every_position() {
+        let a = b"usr/lib/python3/site-packages/pkg0042/mod3";
+        for cut in 0..=a.len() {
+            let mut b = a.to_vec();
+            b.truncate(cut);
+            assert_eq!(common_prefix(a, &b), cut);
+            if cut < a.len() {
+                b.push(b'#');
+                assert_eq!(common_prefix(a, &b), cut);
+                assert_eq!(common_prefix(&b, a), cut);
+            }
+        }
     }
 }

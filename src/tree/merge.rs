@@ -257,18 +257,19 @@ impl FileTree {
         // ones need no check: `prev_parents` of them.
         let mut prev_nodes: Vec<(usize, u32)> = Vec::new();
         let mut prev_parents = 0;
+        let mut paths = parts.paths();
         for i in 0..entry_count as usize {
-            let path = parts.path(i);
+            // The index stores each path as what it shares with the previous one and the rest:
+            // that shared length is the common prefix this loop needs.
+            let Some((path, common)) = paths.next_path() else {
+                break;
+            };
             let entry = &merge.tree.layers[layer as usize].entries[i];
             let (kind, size) = (entry.kind, entry.size);
             let leaf = if path.is_empty() {
                 prev_nodes.clear();
                 0
             } else {
-                let common = match i.checked_sub(1) {
-                    Some(prev) => common_prefix(parts.path(prev), path),
-                    None => 0,
-                };
                 let mut reused = 0;
                 while let Some(&(end, _)) = prev_nodes.get(reused) {
                     if end > common || path.get(end).is_some_and(|&b| b != b'/') {
@@ -313,6 +314,7 @@ impl FileTree {
             merge.write(leaf, i as u32, kind, size, &mut stack);
         }
 
+        drop(paths);
         let touched = std::mem::take(&mut merge.touched);
         drop(parts);
         self.layers[layer as usize].stats = self.stats_for(layer as usize, &touched);
@@ -387,47 +389,5 @@ impl FileTree {
             }
         }
         stats
-    }
-}
-
-/// Length of the longest common prefix of two byte strings, compared eight bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mut i = 0;
-    while i + 8 <= n {
-        let diff = word(a, i) ^ word(b, i);
-        if diff != 0 {
-            return i + (diff.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < n && a[i] == b[i] {
-        i += 1;
-    }
-    i
-}
-
-#[cfg(test)]
-mod tests {
-    use super::common_prefix;
-
-    #[test]
-    fn common_prefix_at_every_position() {
-        let a = b"usr/lib/python3/site-packages/pkg0042/mod3";
-        for cut in 0..=a.len() {
-            let mut b = a.to_vec();
-            b.truncate(cut);
-            assert_eq!(common_prefix(a, &b), cut);
-            if cut < a.len() {
-                b.push(b'#');
-                assert_eq!(common_prefix(a, &b), cut);
-                assert_eq!(common_prefix(&b, a), cut);
-            }
-        }
     }
 }
