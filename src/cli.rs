@@ -463,7 +463,13 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 
     if let Some(target) = &outputs.json {
         let export = Export::new(&loaded.info, &rows, &figures, &findings, None);
-        write_json(target, &export.to_json())?;
+        if target == "-" {
+            write_json(target, &export.to_json())?;
+        } else {
+            // Streamed into the file: the text is not held in memory beside the model.
+            output_file::write_with(Path::new(target), |out| export.write_json(out))
+                .map_err(|e| Error::io(format!("writing {target}"), e))?;
+        }
     }
     if outputs.json.is_none() {
         print_stdout(&report::render_summary(

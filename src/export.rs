@@ -412,6 +412,13 @@ impl Export {
         });
     }
 
+    /// The export as pretty JSON, as [`Self::to_json`] gives it, written to `out` as it is
+    /// serialised (the text of a million-file image is tens of megabytes).
+    pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        crate::escape::write_json_pretty(&mut *out, self)?;
+        out.write_all(b"\n")
+    }
+
     /// Pretty JSON text, newline-terminated; no string holds a raw control character
     /// ([`crate::escape::json_pretty`]).
     pub fn to_json(&self) -> String {

@@ -5,16 +5,30 @@
 //! because renaming over a device would replace the device itself with a plain file.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 /// Write `bytes` to `path` by the rules of the module documentation.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with(path, |out| out.write_all(bytes))
+}
+
+/// Write what `fill` writes to `path` by the rules of the module documentation, as it is
+/// written: a large report need not be held in memory whole first.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let into = |file: &Path| -> io::Result<()> {
+        let mut out = io::BufWriter::new(fs::File::create(file)?);
+        fill(&mut out)?;
+        out.flush()
+    };
     let Placement::Replace(target) = placement(path)? else {
-        return fs::write(path, bytes);
+        return into(path);
     };
     let temp = temp_beside(&target);
-    let result = fs::write(&temp, bytes).and_then(|()| replace(&temp, &target));
+    let result = into(&temp).and_then(|()| replace(&temp, &target));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
@@ -178,6 +192,26 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary() {
+        let dir = Dir::new("half");
+        let path = dir.0.join("report.json");
+        fs::write(&path, b"old report").unwrap();
+        let failed = write_with(&path, |out| {
+            out.write_all(b"{\"partial\":")?;
+            Err(io::Error::other("the serialiser gave up"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old report");
+        assert_eq!(
+            fs::read_dir(&dir.0).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        write_with(&path, |out| out.write_all(b"{}\n")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}\n");
     }
 
     #[cfg(unix)]
