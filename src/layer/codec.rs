@@ -6,13 +6,15 @@
 //! magic "LSIX" | format version u32 | payload length u64 | sha256(payload) [32] | payload
 //! payload: diff_id (len u16 + ASCII) | tar_size u64 | compressed_size u64 | compression u8 |
 //!          size_bytes u64 | skipped u64 | arena (len u64 + bytes) |
-//!          entries (count u64, each: shared u32, path span, kind u8, mode u32, uid u32, gid u32, size u64,
-//!                   mtime u64, data_offset u64, flags u8, [content 32], [link len u32 + bytes]) |
+//!          entries (count u64, each: shared u32, path span, kind u8, mode u32, uid u32,
+//!                   gid u32, size u64, mtime u64, data_offset u64, flags u8, [content 32],
+//!                   [link len u32 + bytes]) |
 //!          whiteouts (count u64 + spans) | opaque dirs (count u64 + spans)
 //! ```
 //! A span is `start u32, len u32` into the arena. An entry's path is the first `shared` bytes
-//! of the previous entry's path followed by its span (see [`super::PathCursor`]). Decoding checks the checksum first, then
-//! every length and span, so a damaged file is an error, never a panic or a wrong tree.
+//! of the previous entry's path followed by its span (see [`super::PathCursor`]). Decoding
+//! checks the checksum first, then every length, span and shared length, so a damaged file is
+//! an error, never a panic or a wrong tree.
 
 use std::fmt;
 
