@@ -463,13 +463,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
 
     if let Some(target) = &outputs.json {
         let export = Export::new(&loaded.info, &rows, &figures, &findings, None);
-        if target == "-" {
-            write_json(target, &export.to_json())?;
-        } else {
-            // Streamed into the file: the text is not held in memory beside the model.
-            output_file::write_with(Path::new(target), |out| export.write_json(out))
-                .map_err(|e| Error::io(format!("writing {target}"), e))?;
-        }
+        write_json(target, &export)?;
     }
     if outputs.json.is_none() {
         print_stdout(&report::render_summary(
@@ -1002,11 +996,13 @@ async fn load_with_progress(
     result
 }
 
-fn write_json(target: &str, json: &str) -> Result<(), Error> {
+/// The `--json` report, to standard output for `-`, else into the file `target`.
+fn write_json(target: &str, export: &Export) -> Result<(), Error> {
     if target == "-" {
-        return print_stdout(json);
+        return print_stdout(&export.to_json());
     }
-    output_file::write(Path::new(target), json.as_bytes())
+    // Streamed into the file: the text is not held in memory beside the model.
+    output_file::write_with(Path::new(target), |out| export.write_json(out))
         .map_err(|e| Error::io(format!("writing {target}"), e))
 }
 

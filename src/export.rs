@@ -422,10 +422,13 @@ impl Export {
     /// Pretty JSON text, newline-terminated; no string holds a raw control character
     /// ([`crate::escape::json_pretty`]).
     pub fn to_json(&self) -> String {
-        // Serialising plain structs of strings and numbers cannot fail; fall back to an empty
-        // object rather than panic should a future field make it possible.
-        let mut s = crate::escape::json_pretty(self).unwrap_or_else(|_| "{}".to_string());
-        s.push('\n');
-        s
+        let mut text = Vec::new();
+        // Serialising plain structs of strings and numbers into memory cannot fail, and the
+        // serialiser writes UTF-8 only; fall back to an empty object rather than panic should
+        // a future field make it possible.
+        match self.write_json(&mut text) {
+            Ok(()) => String::from_utf8(text).unwrap_or_else(|_| "{}\n".to_string()),
+            Err(_) => "{}\n".to_string(),
+        }
     }
 }

@@ -354,7 +354,7 @@ mod tests {
         let mut stream = TarStream::new(source);
         let collected = walk(&mut stream).expect("valid tar");
         let (size, _) = stream.finish();
-        let mut paths = super::super::PathCursor::new(&collected.paths, &collected.arena);
+        let mut paths = crate::layer::PathCursor::new(&collected.paths, &collected.arena);
         let entries = collected
             .entries
             .into_iter()
