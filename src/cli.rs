@@ -575,7 +575,9 @@ async fn run_ci(
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     let mut delivery = Delivery::render(&requests, &run, step_summary);
-    let mut json_text = None;
+    // The JSON is streamed, into its file beside the other reports or, for `-`, to standard
+    // output once they are in place: never held in memory whole.
+    let mut json_export = None;
     if let Some(target) = json {
         let mut export = Export::new(
             &loaded.info,
@@ -585,13 +587,10 @@ async fn run_ci(
             Some(&outcome),
         );
         export.add_ci_details(&ignore, rule_figures, comparison.as_ref());
-        let text = export.to_json();
         if target == "-" {
-            json_text = Some(text);
+            json_export = Some(export);
         } else {
-            delivery
-                .files
-                .push((PathBuf::from(target), text.into_bytes()));
+            delivery.stream_file(PathBuf::from(target), |out| export.write_json(out))?;
         }
     }
     // Every file, or none: a report that cannot be written changes nothing else.
@@ -604,19 +603,21 @@ async fn run_ci(
         &outcome,
         &ci_report::text::render(&run),
     );
-    let stdout = json_text
-        .map(String::into_bytes)
-        .or_else(|| delivery.stdout.take());
-    match stdout {
-        // Standard output belongs to the JSON or the report; people read the rest on stderr.
-        Some(bytes) => {
-            eprint!(
-                "{}",
-                crate::escape::escape_report(&format!("{text}{}", delivery.commands))
-            );
-            crate::toolbox::write_stdout(&bytes)?;
-        }
-        None => print_stdout(&format!("{text}{}", delivery.commands))?,
+    // Standard output belongs to the JSON or the report; people read the rest on stderr.
+    let to_stderr = || {
+        eprint!(
+            "{}",
+            crate::escape::escape_report(&format!("{text}{}", delivery.commands))
+        )
+    };
+    if let Some(export) = json_export {
+        to_stderr();
+        stream_stdout(|out| export.write_json(out))?;
+    } else if let Some(bytes) = &delivery.stdout {
+        to_stderr();
+        crate::toolbox::write_stdout(bytes)?;
+    } else {
+        print_stdout(&format!("{text}{}", delivery.commands))?;
     }
     Ok(ci_exit_code(&outcome))
 }
@@ -999,7 +1000,7 @@ async fn load_with_progress(
 /// The `--json` report, to standard output for `-`, else into the file `target`.
 fn write_json(target: &str, export: &Export) -> Result<(), Error> {
     if target == "-" {
-        return print_stdout(&export.to_json());
+        return stream_stdout(|out| export.write_json(out));
     }
     // Streamed into the file: the text is not held in memory beside the model.
     output_file::write_with(Path::new(target), |out| export.write_json(out))
@@ -1012,6 +1013,21 @@ fn print_stdout(text: &str) -> Result<(), Error> {
     let text = crate::escape::escape_report(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("writing to standard output", e)),
+    }
+}
+
+/// Write what `fill` writes to standard output as it is written. Only for text that holds no
+/// control character but line breaks, as the JSON writer guarantees for its output: it does
+/// not pass through [`crate::escape::escape_report`].
+fn stream_stdout(
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match fill(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -19,20 +19,14 @@ pub fn write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let into = |file: &Path| -> io::Result<()> {
-        let mut out = io::BufWriter::new(fs::File::create(file)?);
-        fill(&mut out)?;
-        out.flush()
-    };
-    let Placement::Replace(target) = placement(path)? else {
-        return into(path);
-    };
-    let temp = temp_beside(&target);
-    let result = into(&temp).and_then(|()| replace(&temp, &target));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    match placement(path)? {
+        Placement::Replace(_) => stage_with(path, fill)?.commit(),
+        Placement::InPlace => {
+            let mut out = io::BufWriter::new(fs::File::create(path)?);
+            fill(&mut out)?;
+            out.flush()
+        }
     }
-    result
 }
 
 /// Give the finished file `temp` the name `path` (replacing what is there) by the rules of the
@@ -120,6 +114,16 @@ pub struct Staged {
 /// [`Staged::commit`]. A directory at `path`, or a directory that cannot be written, is an
 /// error here, before anything changes.
 pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
+    stage_with(path, |out| out.write_all(bytes))
+}
+
+/// [`stage`] what `fill` writes, as it is written: into the temporary file, so a large report
+/// is not held in memory whole. Only a target written in place (a device, a pipe) keeps the
+/// bytes until the commit, since nothing can be written there before every output is ready.
+pub fn stage_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<Staged> {
     if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(io::Error::new(
             io::ErrorKind::IsADirectory,
@@ -129,7 +133,12 @@ pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
     match placement(path)? {
         Placement::Replace(target) => {
             let temp = temp_beside(&target);
-            if let Err(e) = fs::write(&temp, bytes) {
+            let written = fs::File::create(&temp).and_then(|file| {
+                let mut out = io::BufWriter::new(file);
+                fill(&mut out)?;
+                out.flush()
+            });
+            if let Err(e) = written {
                 let _ = fs::remove_file(&temp);
                 return Err(e);
             }
@@ -139,11 +148,15 @@ pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
                 in_place: None,
             })
         }
-        Placement::InPlace => Ok(Staged {
-            target: path.to_path_buf(),
-            temp: None,
-            in_place: Some(bytes.to_vec()),
-        }),
+        Placement::InPlace => {
+            let mut bytes = Vec::new();
+            fill(&mut bytes)?;
+            Ok(Staged {
+                target: path.to_path_buf(),
+                temp: None,
+                in_place: Some(bytes),
+            })
+        }
     }
 }
 
@@ -212,6 +225,20 @@ mod tests {
         );
         write_with(&path, |out| out.write_all(b"{}\n")).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"{}\n");
+
+        // Staged the same way: nothing changes and nothing is left behind.
+        let failed = stage_with(&path, |out| {
+            out.write_all(b"{\"partial\":")?;
+            Err(io::Error::other("the serialiser gave up"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"{}\n");
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 1);
+        let staged = stage_with(&path, |out| out.write_all(b"[1]\n")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}\n", "not before the commit");
+        staged.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"[1]\n");
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 1);
     }
 
     #[cfg(unix)]

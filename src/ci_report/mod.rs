@@ -210,6 +210,9 @@ pub struct Delivery {
     pub stdout: Option<Vec<u8>>,
     /// GitHub workflow commands, printed after the text report.
     pub commands: String,
+    /// Files already written beside their targets as they were rendered (a large JSON
+    /// report), put in place with the others.
+    streamed: Vec<(PathBuf, output_file::Staged)>,
 }
 
 impl Delivery {
@@ -245,15 +248,30 @@ impl Delivery {
         delivery
     }
 
+    /// Add the file `path` with what `fill` writes, streamed beside its target now rather
+    /// than held in memory (see [`output_file::stage_with`]); it is put in place by
+    /// [`Delivery::commit`] with the rest. An error names the file, and then nothing has
+    /// changed.
+    pub fn stream_file(
+        &mut self,
+        path: PathBuf,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let file = output_file::stage_with(&path, fill)
+            .map_err(|e| Error::io(format!("writing report {}", path.display()), e))?;
+        self.streamed.push((path, file));
+        Ok(())
+    }
+
     /// Write the files: each one staged beside its target first; only when all could be
     /// written are the summaries appended and the files put in place. An error names the
     /// file, and then nothing has changed.
-    pub fn commit(&self) -> Result<(), Error> {
-        let mut staged = Vec::with_capacity(self.files.len());
+    pub fn commit(&mut self) -> Result<(), Error> {
+        let mut staged = std::mem::take(&mut self.streamed);
         for (path, bytes) in &self.files {
             let file = output_file::stage(path, bytes)
                 .map_err(|e| Error::io(format!("writing report {}", path.display()), e))?;
-            staged.push((path, file));
+            staged.push((path.clone(), file));
         }
         for (path, bytes) in &self.appends {
             append(path, bytes)
