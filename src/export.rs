@@ -1,6 +1,8 @@
 //! The JSON export (`--json FILE|-`), schemaVersion 1. Field names and meanings
 //! are a contract with scripts: later fields may be added, these keep their meaning.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::analysis::Figures;
@@ -18,7 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The whole export document.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Export {
+pub struct Export<'a> {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// Image-wide facts and figures.
@@ -28,7 +30,7 @@ pub struct Export {
     /// Every build step, metadata-only ones included.
     pub history: Vec<HistorySection>,
     /// Paths stored more than once, largest first.
-    pub inefficiencies: Vec<InefficiencySection>,
+    pub inefficiencies: Vec<InefficiencySection<'a>>,
     /// Why bytes are wasted and which step to change, largest first.
     pub findings: Vec<FindingSection>,
     /// Present only in CI mode.
@@ -117,9 +119,10 @@ pub struct HistorySection {
 /// One element of `inefficiencies`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InefficiencySection {
-    /// Absolute path (non-UTF-8 bytes escaped as `\xNN`).
-    pub path: String,
+pub struct InefficiencySection<'a> {
+    /// Absolute path (non-UTF-8 bytes escaped as `\xNN`), borrowed from the figures when it
+    /// is valid UTF-8: a big image has a hundred thousand of these.
+    pub path: Cow<'a, str>,
     /// Times the path was visited.
     pub count: u32,
     /// Σ of its visit sizes.
@@ -253,15 +256,15 @@ pub struct ChangedLayerSection {
     pub after_compressed_size_bytes: Option<u64>,
 }
 
-impl Export {
+impl<'a> Export<'a> {
     /// Assemble the export from the model's views.
     pub fn new(
         info: &ImageInfo,
         layers: &[LayerRow],
-        figures: &Figures,
+        figures: &'a Figures,
         findings: &Findings,
         ci: Option<&CiOutcome>,
-    ) -> Export {
+    ) -> Export<'a> {
         let image = ImageSection {
             reference: info.reference.clone(),
             digest: info.digest.to_string(),
@@ -309,7 +312,7 @@ impl Export {
             .inefficiencies
             .iter()
             .map(|i| InefficiencySection {
-                path: display_path(&i.path).into_owned(),
+                path: display_path(&i.path),
                 count: i.count,
                 wasted_bytes: i.wasted_bytes,
             })

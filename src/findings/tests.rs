@@ -554,6 +554,48 @@ fn duplicates_count_every_copy_but_the_first_and_no_link_or_cached_file() {
 }
 
 #[test]
+fn contents_that_share_the_first_bytes_of_their_hash_are_no_duplicates() {
+    use sha2::{Digest as _, Sha256};
+    // Found by search: two contents whose SHA-256 begin with the same 4 bytes (bba800c6),
+    // which is all the candidates are sorted by.
+    let (a, b) = (b"content 28149", b"content 36680");
+    let (hash_a, hash_b) = (Sha256::digest(a), Sha256::digest(b));
+    assert_eq!(hash_a[..4], hash_b[..4]);
+    assert_ne!(hash_a, hash_b);
+
+    let one_pair = tree(vec![Tar::new()
+        .file("x/a1", a)
+        .file("y/b1", b)
+        .file("x/a2", a)]);
+    let found = find(&one_pair, &steps(&["COPY . /"]));
+    let dup: Vec<&Finding> = found
+        .items
+        .iter()
+        .filter(|f| f.kind == FindingKind::DuplicateContent)
+        .collect();
+    assert_eq!(dup.len(), 1);
+    assert_eq!(dup[0].bytes, a.len() as u64);
+    assert_eq!(paths(dup[0]), ["/x/a2"]);
+    assert_eq!(dup[0].place.as_deref(), Some(&b"/x/a1"[..]));
+
+    let two_pairs = tree(vec![Tar::new()
+        .file("x/a1", a)
+        .file("y/b1", b)
+        .file("x/a2", a)
+        .file("y/b2", b)]);
+    let found = find(&two_pairs, &steps(&["COPY . /"]));
+    let mut dup: Vec<(Vec<&str>, u64)> = found
+        .items
+        .iter()
+        .filter(|f| f.kind == FindingKind::DuplicateContent)
+        .map(|f| (paths(f), f.bytes))
+        .collect();
+    dup.sort();
+    assert_eq!(dup, [(vec!["/x/a2"], 13), (vec!["/y/b2"], 13)]);
+    check_totals(&two_pairs, &found);
+}
+
+#[test]
 fn findings_are_ordered_by_bytes_then_kind_then_layers_then_path() {
     let tree = tree(vec![
         Tar::new()
