@@ -612,7 +612,7 @@ async fn run_ci(
     };
     if let Some(export) = json_export {
         to_stderr();
-        stream_stdout(|out| export.write_json(out))?;
+        crate::toolbox::stream_json_stdout(&export)?;
     } else if let Some(bytes) = &delivery.stdout {
         to_stderr();
         crate::toolbox::write_stdout(bytes)?;
@@ -1000,7 +1000,7 @@ async fn load_with_progress(
 /// The `--json` report, to standard output for `-`, else into the file `target`.
 fn write_json(target: &str, export: &Export) -> Result<(), Error> {
     if target == "-" {
-        return stream_stdout(|out| export.write_json(out));
+        return crate::toolbox::stream_json_stdout(export);
     }
     // Streamed into the file: the text is not held in memory beside the model.
     output_file::write_with(Path::new(target), |out| export.write_json(out))
@@ -1013,21 +1013,6 @@ fn print_stdout(text: &str) -> Result<(), Error> {
     let text = crate::escape::escape_report(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io("writing to standard output", e)),
-    }
-}
-
-/// Write what `fill` writes to standard output as it is written. Only for text that holds no
-/// control character but line breaks, as the JSON writer guarantees for its output: it does
-/// not pass through [`crate::escape::escape_report`].
-fn stream_stdout(
-    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
-) -> Result<(), Error> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match fill(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         // A closed pipe (`| head`) is the reader's choice, not a failure of ours.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

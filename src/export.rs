@@ -415,23 +415,11 @@ impl<'a> Export<'a> {
         });
     }
 
-    /// The export as pretty JSON, as [`Self::to_json`] gives it, written to `out` as it is
-    /// serialised (the text of a million-file image is tens of megabytes).
+    /// The export as pretty JSON, newline-terminated, written to `out` as it is serialised
+    /// (the text of a million-file image is tens of megabytes); no string holds a raw control
+    /// character ([`crate::escape::json_pretty`]).
     pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         crate::escape::write_json_pretty(&mut *out, self)?;
         out.write_all(b"\n")
-    }
-
-    /// Pretty JSON text, newline-terminated; no string holds a raw control character
-    /// ([`crate::escape::json_pretty`]).
-    pub fn to_json(&self) -> String {
-        let mut text = Vec::new();
-        // Serialising plain structs of strings and numbers into memory cannot fail, and the
-        // serialiser writes UTF-8 only; fall back to an empty object rather than panic should
-        // a future field make it possible.
-        match self.write_json(&mut text) {
-            Ok(()) => String::from_utf8(text).unwrap_or_else(|_| "{}\n".to_string()),
-            Err(_) => "{}\n".to_string(),
-        }
     }
 }

@@ -102,6 +102,15 @@ fn paths(finding: &Finding) -> Vec<&str> {
         .collect()
 }
 
+/// The duplicate-content findings, in order.
+fn duplicates(found: &Findings) -> Vec<&Finding> {
+    found
+        .items
+        .iter()
+        .filter(|f| f.kind == FindingKind::DuplicateContent)
+        .collect()
+}
+
 /// (kind, bytes, files, layers) of every finding, in order.
 fn summary(found: &Findings) -> Vec<(FindingKind, u64, u64, Vec<usize>)> {
     found
@@ -522,11 +531,7 @@ fn duplicates_count_every_copy_but_the_first_and_no_link_or_cached_file() {
         &steps(&["COPY opt /opt", "/bin/sh -c cp lib.so /usr/lib/"]),
     );
     // Three visible copies outside caches: 2 × 64 bytes reclaimable.
-    let dup: Vec<&Finding> = found
-        .items
-        .iter()
-        .filter(|f| f.kind == FindingKind::DuplicateContent)
-        .collect();
+    let dup = duplicates(&found);
     assert_eq!(dup.len(), 1);
     let f = dup[0];
     assert_eq!((f.bytes, f.files, f.layers.clone()), (128, 2, vec![0, 1]));
@@ -568,11 +573,7 @@ fn contents_that_share_the_first_bytes_of_their_hash_are_no_duplicates() {
         .file("y/b1", b)
         .file("x/a2", a)]);
     let found = find(&one_pair, &steps(&["COPY . /"]));
-    let dup: Vec<&Finding> = found
-        .items
-        .iter()
-        .filter(|f| f.kind == FindingKind::DuplicateContent)
-        .collect();
+    let dup = duplicates(&found);
     assert_eq!(dup.len(), 1);
     assert_eq!(dup[0].bytes, a.len() as u64);
     assert_eq!(paths(dup[0]), ["/x/a2"]);
@@ -584,10 +585,8 @@ fn contents_that_share_the_first_bytes_of_their_hash_are_no_duplicates() {
         .file("x/a2", a)
         .file("y/b2", b)]);
     let found = find(&two_pairs, &steps(&["COPY . /"]));
-    let mut dup: Vec<(Vec<&str>, u64)> = found
-        .items
-        .iter()
-        .filter(|f| f.kind == FindingKind::DuplicateContent)
+    let mut dup: Vec<(Vec<&str>, u64)> = duplicates(&found)
+        .into_iter()
         .map(|f| (paths(f), f.bytes))
         .collect();
     dup.sort();
