@@ -374,6 +374,7 @@ struct Outputs {
 
 /// Run the command line and return the process exit code.
 pub fn main() -> i32 {
+    crate::allocator::return_large_allocations();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,6 +12,7 @@
 //! [`completions`] and [`manpage`] generate shell completions and manual pages from [`cli`]'s
 //! definition.
 
+pub mod allocator;
 pub mod analysis;
 pub mod baseline;
 pub mod cache;
