@@ -255,7 +255,7 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
                     .link_path
                     .or(pending_now.long_link)
                     .unwrap_or_else(|| header.link_name().to_vec())
-                    .into_boxed_slice(),
+                    .into(),
             ),
             EntryKind::Hardlink => {
                 let raw = pending_now
@@ -269,7 +269,7 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
                     out.skipped += 1;
                     continue;
                 }
-                Some(target.into_boxed_slice())
+                Some(target.into())
             }
             _ => None,
         };

@@ -537,7 +537,8 @@ impl FileTree {
                 l.entries.capacity() * std::mem::size_of::<Entry>()
                     + l.entries
                         .iter()
-                        .filter_map(|e| e.link_target.as_ref().map(|t| t.len()))
+                        // The target's bytes and the boxed slice that points to them.
+                        .filter_map(|e| e.link_target.as_ref().map(|t| t.len() + 16))
                         .sum::<usize>()
             })
             .sum();

@@ -299,7 +299,7 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
         }
         let mut bytes = Vec::with_capacity(n);
         r.bytes_into(n, &mut bytes)?;
-        Some(bytes.into_boxed_slice())
+        Some(bytes.into())
     } else {
         None
     };
