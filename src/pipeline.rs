@@ -1,6 +1,8 @@
 //! The streaming pipeline: resolve the image, then download, verify, decompress and
 //! index up to [`CONCURRENT_LAYERS`] layers at once, and merge them into the shared model in
-//! layer order. Views learn what happened through [`Event`]s and read byte counts from
+//! layer order. The first layer is merged while it streams, into a model of its own that
+//! replaces the shared (empty) one once the layer is verified; the others wait for the layers
+//! below them. Views learn what happened through [`Event`]s and read byte counts from
 //! [`Progress`]; nothing here waits on a view.
 
 use std::collections::BTreeMap;
@@ -17,9 +19,11 @@ use crate::cache::{BlobWriter, Cache};
 use crate::error::Error;
 use crate::image::{ImageInfo, LayerInfo};
 use crate::layer::extract::{read_window, FileWindow};
-use crate::layer::{index_layer, Compression, LayerIndex};
+use crate::layer::{
+    index_layer, index_layer_tapped, Compression, EntryBatch, IndexOptions, LayerIndex,
+};
 use crate::source::{LayerStream, Source};
-use crate::tree::{ContentLocation, FileTree};
+use crate::tree::{BaseLayerMerge, ContentLocation, FileTree};
 
 /// Layers fetched and indexed at the same time: three downloads per registry, as Docker does.
 pub const CONCURRENT_LAYERS: usize = 3;
@@ -27,6 +31,17 @@ pub const CONCURRENT_LAYERS: usize = 3;
 /// Chunks buffered between a download and its indexer: enough to ride out scheduling hiccups,
 /// small enough that a slow indexer slows the download instead of filling memory.
 const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// Entry batches buffered between the first layer's walk and its merge.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// A layer ready to join the model.
+enum Obtained {
+    /// Its index, merged once every layer below it is.
+    Index(LayerIndex),
+    /// The first layer, already merged while it streamed into a model of its own.
+    Base(FileTree),
+}
 
 /// What the pipeline tells its views.
 #[derive(Debug)]
@@ -144,6 +159,8 @@ pub async fn load(
         }
     }
 
+    // The first layer can be merged while it streams when the model starts empty.
+    let stream_first = tree.read().unwrap_or_else(|p| p.into_inner()).layer_count() == 0;
     let permits = Arc::new(Semaphore::new(CONCURRENT_LAYERS));
     let mut tasks = JoinSet::new();
     for layer in info.layers.iter().cloned() {
@@ -159,7 +176,8 @@ pub async fn load(
                 .await
                 .map_err(|_| Error::Other("layer scheduler closed".to_string()))?;
             let _ = events.send(Event::LayerStarted(index));
-            let result = obtain_index(&source, &layer, &progress).await;
+            let merge_while_streaming = stream_first && index == 0;
+            let result = obtain_index(&source, &layer, &progress, merge_while_streaming).await;
             if result.is_ok() {
                 let _ = events.send(Event::LayerIndexed(index));
             }
@@ -167,16 +185,20 @@ pub async fn load(
         });
     }
 
-    let mut pending: BTreeMap<usize, LayerIndex> = BTreeMap::new();
+    let mut pending: BTreeMap<usize, Obtained> = BTreeMap::new();
     let mut next = 0usize;
     while let Some(joined) = tasks.join_next().await {
-        let (index, layer_index) = match joined {
+        let (index, obtained) = match joined {
             Ok(result) => result?,
             Err(e) => return Err(Error::Other(format!("a layer task failed: {e}"))),
         };
-        pending.insert(index, layer_index);
+        pending.insert(index, obtained);
         while let Some(ready) = pending.remove(&next) {
-            merge(&tree, ready).await?;
+            match ready {
+                Obtained::Index(layer_index) => merge(&tree, layer_index).await?,
+                // Only the first layer comes merged, and the model is empty until it does.
+                Obtained::Base(model) => *tree.write().unwrap_or_else(|p| p.into_inner()) = model,
+            }
             progress.layers_done.fetch_add(1, Ordering::Relaxed);
             let _ = events.send(Event::LayerMerged(next));
             next += 1;
@@ -237,12 +259,15 @@ async fn merge(tree: &Arc<RwLock<FileTree>>, index: LayerIndex) -> Result<(), Er
 
 /// The index of one layer, from the cheapest place that has it: the cache (by diff_id), the
 /// source itself (an engine export was indexed while it streamed), a cached blob, and last
-/// the source's blob. A fresh index is stored in the cache for the next run.
+/// the source's blob. A fresh index is stored in the cache for the next run. With
+/// `merge_while_streaming` (the first layer of an empty model), a layer read from a blob is
+/// also merged as it streams and comes back as that model.
 async fn obtain_index(
     source: &Source,
     layer: &LayerInfo,
     progress: &Progress,
-) -> Result<LayerIndex, Error> {
+    merge_while_streaming: bool,
+) -> Result<Obtained, Error> {
     let cache = source.cache().cloned();
     let counted = |n: u64| {
         if let Some(c) = progress.downloaded.get(layer.index) {
@@ -258,50 +283,62 @@ async fn obtain_index(
         if let Some(index) = hit {
             counted(layer.compressed_size);
             let compression = compression_of(&layer.media_type).unwrap_or(index.compression());
-            return Ok(index.with_blob_facts(layer.compressed_size, compression));
+            return Ok(Obtained::Index(
+                index.with_blob_facts(layer.compressed_size, compression),
+            ));
         }
     }
-    let index = if let Some(index) = source.take_index(layer) {
+    let (index, base) = if let Some(index) = source.take_index(layer) {
         counted(layer.compressed_size);
-        index
+        (index, None)
     } else {
         let blob_cache = cache.clone().filter(|_| source.caches_blobs());
         let from_cache = blob_cache
             .as_ref()
             .and_then(|c| crate::source::open_cached_blob(c, layer));
         let cached = match from_cache {
-            Some(stream) => match fetch_and_index(stream, layer, progress, None).await {
-                Ok(index) => Some(index),
-                Err(_) => {
-                    // Damaged: forget it, start the count again and fetch it anew.
-                    if let Some(c) = &blob_cache {
-                        c.remove_blob(&layer.digest);
+            Some(stream) => {
+                match fetch_and_index(stream, layer, progress, None, merge_while_streaming).await {
+                    Ok(indexed) => Some(indexed),
+                    Err(_) => {
+                        // Damaged: forget it, start the count again and fetch it anew.
+                        if let Some(c) = &blob_cache {
+                            c.remove_blob(&layer.digest);
+                        }
+                        if let Some(c) = progress.downloaded.get(layer.index) {
+                            c.store(0, Ordering::Relaxed);
+                        }
+                        None
                     }
-                    if let Some(c) = progress.downloaded.get(layer.index) {
-                        c.store(0, Ordering::Relaxed);
-                    }
-                    None
                 }
-            },
+            }
             None => None,
         };
         match cached {
-            Some(index) => index,
+            Some(indexed) => indexed,
             None => {
                 let stream = source.open_layer_from_origin(layer).await?;
-                fetch_and_index(stream, layer, progress, blob_cache.as_deref()).await?
+                let cache = blob_cache.as_deref();
+                fetch_and_index(stream, layer, progress, cache, merge_while_streaming).await?
             }
         }
     };
-    match cache {
+    let index = match cache {
         Some(cache) => tokio::task::spawn_blocking(move || {
             // A cache that cannot be written only costs the next run a download.
             let _ = cache.store_index(&index);
             index
         })
         .await
-        .map_err(|e| Error::Other(format!("caching layer {} failed: {e}", layer.index))),
-        None => Ok(index),
+        .map_err(|e| Error::Other(format!("caching layer {} failed: {e}", layer.index)))?,
+        None => index,
+    };
+    match base {
+        Some(base) => tokio::task::spawn_blocking(move || base.finish(index))
+            .await
+            .map(Obtained::Base)
+            .map_err(|e| Error::Other(format!("merging layer {} failed: {e}", layer.index))),
+        None => Ok(Obtained::Index(index)),
     }
 }
 
@@ -340,13 +377,16 @@ impl<R: Read> Read for Tee<R> {
 /// Read one layer blob and index it while it streams: the stream is read here, the
 /// decompression and tar reading run on a blocking thread fed through a bounded channel. With
 /// `cache`, the blob is copied into it and published once both its digest (checked by the
-/// stream) and its diff_id (checked by the indexer) are right.
+/// stream) and its diff_id (checked by the indexer) are right. With `merge_while_streaming`,
+/// one more blocking thread merges the entries into a first-layer model as the walk reads
+/// them; the model is returned beside the index, to be finished with it.
 async fn fetch_and_index(
     mut stream: LayerStream,
     layer: &LayerInfo,
     progress: &Progress,
     cache: Option<&Cache>,
-) -> Result<LayerIndex, Error> {
+    merge_while_streaming: bool,
+) -> Result<(LayerIndex, Option<BaseLayerMerge>), Error> {
     let layer_error = |source| Error::Layer {
         index: layer.index,
         digest: layer.digest.clone(),
@@ -355,12 +395,29 @@ async fn fetch_and_index(
     let copy = cache.and_then(|c| c.blob_writer(&layer.digest).ok());
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let diff_id = layer.diff_id.clone();
+    let (tap, merger) = if merge_while_streaming {
+        let (tap, batches) = std::sync::mpsc::sync_channel::<EntryBatch>(BATCHES_IN_FLIGHT);
+        // Ends when the walk drops its end of the channel, whether the layer was valid or not.
+        let merger = tokio::task::spawn_blocking(move || {
+            let mut merge = BaseLayerMerge::new();
+            for batch in batches {
+                merge.add(&batch);
+            }
+            merge
+        });
+        (Some(tap), Some(merger))
+    } else {
+        (None, None)
+    };
     let indexer = tokio::task::spawn_blocking(move || {
         let mut tee = Tee {
             inner: ChannelReader::new(rx),
             copy,
         };
-        let result = index_layer(&mut tee, Some(&diff_id));
+        let result = match tap {
+            Some(tap) => index_layer_tapped(&mut tee, Some(&diff_id), IndexOptions::default(), tap),
+            None => index_layer(&mut tee, Some(&diff_id)),
+        };
         (result, tee.copy)
     });
 
@@ -398,7 +455,15 @@ async fn fetch_and_index(
         // Fewer bytes than the blob (the indexer stopped early) are refused by `commit`.
         let _ = copy.commit(layer.compressed_size);
     }
-    Ok(index)
+    let base = match merger {
+        Some(merger) => Some(
+            merger
+                .await
+                .map_err(|e| Error::Other(format!("merging layer {} failed: {e}", layer.index)))?,
+        ),
+        None => None,
+    };
+    Ok((index, base))
 }
 
 /// Read up to `max_len` bytes at `offset` of a file whose bytes are at `location`, by

@@ -8,10 +8,11 @@ use common::layers::{built, content, Compress, LayerBuilder, LongNames, Meta, Ra
 use layerscope::analysis::{analyse, Figures};
 use layerscope::digest::Digest;
 use layerscope::layer::{
-    index_layer, index_layer_with, Compression, EntryKind, IndexOptions, LayerError, LayerIndex,
+    index_layer, index_layer_tapped, index_layer_with, Compression, EntryKind, IndexOptions,
+    LayerError, LayerIndex,
 };
 use layerscope::tree::{
-    display_path, ChangeKind, FileTree, LayerStats, NodeId, Version, VersionState,
+    display_path, BaseLayerMerge, ChangeKind, FileTree, LayerStats, NodeId, Version, VersionState,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1285,4 +1286,133 @@ fn unsafe_paths_and_aufs_markers_are_not_entries() {
     assert_eq!(paths, [b"kept".to_vec()]);
     assert_eq!(index.skipped_entries(), 4);
     assert_eq!(index.whiteouts().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first layer merged while it streams
+
+/// Everything a view, a report or the findings read of a model, as text: per node its path,
+/// versions and visits; per layer its stats; the hidden files; the figures.
+fn model_dump(tree: &FileTree) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..tree.node_count() {
+        let id = NodeId(i as u32);
+        out.push(format!(
+            "{} {:?} {:?}",
+            display_path(&tree.path(id)),
+            tree.versions(id).collect::<Vec<_>>(),
+            tree.visits(id)
+        ));
+    }
+    for layer in 0..tree.layer_count() {
+        out.push(format!(
+            "layer {layer} {:?} {:?}",
+            tree.layer_stats(layer),
+            tree.layer_meta(layer)
+        ));
+    }
+    for hidden in tree.hidden_files() {
+        out.push(format!("{hidden:?}"));
+    }
+    out.push(format!("{:?}", analyse(tree)));
+    out.push(format!("{:?}", layerscope::findings::find(tree, &[])));
+    out
+}
+
+/// A first layer with everything a merge decides on: parents no entry names, paths written
+/// twice (a file, then a directory and a file again at one path), links, markers (which have
+/// nothing below them to act on), the root itself, and enough entries in nested directories
+/// that the paths cross batch boundaries.
+fn base_layer_with_every_case() -> LayerBuilder {
+    let mut layer = LayerBuilder::new()
+        .dir("")
+        .file("usr/lib/implicit/parents", b"deep")
+        .file("twice", b"first")
+        .dir("twice")
+        .file("twice/child", b"under")
+        .file("twice", b"second, replacing the directory")
+        .symlink("bin", "usr/bin")
+        .hardlink("usr/alias", "usr/lib/implicit/parents")
+        .whiteout("usr/lib/implicit")
+        .opaque("usr")
+        .opaque("");
+    for d in 0..9u64 {
+        for f in 0..1500u64 {
+            let path = format!("site-packages/pkg{d}/module{}/file{f}.py", f / 300);
+            layer = layer.file(path, &content(d * 10_000 + f, (f % 7) as usize * 40));
+        }
+    }
+    layer.file(
+        "site-packages/pkg0/module0/file0.py",
+        b"written again at the end",
+    )
+}
+
+#[test]
+fn a_first_layer_merged_while_it_streams_gives_the_same_model_as_merged_after() {
+    let base = base_layer_with_every_case();
+    let top = LayerBuilder::new()
+        .whiteout("site-packages/pkg3")
+        .opaque("site-packages/pkg4/module1")
+        .file("twice", b"third")
+        .file("site-packages/pkg5/module2/file700.py", b"changed");
+    let built = base.build(Compress::Gzip);
+
+    for options in [
+        IndexOptions::default(),
+        IndexOptions {
+            decompress_thread: false,
+        },
+    ] {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let merger = std::thread::spawn(move || {
+            let mut merge = BaseLayerMerge::new();
+            let mut batches = 0;
+            for batch in rx {
+                merge.add(&batch);
+                batches += 1;
+            }
+            (merge, batches)
+        });
+        let index = index_layer_tapped(&built.blob[..], Some(&built.diff_id), options, tx)
+            .expect("valid layer");
+        let (merge, batches) = merger.join().expect("the merge thread ends");
+        assert!(
+            batches >= 3,
+            "{batches} batches: the paths must cross batch boundaries"
+        );
+        let mut streamed = merge.finish(index);
+        let mut after = FileTree::new();
+        after.push_layer(index_of(&base, Compress::Gzip));
+        assert_eq!(
+            model_dump(&streamed),
+            model_dump(&after),
+            "{options:?}, first layer"
+        );
+
+        for tree in [&mut streamed, &mut after] {
+            tree.push_layer(index_of(&top, Compress::Gzip));
+        }
+        assert_eq!(
+            model_dump(&streamed),
+            model_dump(&after),
+            "{options:?}, two layers"
+        );
+        assert_stats_match_changes(&streamed);
+        assert!(view(&streamed, 0).contains(&"/twice - 31".to_string()));
+        // pkg3 with its 5 module directories and 1500 files; the 300 files of pkg4/module1.
+        assert_eq!(streamed.layer_stats(1).removed, 1 + 5 + 1500 + 300);
+    }
+}
+
+#[test]
+fn a_streamed_first_layer_that_missed_entries_is_merged_again_from_its_index() {
+    // The batches never arrived (say, the merge thread started late): the index decides.
+    let base = base_layer_with_every_case();
+    let merge = BaseLayerMerge::new();
+    let streamed = merge.finish(index_of(&base, Compress::Zstd));
+    let mut after = FileTree::new();
+    after.push_layer(index_of(&base, Compress::Zstd));
+    assert_eq!(model_dump(&streamed), model_dump(&after));
+    assert!(streamed.layer_stats(0).added > 13_500);
 }

@@ -6,7 +6,7 @@ use sha2::Digest as _;
 use super::path::{common_prefix, join_into, normalize_into, split_last};
 use super::stream::{BlockRead, ChunkSource, TarStream};
 use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
-use super::{Entry, EntryKind, LayerError, PathRef, Span};
+use super::{Entry, EntryKind, EntryTap, LayerError, PathRef, Span};
 
 /// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
 /// hundred bytes, and garbage must not make us allocate gigabytes.
@@ -95,8 +95,12 @@ fn read_extended<S: ChunkSource>(
     Ok(data)
 }
 
-/// Walk the whole tar stream, then drain what follows the end-of-archive marker.
-pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, LayerError> {
+/// Walk the whole tar stream, then drain what follows the end-of-archive marker. Each entry
+/// kept is also handed to `tap`, when there is one, as soon as it is read.
+pub fn walk<S: ChunkSource>(
+    stream: &mut TarStream<S>,
+    mut tap: Option<EntryTap>,
+) -> Result<Collected, LayerError> {
     let mut out = Collected::default();
     let mut block = [0u8; BLOCK];
     let mut pending = Pending::default();
@@ -297,6 +301,12 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
         out.size_bytes += size;
         let shared = common_prefix(&previous, &path);
         let suffix = out.store(&path[shared..])?;
+        if let Some(t) = &mut tap {
+            if !t.push(shared as u32, &path[shared..], kind, size) {
+                // Nobody listens any more; the index itself is still built.
+                tap = None;
+            }
+        }
         out.paths.push(PathRef {
             // Within `path`, whose length `store` has just checked against u32.
             shared: shared as u32,
@@ -314,6 +324,9 @@ pub fn walk<S: ChunkSource>(stream: &mut TarStream<S>) -> Result<Collected, Laye
             link_target,
             data_offset,
         });
+    }
+    if let Some(mut t) = tap {
+        t.flush();
     }
     stream.drain()?;
     Ok(out)
@@ -352,7 +365,7 @@ mod tests {
             step: 0,
         };
         let mut stream = TarStream::new(source);
-        let collected = walk(&mut stream).expect("valid tar");
+        let collected = walk(&mut stream, None).expect("valid tar");
         let (size, _) = stream.finish();
         let mut paths = crate::layer::PathCursor::new(&collected.paths, &collected.arena);
         let entries = collected

@@ -173,6 +173,109 @@ impl<'a> PathCursor<'a> {
     }
 }
 
+/// Entries of a layer handed on while the layer is still being read, in tar order, so a model
+/// can merge them before the layer ends (see [`index_layer_tapped`]). Paths are front-coded
+/// as in the index: what each shares with the previous entry's path (across batches), then
+/// the rest.
+#[derive(Debug, Default)]
+pub struct EntryBatch {
+    suffixes: Vec<u8>,
+    items: Vec<BatchItem>,
+}
+
+/// One entry of an [`EntryBatch`]: what the merge needs of it.
+#[derive(Clone, Copy, Debug)]
+struct BatchItem {
+    shared: u32,
+    suffix_len: u32,
+    kind: EntryKind,
+    size: u64,
+}
+
+impl EntryBatch {
+    /// Entries a batch holds before it is handed on: big enough that the channel costs
+    /// nothing per entry, small enough that the model follows the tar closely.
+    const CAPACITY: usize = 4096;
+
+    /// An empty batch with room for a full one (paths of 16 new bytes on average).
+    fn with_capacity() -> Self {
+        EntryBatch {
+            suffixes: Vec::with_capacity(Self::CAPACITY * 16),
+            items: Vec::with_capacity(Self::CAPACITY),
+        }
+    }
+
+    /// Number of entries in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn push(&mut self, shared: u32, suffix: &[u8], kind: EntryKind, size: u64) {
+        self.suffixes.extend_from_slice(suffix);
+        self.items.push(BatchItem {
+            shared,
+            // Within a path the index has just stored, so within u32.
+            suffix_len: suffix.len() as u32,
+            kind,
+            size,
+        });
+    }
+
+    /// The kinds of the batch's entries, in order.
+    pub fn kinds(&self) -> impl Iterator<Item = EntryKind> + '_ {
+        self.items.iter().map(|item| item.kind)
+    }
+
+    /// Call `each(path, shared, kind, size)` for every entry in order. `path` carries the
+    /// previous entry's path in and the last one out, so consecutive batches chain.
+    pub fn replay(&self, path: &mut Vec<u8>, mut each: impl FnMut(&[u8], usize, EntryKind, u64)) {
+        let mut at = 0usize;
+        for item in &self.items {
+            let shared = (item.shared as usize).min(path.len());
+            let end = (at + item.suffix_len as usize).min(self.suffixes.len());
+            path.truncate(shared);
+            path.extend_from_slice(&self.suffixes[at..end]);
+            at = end;
+            each(path, shared, item.kind, item.size);
+        }
+    }
+}
+
+/// The sending end of an [`index_layer_tapped`] walk: fills batches and hands them on.
+pub(crate) struct EntryTap {
+    to: std::sync::mpsc::SyncSender<EntryBatch>,
+    batch: EntryBatch,
+}
+
+impl EntryTap {
+    fn new(to: std::sync::mpsc::SyncSender<EntryBatch>) -> Self {
+        EntryTap {
+            to,
+            batch: EntryBatch::with_capacity(),
+        }
+    }
+
+    /// Add one entry; a full batch is sent. Returns false once the receiver is gone.
+    fn push(&mut self, shared: u32, suffix: &[u8], kind: EntryKind, size: u64) -> bool {
+        self.batch.push(shared, suffix, kind, size);
+        self.batch.len() < EntryBatch::CAPACITY || self.flush()
+    }
+
+    /// Send what the batch holds. Returns false once the receiver is gone.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.batch, EntryBatch::with_capacity());
+        self.to.send(full).is_ok()
+    }
+}
+
 /// How a layer blob was compressed (found by sniffing its first bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Compression {
@@ -285,6 +388,11 @@ impl LayerIndex {
             let path = paths.next_path().map(|(path, _)| path.to_vec());
             (path.unwrap_or_default(), entry)
         })
+    }
+
+    /// The kinds of the entries, in tar order.
+    pub fn kinds(&self) -> impl ExactSizeIterator<Item = EntryKind> + '_ {
+        self.entries.iter().map(|entry| entry.kind)
     }
 
     /// Paths deleted by whiteout markers, in tar order.
@@ -435,6 +543,33 @@ pub fn index_layer_with<R: Read + Send>(
     expected_diff_id: Option<&Digest>,
     options: IndexOptions,
 ) -> Result<LayerIndex, LayerError> {
+    index(compressed, expected_diff_id, options, None)
+}
+
+/// [`index_layer_with`], also sending each entry to `tap` as soon as it is read, in batches,
+/// so a model can merge the layer while it streams. The channel closes when the walk ends,
+/// successfully or not; only the returned index says whether the layer was valid (the diff_id
+/// is checked at its very end), so whatever was built from the batches must wait for it.
+pub fn index_layer_tapped<R: Read + Send>(
+    compressed: R,
+    expected_diff_id: Option<&Digest>,
+    options: IndexOptions,
+    tap: std::sync::mpsc::SyncSender<EntryBatch>,
+) -> Result<LayerIndex, LayerError> {
+    index(
+        compressed,
+        expected_diff_id,
+        options,
+        Some(EntryTap::new(tap)),
+    )
+}
+
+fn index<R: Read + Send>(
+    compressed: R,
+    expected_diff_id: Option<&Digest>,
+    options: IndexOptions,
+    tap: Option<EntryTap>,
+) -> Result<LayerIndex, LayerError> {
     let decoder = stream::Decoder::new(compressed)?;
     let compression = decoder.compression();
     let algorithm = expected_diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
@@ -444,14 +579,14 @@ pub fn index_layer_with<R: Read + Send>(
             scope.spawn(move || stream::run_decoder_thread(decoder, ends));
             scope.spawn(move || hash_stage.run());
             let mut tar = stream::TarStream::new(source);
-            let collected = index::walk(&mut tar)?;
+            let collected = index::walk(&mut tar, tap)?;
             let (tar_size, source) = tar.finish();
             let (diff_id, compressed_size) = source.finish()?;
             Ok::<_, LayerError>((collected, diff_id, tar_size, compressed_size))
         })?
     } else {
         let mut tar = stream::TarStream::new(stream::InlineSource::new(decoder, algorithm));
-        let collected = index::walk(&mut tar)?;
+        let collected = index::walk(&mut tar, tap)?;
         let (tar_size, source) = tar.finish();
         let (diff_id, compressed_size) = source.finish();
         (collected, diff_id, tar_size, compressed_size)

@@ -2,7 +2,7 @@
 //! tar order; versions, visits and the layer's statistics are recorded on the way.
 
 use crate::layer::path::{components, split_last};
-use crate::layer::LayerIndex;
+use crate::layer::{EntryBatch, LayerIndex};
 
 use super::changes::classify;
 use super::lookup::Probe;
@@ -26,9 +26,26 @@ struct Merge<'t> {
     layer: u32,
     /// Nodes that got a version at this layer (may repeat).
     touched: Vec<u32>,
+    /// The kinds of this layer's entries while they are merged before the layer's index is
+    /// complete ([`BaseLayerMerge`]); empty otherwise, when the entries are in the tree.
+    streamed_kinds: &'t [EntryKind],
 }
 
 impl Merge<'_> {
+    /// The kind of entry `index` of `layer`.
+    fn kind(&self, layer: u32, index: u32) -> EntryKind {
+        let written = self.tree.layers.get(layer as usize);
+        match written.and_then(|l| l.entries.get(index as usize)) {
+            Some(entry) => entry.kind,
+            // A streamed entry; every index a version holds was streamed before it.
+            None => self
+                .streamed_kinds
+                .get(index as usize)
+                .copied()
+                .unwrap_or(EntryKind::Fifo),
+        }
+    }
+
     fn current(&self, node: u32) -> Current {
         let v = self.tree.nodes[node as usize].latest;
         if v == NONE {
@@ -42,7 +59,7 @@ impl Merge<'_> {
         match record.state {
             REMOVED => Current::Absent,
             IMPLICIT => Current::Dir,
-            index => match self.tree.layers[record.layer as usize].entries[index as usize].kind {
+            index => match self.kind(record.layer, index) {
                 EntryKind::Dir => Current::Dir,
                 EntryKind::File => Current::File,
                 _ => Current::Other,
@@ -85,8 +102,7 @@ impl Merge<'_> {
         if record.state == REMOVED || record.state == IMPLICIT {
             return;
         }
-        let entry = &self.tree.layers[record.layer as usize].entries[record.state as usize];
-        if entry.kind == EntryKind::File {
+        if self.kind(record.layer, record.state) == EntryKind::File {
             self.tree.hidden.push(HideRecord {
                 node,
                 layer: record.layer,
@@ -188,6 +204,173 @@ impl Merge<'_> {
     }
 }
 
+/// Where the previous entry's path led, so the next one reuses what it shares.
+///
+/// Consecutive entries usually share their parent directories, so the previous path's nodes
+/// are remembered: (end of component in the previous path, node). The components of the
+/// common prefix are reused without a lookup, and only the rest of the path is split. The
+/// previous entry's ancestors are directories at this layer (its own write only touches itself
+/// and what lies below), so reused ones need no check: `prev_parents` of them.
+#[derive(Default)]
+struct PathWalk {
+    prev_nodes: Vec<(usize, u32)>,
+    prev_parents: usize,
+    stack: Vec<u32>,
+}
+
+impl PathWalk {
+    /// Merge entry `index` of the layer at `path`, which shares `common` bytes with the
+    /// previous entry's path.
+    fn merge_entry(
+        &mut self,
+        merge: &mut Merge,
+        path: &[u8],
+        common: usize,
+        index: u32,
+        kind: EntryKind,
+        size: u64,
+    ) {
+        let prev_nodes = &mut self.prev_nodes;
+        let leaf = if path.is_empty() {
+            prev_nodes.clear();
+            0
+        } else {
+            let mut reused = 0;
+            while let Some(&(end, _)) = prev_nodes.get(reused) {
+                if end > common || path.get(end).is_some_and(|&b| b != b'/') {
+                    break;
+                }
+                reused += 1;
+            }
+            prev_nodes.truncate(reused);
+            // The whole path is a reused component: the previous path or an ancestor of it.
+            let full = prev_nodes.last().is_some_and(|&(end, _)| end == path.len());
+            let reused_parents = if full { reused - 1 } else { reused };
+            for &(_, node) in &prev_nodes[self.prev_parents.min(reused_parents)..reused_parents] {
+                merge.ensure_dir(node);
+            }
+            if full {
+                prev_nodes[reused - 1].1
+            } else {
+                let (mut start, mut parent) = match prev_nodes.last() {
+                    Some(&(end, node)) => (end + 1, node),
+                    None => (0, 0),
+                };
+                loop {
+                    let rest = &path[start..];
+                    match rest.iter().position(|&b| b == b'/') {
+                        Some(slash) => {
+                            let node = merge.child(parent, &rest[..slash]);
+                            prev_nodes.push((start + slash, node));
+                            merge.ensure_dir(node);
+                            parent = node;
+                            start += slash + 1;
+                        }
+                        None => {
+                            let node = merge.child(parent, rest);
+                            prev_nodes.push((path.len(), node));
+                            break node;
+                        }
+                    }
+                }
+            }
+        };
+        self.prev_parents = prev_nodes.len().saturating_sub(1);
+        merge.write(leaf, index, kind, size, &mut self.stack);
+    }
+}
+
+/// The first layer of a model, merged while its tar is still being read.
+///
+/// Entries arrive in [`EntryBatch`]es from the walk ([`crate::layer::index_layer_tapped`]) and
+/// are merged at once, so on a big base layer the merge runs beside the download,
+/// decompression and hashing instead of after them. Only the first layer can be merged this
+/// way: a layer's whiteouts and opaque markers act on the layers below it and must come
+/// before its entries, wherever the tar lists them, and below the first layer there is
+/// nothing for them to act on. The model is only handed out by [`Self::finish`], with the
+/// layer's complete (and verified) index.
+pub struct BaseLayerMerge {
+    tree: FileTree,
+    /// The kinds of the entries merged so far (their index in the layer is their position).
+    kinds: Vec<EntryKind>,
+    touched: Vec<u32>,
+    walk: PathWalk,
+    path: Vec<u8>,
+}
+
+impl Default for BaseLayerMerge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BaseLayerMerge {
+    /// An empty model about to receive its first layer.
+    pub fn new() -> Self {
+        BaseLayerMerge {
+            tree: FileTree::new(),
+            kinds: Vec::new(),
+            touched: Vec::new(),
+            walk: PathWalk::default(),
+            path: Vec::new(),
+        }
+    }
+
+    /// Merge the next entries of the layer.
+    pub fn add(&mut self, batch: &EntryBatch) {
+        let BaseLayerMerge {
+            tree,
+            kinds,
+            touched,
+            walk,
+            path,
+        } = self;
+        tree.nodes.reserve(batch.len());
+        tree.visits.reserve(batch.len());
+        tree.versions.reserve(batch.len());
+        tree.children.reserve(batch.len());
+        let mut index = kinds.len() as u32;
+        // The batch's kinds first: an entry may stand where an earlier one of the batch did.
+        kinds.extend(batch.kinds());
+        let mut merge = Merge {
+            tree,
+            layer: 0,
+            touched: std::mem::take(touched),
+            streamed_kinds: kinds,
+        };
+        batch.replay(path, |path, common, kind, size| {
+            walk.merge_entry(&mut merge, path, common, index, kind, size);
+            index += 1;
+        });
+        *touched = merge.touched;
+    }
+
+    /// The model with its first layer complete. `index` is the layer's whole index, as the walk
+    /// that sent the batches returned it; if it holds other entries than were merged (it
+    /// cannot when both come from one walk), the layer is merged again from the index.
+    pub fn finish(mut self, index: LayerIndex) -> FileTree {
+        let streamed_all =
+            index.len() == self.kinds.len() && index.kinds().eq(self.kinds.iter().copied());
+        if !streamed_all {
+            let mut tree = FileTree::new();
+            tree.push_layer(index);
+            return tree;
+        }
+        let parts = index.into_parts();
+        self.tree.layers.push(Layer {
+            stats: LayerStats {
+                size_bytes: parts.meta.size_bytes,
+                entry_count: parts.entries.len() as u64,
+                ..LayerStats::default()
+            },
+            entries: parts.entries,
+            meta: parts.meta,
+        });
+        self.tree.layers[0].stats = self.tree.stats_for(0, &self.touched);
+        self.tree
+    }
+}
+
 impl FileTree {
     /// Merge the next layer (layers are pushed in order 0, 1, 2, …). The index is consumed:
     /// its entries move into the tree and its path arena is freed.
@@ -218,6 +401,7 @@ impl FileTree {
             tree: self,
             layer,
             touched: Vec::new(),
+            streamed_kinds: &[],
         };
         let mut stack = Vec::new();
 
@@ -249,69 +433,17 @@ impl FileTree {
             }
         }
 
-        // Entries in tar order. Consecutive entries usually share their parent directories,
-        // so the previous path's nodes are remembered: (end of component in the previous
-        // path, node). The components of the common prefix are reused without a lookup, and
-        // only the rest of the path is split. The previous entry's ancestors are directories
-        // at this layer (its own write only touches itself and what lies below), so reused
-        // ones need no check: `prev_parents` of them.
-        let mut prev_nodes: Vec<(usize, u32)> = Vec::new();
-        let mut prev_parents = 0;
+        let mut walk = PathWalk::default();
         let mut paths = parts.paths();
         for i in 0..entry_count as usize {
             // The index stores each path as what it shares with the previous one and the rest:
-            // that shared length is the common prefix this loop needs.
+            // that shared length is the common prefix the walk needs.
             let Some((path, common)) = paths.next_path() else {
                 break;
             };
             let entry = &merge.tree.layers[layer as usize].entries[i];
             let (kind, size) = (entry.kind, entry.size);
-            let leaf = if path.is_empty() {
-                prev_nodes.clear();
-                0
-            } else {
-                let mut reused = 0;
-                while let Some(&(end, _)) = prev_nodes.get(reused) {
-                    if end > common || path.get(end).is_some_and(|&b| b != b'/') {
-                        break;
-                    }
-                    reused += 1;
-                }
-                prev_nodes.truncate(reused);
-                // The whole path is a reused component: the previous path or an ancestor of it.
-                let full = prev_nodes.last().is_some_and(|&(end, _)| end == path.len());
-                let reused_parents = if full { reused - 1 } else { reused };
-                for &(_, node) in &prev_nodes[prev_parents.min(reused_parents)..reused_parents] {
-                    merge.ensure_dir(node);
-                }
-                if full {
-                    prev_nodes[reused - 1].1
-                } else {
-                    let (mut start, mut parent) = match prev_nodes.last() {
-                        Some(&(end, node)) => (end + 1, node),
-                        None => (0, 0),
-                    };
-                    loop {
-                        let rest = &path[start..];
-                        match rest.iter().position(|&b| b == b'/') {
-                            Some(slash) => {
-                                let node = merge.child(parent, &rest[..slash]);
-                                prev_nodes.push((start + slash, node));
-                                merge.ensure_dir(node);
-                                parent = node;
-                                start += slash + 1;
-                            }
-                            None => {
-                                let node = merge.child(parent, rest);
-                                prev_nodes.push((path.len(), node));
-                                break node;
-                            }
-                        }
-                    }
-                }
-            };
-            prev_parents = prev_nodes.len().saturating_sub(1);
-            merge.write(leaf, i as u32, kind, size, &mut stack);
+            walk.merge_entry(&mut merge, path, common, i as u32, kind, size);
         }
 
         drop(paths);

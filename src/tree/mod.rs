@@ -29,6 +29,7 @@ use crate::layer::LayerMeta;
 
 pub use crate::layer::{Entry, EntryKind};
 pub use changes::ChangeKind;
+pub use merge::BaseLayerMerge;
 pub use snapshot::FORMAT_VERSION as SNAPSHOT_FORMAT_VERSION;
 
 /// A node of the tree: one path that existed at some layer. Ids are dense (`0..node_count`),
