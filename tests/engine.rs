@@ -1416,3 +1416,129 @@ fn a_streamed_first_layer_that_missed_entries_is_merged_again_from_its_index() {
     assert_eq!(model_dump(&streamed), model_dump(&after));
     assert!(streamed.layer_stats(0).added > 13_500);
 }
+
+// ---------------------------------------------------------------------------------------------
+// gzip without its CRC when the diff_id checks every byte
+
+/// One gzip member of `data` by hand (RFC 1952), with the optional header fields `flags` names
+/// (FHCRC 0x02, FEXTRA 0x04, FNAME 0x08, FCOMMENT 0x10), the real CRC-32 and ISIZE.
+fn gzip_member(data: &[u8], flags: u8) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = vec![0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 3];
+    if flags & 0x04 != 0 {
+        out.extend_from_slice(&5u16.to_le_bytes());
+        out.extend_from_slice(b"extra");
+    }
+    if flags & 0x08 != 0 {
+        out.extend_from_slice(b"layer.tar\0");
+    }
+    if flags & 0x10 != 0 {
+        out.extend_from_slice(&[b'c'; 300]);
+        out.push(0);
+    }
+    if flags & 0x02 != 0 {
+        // The header's CRC-16: the low bytes of the CRC-32 of the header so far.
+        let mut crc = flate2::Crc::new();
+        crc.update(&out);
+        out.extend_from_slice(&crc.sum().to_le_bytes()[..2]);
+    }
+    let mut deflate = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    deflate.write_all(data).expect("deflate to memory");
+    let mut out = deflate.finish().expect("deflate to memory");
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// The layer's tar in three members (every optional header field, none, and an empty one),
+/// the diff_id of the tar, the tar, and where the first member's trailer starts.
+fn three_member_gzip() -> (Vec<u8>, Digest, Vec<u8>, usize) {
+    let tar = sample_layer().tar();
+    let cut = tar.len() / 3;
+    let mut blob = gzip_member(&tar[..cut], 0x02 | 0x04 | 0x08 | 0x10);
+    let first_trailer = blob.len() - 8;
+    blob.extend(gzip_member(&tar[cut..], 0));
+    blob.extend(gzip_member(b"", 0x08));
+    let diff_id = built(tar.clone(), Compress::None).diff_id;
+    (blob, diff_id, tar, first_trailer)
+}
+
+#[test]
+fn gzip_members_with_every_header_field_index_alike_with_or_without_the_crc() {
+    let (blob, diff_id, tar, _) = three_member_gzip();
+    let plain = index_layer(&tar[..], Some(&diff_id)).expect("plain tar");
+    for decompress_thread in [true, false] {
+        let options = IndexOptions { decompress_thread };
+        // With a diff_id the CRC is skipped; without one it is checked.
+        for expected in [Some(&diff_id), None] {
+            let index = index_layer_with(&blob[..], expected, options).expect("valid members");
+            assert_eq!(index.diff_id(), &diff_id);
+            assert_eq!(index.compression(), Compression::Gzip);
+            assert_eq!(index.compressed_size(), blob.len() as u64);
+            assert_eq!(index.tar_size(), tar.len() as u64);
+            let entries =
+                |i: &LayerIndex| i.entries().map(|(p, e)| (p, e.clone())).collect::<Vec<_>>();
+            assert_eq!(entries(&index), entries(&plain), "{expected:?} {options:?}");
+        }
+    }
+}
+
+#[test]
+fn with_a_diff_id_every_change_to_a_gzip_member_is_still_refused() {
+    let (blob, diff_id, _, first_trailer) = three_member_gzip();
+    let index = |bytes: &[u8]| index_layer(bytes, Some(&diff_id));
+
+    // A wrong CRC alone: the bytes are right, as the diff_id proves, so the layer is read; a
+    // layer without a diff_id to check still has its CRC checked.
+    let mut wrong_crc = blob.clone();
+    wrong_crc[first_trailer] ^= 0xff;
+    assert!(index(&wrong_crc).is_ok());
+    assert_one_line_error(index_layer(&wrong_crc[..], None), "corrupt gzip stream");
+
+    // A wrong length, a bit flipped anywhere in the deflate data, bytes after the last member
+    // that start no other, and a stream cut anywhere: each is an error.
+    let mut wrong_length = blob.clone();
+    wrong_length[first_trailer + 4] ^= 0x01;
+    assert_one_line_error(index(&wrong_length), "length does not match");
+    for at in (first_trailer / 10..first_trailer).step_by(first_trailer / 7) {
+        let mut flipped = blob.clone();
+        flipped[at] ^= 0x08;
+        let Err(err) = index(&flipped) else {
+            panic!("the stream with a bit flipped at {at} was read");
+        };
+        assert!(
+            matches!(
+                err,
+                LayerError::Decompress { .. }
+                    | LayerError::DiffIdMismatch { .. }
+                    | LayerError::Tar { .. }
+            ),
+            "bit at {at}: {err}"
+        );
+    }
+    let mut trailing = blob.clone();
+    trailing.extend_from_slice(b"not a gzip member");
+    assert_one_line_error(index(&trailing), "invalid gzip header");
+    // The last member is 30 bytes: a cut just before it leaves two whole members, which is a
+    // valid stream, so the cuts near the end fall inside it.
+    for cut in [
+        5,
+        12,
+        20,
+        400,
+        first_trailer + 3,
+        blob.len() / 2,
+        blob.len() - 29,
+        blob.len() - 1,
+    ] {
+        let Err(err) = index(&blob[..cut]) else {
+            panic!("the stream cut at {cut} of {} was read", blob.len());
+        };
+        assert!(
+            matches!(err, LayerError::Decompress { .. }),
+            "cut at {cut}: {err}"
+        );
+    }
+}

@@ -570,7 +570,12 @@ fn index<R: Read + Send>(
     options: IndexOptions,
     tap: Option<EntryTap>,
 ) -> Result<LayerIndex, LayerError> {
-    let decoder = stream::Decoder::new(compressed)?;
+    // With a diff_id to check, every uncompressed byte is verified by it: gzip's CRC-32 would
+    // only check them a second time.
+    let decoder = match expected_diff_id {
+        Some(_) => stream::Decoder::for_verified_stream(compressed)?,
+        None => stream::Decoder::new(compressed)?,
+    };
     let compression = decoder.compression();
     let algorithm = expected_diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let (collected, diff_id, tar_size, compressed_size) = if options.decompress_thread {
