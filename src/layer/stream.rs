@@ -14,10 +14,8 @@ use super::{Compression, LayerError};
 
 /// Uncompressed bytes handed over at once; a multiple of [`BLOCK`] so headers rarely straddle.
 const CHUNK: usize = 256 * 1024;
-/// Chunks each stage may run ahead of the next: 4 MiB, so that on a busy machine (more
-/// stages than cores) a stage that gets the core back finds work queued instead of waiting
-/// for the one before it. Bounds memory to 8 MiB a layer.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// Chunks each stage may run ahead of the next (bounds memory to a few MB).
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// Read buffer between the source and the decompressor.
 const SOURCE_BUFFER: usize = 128 * 1024;
 
