@@ -240,9 +240,9 @@ impl Cache {
 
     /// Store a layer's index under its diff_id.
     pub fn store_index(&self, index: &LayerIndex) -> io::Result<()> {
-        let bytes = index.encode();
         let (tmp, mut file) = self.temp_file()?;
-        let written = file.write_all(&bytes).and_then(|()| file.flush());
+        // The index goes out in pieces as it is encoded: a big one is never in memory whole.
+        let written = index.write_to(&mut file).and_then(|()| file.flush());
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);

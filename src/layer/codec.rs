@@ -17,6 +17,7 @@
 //! an error, never a panic or a wrong tree.
 
 use std::fmt;
+use std::io::{self, Seek, SeekFrom, Write};
 
 use sha2::Digest as _;
 
@@ -28,6 +29,47 @@ const MAGIC: &[u8; 4] = b"LSIX";
 /// treated as absent and rebuilt.
 pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 4 + 4 + 8 + 32;
+/// Payload bytes gathered before they are hashed and written.
+const PAYLOAD_PIECE: usize = 64 * 1024;
+
+/// The payload on its way out: gathered in pieces, each hashed and written when full.
+struct Payload<'a, W> {
+    out: &'a mut W,
+    buf: Vec<u8>,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<W: Write> Payload<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.buf.len() + bytes.len() > PAYLOAD_PIECE {
+            self.flush()?;
+        }
+        if bytes.len() > PAYLOAD_PIECE {
+            self.hasher.update(bytes);
+            self.len += bytes.len() as u64;
+            return self.out.write_all(bytes);
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.hasher.update(&self.buf);
+        self.len += self.buf.len() as u64;
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// The payload's length and checksum, once the last piece is out.
+    fn finish(mut self) -> io::Result<(u64, [u8; 32])> {
+        self.flush()?;
+        let mut checksum = [0u8; 32];
+        checksum.copy_from_slice(&self.hasher.finalize());
+        Ok((self.len, checksum))
+    }
+}
 
 /// Why bytes are not a usable index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,54 +131,73 @@ pub(crate) fn compression_of(code: u8) -> Option<Compression> {
 impl LayerIndex {
     /// The index in the binary form described in this module's documentation.
     pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::with_capacity(self.arena.len() + self.entries.len() * 64 + 256);
+        let mut out = io::Cursor::new(Vec::new());
+        // Writing into memory cannot fail.
+        let _ = self.write_to(&mut out);
+        out.into_inner()
+    }
+
+    /// Write the index in its binary form to `out`, as it is produced: the payload goes out in
+    /// small pieces while its checksum is computed, then the header is written in front. A
+    /// million-entry index is about 60 MB of payload, which is never held in memory.
+    pub fn write_to<W: Write + Seek>(&self, mut out: W) -> io::Result<()> {
+        let start = out.stream_position()?;
+        out.write_all(&[0u8; HEADER_LEN])?;
+        let mut p = Payload {
+            out: &mut out,
+            buf: Vec::with_capacity(PAYLOAD_PIECE),
+            hasher: sha2::Sha256::new(),
+            len: 0,
+        };
         let diff_id = self.diff_id.to_string();
         // Digests are at most "sha512:" + 128 hex characters.
-        p.extend_from_slice(&(diff_id.len() as u16).to_le_bytes());
-        p.extend_from_slice(diff_id.as_bytes());
+        p.put(&(diff_id.len() as u16).to_le_bytes())?;
+        p.put(diff_id.as_bytes())?;
         for v in [self.tar_size, self.compressed_size] {
-            p.extend_from_slice(&v.to_le_bytes());
+            p.put(&v.to_le_bytes())?;
         }
-        p.push(compression_code(self.compression));
+        p.put(&[compression_code(self.compression)])?;
         for v in [self.size_bytes, self.skipped, self.arena.len() as u64] {
-            p.extend_from_slice(&v.to_le_bytes());
+            p.put(&v.to_le_bytes())?;
         }
-        p.extend_from_slice(&self.arena);
-        p.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        p.put(&self.arena)?;
+        p.put(&(self.entries.len() as u64).to_le_bytes())?;
         for (path, e) in self.paths.iter().zip(&self.entries) {
-            p.extend_from_slice(&path.shared.to_le_bytes());
-            put_span(&mut p, path.suffix);
-            p.push(kind_code(e.kind));
+            p.put(&path.shared.to_le_bytes())?;
+            put_span(&mut p, path.suffix)?;
+            p.put(&[kind_code(e.kind)])?;
             for v in [e.mode, e.uid, e.gid] {
-                p.extend_from_slice(&v.to_le_bytes());
+                p.put(&v.to_le_bytes())?;
             }
             for v in [e.size, e.mtime, e.data_offset] {
-                p.extend_from_slice(&v.to_le_bytes());
+                p.put(&v.to_le_bytes())?;
             }
             let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
                 | if e.link_target.is_some() { HAS_LINK } else { 0 };
-            p.push(flags);
+            p.put(&[flags])?;
             if let Some(hash) = &e.content {
-                p.extend_from_slice(hash);
+                p.put(hash)?;
             }
             if let Some(link) = &e.link_target {
-                p.extend_from_slice(&(link.len() as u32).to_le_bytes());
-                p.extend_from_slice(link);
+                p.put(&(link.len() as u32).to_le_bytes())?;
+                p.put(link)?;
             }
         }
         for spans in [&self.whiteouts, &self.opaque_dirs] {
-            p.extend_from_slice(&(spans.len() as u64).to_le_bytes());
+            p.put(&(spans.len() as u64).to_le_bytes())?;
             for span in spans.iter() {
-                put_span(&mut p, *span);
+                put_span(&mut p, *span)?;
             }
         }
-        let mut out = Vec::with_capacity(HEADER_LEN + p.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        out.extend_from_slice(&sha2::Sha256::digest(&p));
-        out.extend_from_slice(&p);
-        out
+        let (len, checksum) = p.finish()?;
+        let end = out.stream_position()?;
+        out.seek(SeekFrom::Start(start))?;
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(&checksum)?;
+        out.seek(SeekFrom::Start(end))?;
+        Ok(())
     }
 
     /// Read an index written by [`LayerIndex::encode`], checking its checksum and every span.
@@ -259,9 +320,9 @@ impl LayerIndex {
     }
 }
 
-fn put_span(out: &mut Vec<u8>, span: Span) {
-    out.extend_from_slice(&span.start.to_le_bytes());
-    out.extend_from_slice(&span.len.to_le_bytes());
+fn put_span<W: Write>(out: &mut Payload<'_, W>, span: Span) -> io::Result<()> {
+    out.put(&span.start.to_le_bytes())?;
+    out.put(&span.len.to_le_bytes())
 }
 
 /// A bounds-checked cursor.
@@ -372,6 +433,77 @@ mod tests {
         );
         assert_eq!(a.compression(), b.compression());
         assert_eq!(a.skipped_entries(), b.skipped_entries());
+    }
+
+    /// An index whose payload spans many pieces, with a link target longer than one piece.
+    fn big() -> LayerIndex {
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..3000 {
+            let mut h = tar::Header::new_gnu();
+            let data = format!("file {i}");
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("dir{}/file{i}", i % 17), data.as_bytes())
+                .expect("in memory");
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        let target = "t".repeat(PAYLOAD_PIECE + 5000);
+        b.append_link(&mut h, "long-link", &target)
+            .expect("in memory");
+        let tar = b.into_inner().expect("in memory");
+        index_layer(&tar[..], None).expect("valid tar")
+    }
+
+    #[test]
+    fn an_index_written_in_pieces_after_other_bytes_reads_back() {
+        let index = big();
+        let mut out = io::Cursor::new(b"before".to_vec());
+        out.set_position(6);
+        index.write_to(&mut out).expect("into memory");
+        let bytes = out.into_inner();
+        assert!(bytes.len() > 4 * PAYLOAD_PIECE);
+        assert_eq!(&bytes[..6], b"before");
+        assert_eq!(&bytes[6..], &index.encode()[..]);
+        same(&index, &LayerIndex::decode(&bytes[6..]).expect("decodes"));
+    }
+
+    /// Accepts `room` bytes, then fails like a full disk.
+    struct FullDisk {
+        inner: io::Cursor<Vec<u8>>,
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.inner.get_ref().len() + buf.len() > self.room {
+                return Err(io::Error::other("no space left on device"));
+            }
+            self.inner.write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for FullDisk {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_write_that_fails_half_way_is_an_error() {
+        let index = big();
+        for room in [10, HEADER_LEN + 100, 3 * PAYLOAD_PIECE] {
+            let mut out = FullDisk {
+                inner: io::Cursor::new(Vec::new()),
+                room,
+            };
+            let error = index.write_to(&mut out).expect_err("the disk is full");
+            assert_eq!(error.to_string(), "no space left on device");
+        }
     }
 
     #[test]
