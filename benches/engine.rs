@@ -83,13 +83,7 @@ fn child(name: &str, threaded: bool, dir: &Path) {
                 let file = File::open(path).expect("open layer");
                 let obtained = if n == 0 {
                     let (tap, batches) = mpsc::sync_channel(8);
-                    let merger = std::thread::spawn(move || {
-                        let mut merge = BaseLayerMerge::new();
-                        for batch in batches {
-                            merge.add(&batch);
-                        }
-                        merge
-                    });
+                    let merger = std::thread::spawn(move || BaseLayerMerge::from_batches(batches));
                     let index =
                         index_layer_tapped(file, Some(diff_id), options, tap).expect("index layer");
                     Ok(merger.join().expect("merge thread").finish(index))

@@ -21,12 +21,18 @@ pub fn write_with(
 ) -> io::Result<()> {
     match placement(path)? {
         Placement::Replace(_) => stage_with(path, fill)?.commit(),
-        Placement::InPlace => {
-            let mut out = io::BufWriter::new(fs::File::create(path)?);
-            fill(&mut out)?;
-            out.flush()
-        }
+        Placement::InPlace => create_filled(path, fill),
     }
+}
+
+/// Create (or truncate) `path` and write what `fill` writes into it, buffered.
+fn create_filled(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::new(fs::File::create(path)?);
+    fill(&mut out)?;
+    out.flush()
 }
 
 /// Give the finished file `temp` the name `path` (replacing what is there) by the rules of the
@@ -133,12 +139,7 @@ pub fn stage_with(
     match placement(path)? {
         Placement::Replace(target) => {
             let temp = temp_beside(&target);
-            let written = fs::File::create(&temp).and_then(|file| {
-                let mut out = io::BufWriter::new(file);
-                fill(&mut out)?;
-                out.flush()
-            });
-            if let Err(e) = written {
+            if let Err(e) = create_filled(&temp, fill) {
                 let _ = fs::remove_file(&temp);
                 return Err(e);
             }

@@ -398,13 +398,7 @@ async fn fetch_and_index(
     let (tap, merger) = if merge_while_streaming {
         let (tap, batches) = std::sync::mpsc::sync_channel::<EntryBatch>(BATCHES_IN_FLIGHT);
         // Ends when the walk drops its end of the channel, whether the layer was valid or not.
-        let merger = tokio::task::spawn_blocking(move || {
-            let mut merge = BaseLayerMerge::new();
-            for batch in batches {
-                merge.add(&batch);
-            }
-            merge
-        });
+        let merger = tokio::task::spawn_blocking(move || BaseLayerMerge::from_batches(batches));
         (Some(tap), Some(merger))
     } else {
         (None, None)

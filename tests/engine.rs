@@ -1366,12 +1366,8 @@ fn a_first_layer_merged_while_it_streams_gives_the_same_model_as_merged_after() 
     ] {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let merger = std::thread::spawn(move || {
-            let mut merge = BaseLayerMerge::new();
             let mut batches = 0;
-            for batch in rx {
-                merge.add(&batch);
-                batches += 1;
-            }
+            let merge = BaseLayerMerge::from_batches(rx.into_iter().inspect(|_| batches += 1));
             (merge, batches)
         });
         let index = index_layer_tapped(&built.blob[..], Some(&built.diff_id), options, tx)

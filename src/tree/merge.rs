@@ -316,6 +316,16 @@ impl BaseLayerMerge {
         }
     }
 
+    /// The first layer merged from every batch `batches` yields (a channel's receiving end
+    /// ends when the walk does), ready for [`Self::finish`].
+    pub fn from_batches(batches: impl IntoIterator<Item = EntryBatch>) -> Self {
+        let mut merge = Self::new();
+        for batch in batches {
+            merge.add(&batch);
+        }
+        merge
+    }
+
     /// Merge the next entries of the layer.
     pub fn add(&mut self, batch: &EntryBatch) {
         let BaseLayerMerge {
