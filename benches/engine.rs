@@ -54,6 +54,7 @@ fn child(name: &str, threaded: bool, dir: &Path) {
     let layers = ensure_layers(dir, name);
     let options = IndexOptions {
         decompress_thread: threaded,
+        ..IndexOptions::default()
     };
     let Totals {
         compressed,
@@ -84,9 +85,18 @@ fn child(name: &str, threaded: bool, dir: &Path) {
                 let obtained = if n == 0 {
                     let (tap, batches) = mpsc::sync_channel(8);
                     let merger = std::thread::spawn(move || BaseLayerMerge::from_batches(batches));
-                    let index =
-                        index_layer_tapped(file, Some(diff_id), options, tap).expect("index layer");
-                    Ok(merger.join().expect("merge thread").finish(index))
+                    // As with --no-cache: the merge has the paths, the index need not keep them.
+                    let streamed = IndexOptions {
+                        entry_paths: false,
+                        ..options
+                    };
+                    let index = index_layer_tapped(file, Some(diff_id), streamed, tap)
+                        .expect("index layer");
+                    Ok(merger
+                        .join()
+                        .expect("merge thread")
+                        .finish(index)
+                        .expect("every entry was streamed"))
                 } else {
                     Err(index_layer_with(file, Some(diff_id), options).expect("index layer"))
                 };
@@ -231,6 +241,7 @@ fn tar_parser_comparison(layer: &Path) {
             None,
             IndexOptions {
                 decompress_thread: false,
+                ..IndexOptions::default()
             },
         )
         .expect("index")

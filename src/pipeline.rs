@@ -288,6 +288,12 @@ async fn obtain_index(
             ));
         }
     }
+    // A streamed merge carries the paths into the model; its index keeps them only to cache.
+    let merge = match (merge_while_streaming, cache.is_some()) {
+        (false, _) => StreamedMerge::No,
+        (true, true) => StreamedMerge::KeepingPaths,
+        (true, false) => StreamedMerge::WithoutPaths,
+    };
     let (index, base) = if let Some(index) = source.take_index(layer) {
         counted(layer.compressed_size);
         (index, None)
@@ -298,7 +304,7 @@ async fn obtain_index(
             .and_then(|c| crate::source::open_cached_blob(c, layer));
         let cached = match from_cache {
             Some(stream) => {
-                match fetch_and_index(stream, layer, progress, None, merge_while_streaming).await {
+                match fetch_and_index(stream, layer, progress, None, merge).await {
                     Ok(indexed) => Some(indexed),
                     Err(_) => {
                         // Damaged: forget it, start the count again and fetch it anew.
@@ -319,7 +325,7 @@ async fn obtain_index(
             None => {
                 let stream = source.open_layer_from_origin(layer).await?;
                 let cache = blob_cache.as_deref();
-                fetch_and_index(stream, layer, progress, cache, merge_while_streaming).await?
+                fetch_and_index(stream, layer, progress, cache, merge).await?
             }
         }
     };
@@ -336,8 +342,13 @@ async fn obtain_index(
     match base {
         Some(base) => tokio::task::spawn_blocking(move || base.finish(index))
             .await
+            .map_err(|e| Error::Other(format!("merging layer {} failed: {e}", layer.index)))?
             .map(Obtained::Base)
-            .map_err(|e| Error::Other(format!("merging layer {} failed: {e}", layer.index))),
+            .map_err(|source| Error::Layer {
+                index: layer.index,
+                digest: layer.digest.clone(),
+                source,
+            }),
         None => Ok(Obtained::Index(index)),
     }
 }
@@ -374,10 +385,22 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// Whether a layer is merged while it streams ([`BaseLayerMerge`]), and whether its index then
+/// keeps the entries' paths (only the cache needs them: the merge has its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StreamedMerge {
+    /// Indexed only, merged later.
+    No,
+    /// Merged while it streams; the index is cached, paths and all.
+    KeepingPaths,
+    /// Merged while it streams; the index is not cached and keeps no paths.
+    WithoutPaths,
+}
+
 /// Read one layer blob and index it while it streams: the stream is read here, the
 /// decompression and tar reading run on a blocking thread fed through a bounded channel. With
 /// `cache`, the blob is copied into it and published once both its digest (checked by the
-/// stream) and its diff_id (checked by the indexer) are right. With `merge_while_streaming`,
+/// stream) and its diff_id (checked by the indexer) are right. With a streamed `merge`,
 /// one more blocking thread merges the entries into a first-layer model as the walk reads
 /// them; the model is returned beside the index, to be finished with it.
 async fn fetch_and_index(
@@ -385,7 +408,7 @@ async fn fetch_and_index(
     layer: &LayerInfo,
     progress: &Progress,
     cache: Option<&Cache>,
-    merge_while_streaming: bool,
+    merge: StreamedMerge,
 ) -> Result<(LayerIndex, Option<BaseLayerMerge>), Error> {
     let layer_error = |source| Error::Layer {
         index: layer.index,
@@ -395,7 +418,7 @@ async fn fetch_and_index(
     let copy = cache.and_then(|c| c.blob_writer(&layer.digest).ok());
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let diff_id = layer.diff_id.clone();
-    let (tap, merger) = if merge_while_streaming {
+    let (tap, merger) = if merge != StreamedMerge::No {
         let (tap, batches) = std::sync::mpsc::sync_channel::<EntryBatch>(BATCHES_IN_FLIGHT);
         // Ends when the walk drops its end of the channel, whether the layer was valid or not.
         let merger = tokio::task::spawn_blocking(move || BaseLayerMerge::from_batches(batches));
@@ -409,7 +432,13 @@ async fn fetch_and_index(
             copy,
         };
         let result = match tap {
-            Some(tap) => index_layer_tapped(&mut tee, Some(&diff_id), IndexOptions::default(), tap),
+            Some(tap) => {
+                let options = IndexOptions {
+                    entry_paths: merge == StreamedMerge::KeepingPaths,
+                    ..IndexOptions::default()
+                };
+                index_layer_tapped(&mut tee, Some(&diff_id), options, tap)
+            }
             None => index_layer(&mut tee, Some(&diff_id)),
         };
         (result, tee.copy)

@@ -140,7 +140,15 @@ impl LayerIndex {
     /// Write the index in its binary form to `out`, as it is produced: the payload goes out in
     /// small pieces while its checksum is computed, then the header is written in front. A
     /// million-entry index is about 60 MB of payload, which is never held in memory.
+    /// An index without its entry paths ([`LayerIndex::has_entry_paths`]) is refused: read
+    /// back, it would describe another layer.
     pub fn write_to<W: Write + Seek>(&self, mut out: W) -> io::Result<()> {
+        if !self.has_entry_paths() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a layer index without its entry paths is not stored",
+            ));
+        }
         let start = out.stream_position()?;
         out.write_all(&[0u8; HEADER_LEN])?;
         let mut p = Payload {

@@ -100,6 +100,7 @@ fn read_extended<S: ChunkSource>(
 pub fn walk<S: ChunkSource>(
     stream: &mut TarStream<S>,
     mut tap: Option<EntryTap>,
+    keep_paths: bool,
 ) -> Result<Collected, LayerError> {
     let mut out = Collected::default();
     let mut block = [0u8; BLOCK];
@@ -300,18 +301,21 @@ pub fn walk<S: ChunkSource>(
         };
         out.size_bytes += size;
         let shared = common_prefix(&previous, &path);
-        let suffix = out.store(&path[shared..])?;
         if let Some(t) = &mut tap {
+            // Within `path`, which extended headers keep under 16 MiB.
             if !t.push(shared as u32, &path[shared..], kind, size) {
                 // Nobody listens any more; the index itself is still built.
                 tap = None;
             }
         }
-        out.paths.push(PathRef {
-            // Within `path`, whose length `store` has just checked against u32.
-            shared: shared as u32,
-            suffix,
-        });
+        if keep_paths {
+            let suffix = out.store(&path[shared..])?;
+            out.paths.push(PathRef {
+                // Within `path`, whose length `store` has just checked against u32.
+                shared: shared as u32,
+                suffix,
+            });
+        }
         std::mem::swap(&mut previous, &mut path);
         out.entries.push(Entry {
             kind,
@@ -365,7 +369,7 @@ mod tests {
             step: 0,
         };
         let mut stream = TarStream::new(source);
-        let collected = walk(&mut stream, None).expect("valid tar");
+        let collected = walk(&mut stream, None, true).expect("valid tar");
         let (size, _) = stream.finish();
         let mut paths = crate::layer::PathCursor::new(&collected.paths, &collected.arena);
         let entries = collected

@@ -2,7 +2,7 @@
 //! tar order; versions, visits and the layer's statistics are recorded on the way.
 
 use crate::layer::path::{components, split_last};
-use crate::layer::{EntryBatch, LayerIndex};
+use crate::layer::{EntryBatch, LayerError, LayerIndex};
 
 use super::changes::classify;
 use super::lookup::Probe;
@@ -357,14 +357,24 @@ impl BaseLayerMerge {
 
     /// The model with its first layer complete. `index` is the layer's whole index, as the walk
     /// that sent the batches returned it; if it holds other entries than were merged (it
-    /// cannot when both come from one walk), the layer is merged again from the index.
-    pub fn finish(mut self, index: LayerIndex) -> FileTree {
+    /// cannot when both come from one walk, unless the merge stopped listening), the layer is
+    /// merged again from the index. An index kept without its entry paths cannot be merged
+    /// again: that case is an error.
+    pub fn finish(mut self, index: LayerIndex) -> Result<FileTree, LayerError> {
         let streamed_all =
             index.len() == self.kinds.len() && index.kinds().eq(self.kinds.iter().copied());
         if !streamed_all {
+            if !index.has_entry_paths() {
+                return Err(LayerError::Read(format!(
+                    "{} of its {} entries reached the merge, and the index kept no paths to \
+                     merge it again",
+                    self.kinds.len(),
+                    index.len()
+                )));
+            }
             let mut tree = FileTree::new();
             tree.push_layer(index);
-            return tree;
+            return Ok(tree);
         }
         let parts = index.into_parts();
         self.tree.layers.push(Layer {
@@ -377,7 +387,7 @@ impl BaseLayerMerge {
             meta: parts.meta,
         });
         self.tree.layers[0].stats = self.tree.stats_for(0, &self.touched);
-        self.tree
+        Ok(self.tree)
     }
 }
 
