@@ -7,17 +7,17 @@
 //! marker or replacement visits each regular file it hides with 0. Duplicates within one tar
 //! visit once each.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 
 use crate::tree::{EntryKind, FileTree, NodeId};
 
-/// A path visited two or more times with a non-zero sum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A path visited two or more times with a non-zero sum. Its path is
+/// [`FileTree::path`]`(node)`: a big image has a hundred thousand of these, and the model
+/// already holds every name once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inefficiency {
     /// The path's node.
     pub node: NodeId,
-    /// The absolute path, `/a/b`, as raw bytes.
-    pub path: Vec<u8>,
     /// Number of visits.
     pub count: u32,
     /// Σ visit sizes (dive counts the surviving copy too).
@@ -84,16 +84,16 @@ pub fn analyse(tree: &FileTree) -> Figures {
         .into_iter()
         .map(|(node, count, sum)| Inefficiency {
             node,
-            path: tree.path(node),
             count,
             wasted_bytes: sum,
         })
         .collect();
-    // Paths are unique, so an unstable sort gives the one order there is.
-    inefficiencies.sort_unstable_by(|a, b| match b.wasted_bytes.cmp(&a.wasted_bytes) {
-        Ordering::Equal => a.path.cmp(&b.path),
-        other => other,
-    });
+    // Paths are unique, so unstable sorts give the one order there is: by bytes, then each
+    // run of equal bytes by path.
+    inefficiencies.sort_unstable_by_key(|i| Reverse(i.wasted_bytes));
+    for run in inefficiencies.chunk_by_mut(|a, b| a.wasted_bytes == b.wasted_bytes) {
+        tree.sort_by_path(run, |i| i.node);
+    }
 
     Figures {
         size_bytes,

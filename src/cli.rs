@@ -463,12 +463,13 @@ async fn run(cli: Cli) -> Result<i32, Error> {
     let rows = report::layer_rows(&loaded.info, &tree);
 
     if let Some(target) = &outputs.json {
-        let export = Export::new(&loaded.info, &rows, &figures, &findings, None);
+        let export = Export::new(&loaded.info, &tree, &rows, &figures, &findings, None);
         write_json(target, &export)?;
     }
     if outputs.json.is_none() {
         print_stdout(&report::render_summary(
             &loaded.info,
+            &tree,
             &rows,
             &figures,
             &findings,
@@ -562,6 +563,7 @@ async fn run_ci(
     let outcome = config.rules.evaluate(&measures);
     let run = CiRun {
         info: &loaded.info,
+        tree: &tree,
         figures,
         outcome: &outcome,
         rule_figures,
@@ -582,6 +584,7 @@ async fn run_ci(
     if let Some(target) = json {
         let mut export = Export::new(
             &loaded.info,
+            &tree,
             &rows,
             figures,
             &analysed.findings,
@@ -599,6 +602,7 @@ async fn run_ci(
 
     let text = report::render_ci(
         &loaded.info,
+        &tree,
         figures,
         &analysed.rule_findings,
         &outcome,

@@ -5,14 +5,14 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::analysis::Figures;
+use crate::analysis::{Figures, Inefficiency};
 use crate::baseline::{BaselineComparison, BaselineSpec};
 use crate::ci::{Change, CiOutcome};
 use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
-use crate::tree::display_path;
+use crate::tree::{display_path, FileTree};
 
 /// The schema version written in every export.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -30,7 +30,7 @@ pub struct Export<'a> {
     /// Every build step, metadata-only ones included.
     pub history: Vec<HistorySection>,
     /// Paths stored more than once, largest first.
-    pub inefficiencies: Vec<InefficiencySection<'a>>,
+    pub inefficiencies: InefficiencyList<'a>,
     /// Why bytes are wasted and which step to change, largest first.
     pub findings: Vec<FindingSection>,
     /// Present only in CI mode.
@@ -116,12 +116,40 @@ pub struct HistorySection {
     pub layer_index: Option<usize>,
 }
 
+/// `inefficiencies` of the export: the figures' list, each path built from the model only as
+/// it is written (a big image has a hundred thousand of them, each held once in the model).
+pub struct InefficiencyList<'a> {
+    tree: &'a FileTree,
+    items: &'a [Inefficiency],
+}
+
+impl std::fmt::Debug for InefficiencyList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InefficiencyList({} paths)", self.items.len())
+    }
+}
+
+impl Serialize for InefficiencyList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.items.len()))?;
+        for item in self.items {
+            let path = self.tree.path(item.node);
+            seq.serialize_element(&InefficiencySection {
+                path: display_path(&path),
+                count: item.count,
+                wasted_bytes: item.wasted_bytes,
+            })?;
+        }
+        seq.end()
+    }
+}
+
 /// One element of `inefficiencies`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InefficiencySection<'a> {
-    /// Absolute path (non-UTF-8 bytes escaped as `\xNN`), borrowed from the figures when it
-    /// is valid UTF-8: a big image has a hundred thousand of these.
+    /// Absolute path (non-UTF-8 bytes escaped as `\xNN`).
     pub path: Cow<'a, str>,
     /// Times the path was visited.
     pub count: u32,
@@ -260,6 +288,7 @@ impl<'a> Export<'a> {
     /// Assemble the export from the model's views.
     pub fn new(
         info: &ImageInfo,
+        tree: &'a FileTree,
         layers: &[LayerRow],
         figures: &'a Figures,
         findings: &Findings,
@@ -308,15 +337,10 @@ impl<'a> Export<'a> {
                 layer_index: step.layer_index,
             })
             .collect();
-        let inefficiencies = figures
-            .inefficiencies
-            .iter()
-            .map(|i| InefficiencySection {
-                path: display_path(&i.path),
-                count: i.count,
-                wasted_bytes: i.wasted_bytes,
-            })
-            .collect();
+        let inefficiencies = InefficiencyList {
+            tree,
+            items: &figures.inefficiencies,
+        };
         let findings = findings
             .items
             .iter()

@@ -103,7 +103,7 @@ fn write_figures(out: &mut String, info: &ImageInfo, figures: &Figures) {
     );
 }
 
-fn write_inefficiencies(out: &mut String, figures: &Figures) {
+fn write_inefficiencies(out: &mut String, tree: &FileTree, figures: &Figures) {
     if figures.inefficiencies.is_empty() {
         let _ = writeln!(out, "Inefficient files: none");
         return;
@@ -121,7 +121,7 @@ fn write_inefficiencies(out: &mut String, figures: &Figures) {
             "  {:>5}  {:>10}  {}",
             i.count,
             size(i.wasted_bytes),
-            escape_bytes(&i.path)
+            escape_bytes(&tree.path(i.node))
         );
     }
 }
@@ -176,6 +176,7 @@ fn write_findings_section(out: &mut String, findings: &Findings) {
 /// The summary printed without a terminal and without `--ci`/`--json`.
 pub fn render_summary(
     info: &ImageInfo,
+    tree: &FileTree,
     rows: &[LayerRow<'_>],
     figures: &Figures,
     findings: &Findings,
@@ -222,7 +223,7 @@ pub fn render_summary(
     let _ = writeln!(out);
     write_figures(&mut out, info, figures);
     let _ = writeln!(out);
-    write_inefficiencies(&mut out, figures);
+    write_inefficiencies(&mut out, tree, figures);
     let _ = writeln!(out);
     write_findings_section(&mut out, findings);
     out
@@ -233,6 +234,7 @@ pub fn render_summary(
 /// [`crate::ci_report::text`]; may be empty) and each rule's verdict.
 pub fn render_ci(
     info: &ImageInfo,
+    tree: &FileTree,
     figures: &Figures,
     findings: &Findings,
     outcome: &CiOutcome,
@@ -243,7 +245,7 @@ pub fn render_ci(
     let _ = writeln!(out);
     write_figures(&mut out, info, figures);
     let _ = writeln!(out);
-    write_inefficiencies(&mut out, figures);
+    write_inefficiencies(&mut out, tree, figures);
     let _ = writeln!(out);
     if !outcome.pass && !findings.items.is_empty() {
         let shown = findings.items.len().min(CI_REASONS);

@@ -144,8 +144,14 @@ pub fn render(run: &CiRun<'_>) -> String {
             }
         }
     }
-    let mut report =
-        report::render_ci(info, run.figures, run.findings, outcome, &text::render(run));
+    let mut report = report::render_ci(
+        info,
+        run.tree,
+        run.figures,
+        run.findings,
+        outcome,
+        &text::render(run),
+    );
     write_findings(&mut report, run);
     let _ = writeln!(
         out,
@@ -223,7 +229,7 @@ fn failure_body(run: &CiRun<'_>, name: &str, explanation: &str) -> String {
                 "  {} in {} copies: {}",
                 ByteSize(i.wasted_bytes).display().si(),
                 i.count,
-                escape_bytes(&i.path)
+                escape_bytes(&run.tree.path(i.node))
             );
         }
     }

@@ -328,7 +328,7 @@ fn write_inefficiencies(out: &mut String, run: &CiRun<'_>) {
             "| {} | {} | {} |",
             i.count,
             size(i.wasted_bytes),
-            cell_path(&i.path)
+            cell_path(&run.tree.path(i.node))
         );
     }
     if list.len() > TOP_INEFFICIENCIES {

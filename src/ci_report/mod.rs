@@ -31,6 +31,7 @@ use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::output_file;
+use crate::tree::FileTree;
 
 /// The report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,6 +182,8 @@ fn file_of(request: &ReportRequest, step_summary: Option<&PathBuf>) -> Option<Pa
 pub struct CiRun<'a> {
     /// The image.
     pub info: &'a ImageInfo,
+    /// The merged model the figures come from (their paths are its nodes).
+    pub tree: &'a FileTree,
     /// Its figures, whole.
     pub figures: &'a Figures,
     /// The verdict of the rules.

@@ -234,6 +234,16 @@ pub struct FileTree {
     hidden: Vec<HideRecord>,
 }
 
+/// A summary: a million nodes are no use printed.
+impl std::fmt::Debug for FileTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTree")
+            .field("layers", &self.layers.len())
+            .field("nodes", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for FileTree {
     fn default() -> Self {
         Self::new()
@@ -327,6 +337,65 @@ impl FileTree {
             current = parent;
         }
         out
+    }
+
+    /// Sort `items` by the paths of their nodes, byte by byte as [`Self::path`] gives them,
+    /// without building the paths: each item's chain of ancestors is enough, and a sorted
+    /// list of a hundred thousand paths then holds none of them.
+    pub fn sort_by_path<T: Copy>(&self, items: &mut [T], node_of: impl Fn(&T) -> NodeId) {
+        if items.len() < 2 {
+            return;
+        }
+        // Every item's nodes from the root down, one after another.
+        let mut chains: Vec<u32> = Vec::new();
+        let mut spans = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let start = chains.len();
+            let mut current = node_of(item).0;
+            while current != NONE {
+                chains.push(current);
+                current = self.nodes[current as usize].parent;
+            }
+            chains[start..].reverse();
+            spans.push(start..chains.len());
+        }
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_unstable_by(|&x, &y| {
+            self.compare_chains(&chains[spans[x].clone()], &chains[spans[y].clone()])
+        });
+        let sorted: Vec<T> = order.iter().map(|&i| items[i]).collect();
+        items.copy_from_slice(&sorted);
+    }
+
+    /// The order of two paths given as chains of nodes from the root down.
+    fn compare_chains(&self, a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        // Nodes both chains share are the same bytes.
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        match (a.get(common), b.get(common)) {
+            (None, None) => Ordering::Equal,
+            // An ancestor's path is a prefix of its descendants'.
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(&x), Some(&y)) => {
+                // Siblings: both paths go on with `/name`, and the names differ.
+                let (name_a, name_b) = (self.name(NodeId(x)), self.name(NodeId(y)));
+                let shared = name_a.len().min(name_b.len());
+                match name_a[..shared].cmp(&name_b[..shared]) {
+                    Ordering::Equal => {
+                        // One name is a prefix of the other: what follows the shorter one is
+                        // `/` when its path goes deeper, or nothing when it ends there.
+                        let after = |chain: &[u32]| chain.get(common + 1).map(|_| b'/');
+                        if name_a.len() < name_b.len() {
+                            after(a).cmp(&Some(name_b[shared]))
+                        } else {
+                            Some(name_a[shared]).cmp(&after(b))
+                        }
+                    }
+                    other => other,
+                }
+            }
+        }
     }
 
     /// The node for a path (`/a/b`, `a/b` and `./a/b` alike), if it ever existed.
@@ -577,6 +646,44 @@ mod tests {
         assert_eq!(display_path(b"/caf\xc3\xa9"), "/café");
         assert_eq!(display_path(b"/caf\xe9/x\xff"), "/caf\\xe9/x\\xff");
         assert!(matches!(display_path(b"/ok"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn sort_by_path_gives_the_byte_order_of_the_paths() {
+        let names = [
+            "b",
+            "b/x",
+            "b/x/y",
+            "b.txt",
+            "b0",
+            "a",
+            "a/b",
+            "ab",
+            "b/x.d/z",
+            "b/x0",
+            "c/\u{e9}",
+            "c/z",
+            "c/e",
+            "d/a/b/c/d",
+            "d/a/b/c",
+            "d/a.b",
+            "d/a-",
+            "d/a/b-",
+        ];
+        let entries: Vec<(&str, EntryKind, &[u8])> = names
+            .iter()
+            .map(|n| (*n, EntryKind::File, &b"x"[..]))
+            .collect();
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&entries));
+        let mut nodes: Vec<NodeId> = (0..tree.node_count() as u32).rev().map(NodeId).collect();
+        tree.sort_by_path(&mut nodes, |n| *n);
+        let sorted: Vec<Vec<u8>> = nodes.iter().map(|n| tree.path(*n)).collect();
+        let mut expected = sorted.clone();
+        expected.sort();
+        assert_eq!(sorted, expected);
+        assert_eq!(sorted[0], b"/");
+        assert!(sorted.len() > names.len());
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ));
         let height = inner.height.saturating_sub(IMAGE_FIGURE_LINES + 1) as usize;
         let offset = list_offset(app.image_cursor, height);
+        // Figures come once every layer is in, so nothing writes the model any more.
+        let tree = app.tree.try_read().ok();
         for (i, item) in figures
             .inefficiencies
             .iter()
@@ -119,7 +121,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     "{:>5} {:>9}  {}",
                     item.count,
                     human_size(item.wasted_bytes),
-                    escape_bytes(&item.path)
+                    escape_bytes(&tree.as_ref().map(|t| t.path(item.node)).unwrap_or_default())
                 ),
                 width,
             );
