@@ -714,11 +714,11 @@ mod tests {
             mtime: 1,
             content: Some([1; 32]),
             link_target: None,
-            data_offset: 512,
+            data_block: 1,
         };
         let later = Entry {
             mtime: 99,
-            data_offset: 4096,
+            data_block: 8,
             ..base.clone()
         };
         assert!(!Differences::between(&base, &later).any());

@@ -864,7 +864,7 @@ fn devices_fifos_old_style_files_and_attributes() {
     // Data offsets point at the bytes in the uncompressed tar.
     for (_, e) in index.entries() {
         if e.kind == EntryKind::File {
-            let start = e.data_offset as usize;
+            let start = e.data_offset() as usize;
             let bytes = &built.tar[start..start + e.size as usize];
             assert_eq!(Some(sha256(bytes)), e.content);
         }

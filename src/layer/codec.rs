@@ -174,10 +174,10 @@ impl LayerIndex {
             p.put(&path.shared.to_le_bytes())?;
             put_span(&mut p, path.suffix)?;
             p.put(&[kind_code(e.kind)])?;
-            for v in [e.mode, e.uid, e.gid] {
+            for v in [u32::from(e.mode), e.uid, e.gid] {
                 p.put(&v.to_le_bytes())?;
             }
-            for v in [e.size, e.mtime, e.data_offset] {
+            for v in [e.size, e.mtime, e.data_offset()] {
                 p.put(&v.to_le_bytes())?;
             }
             let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
@@ -271,7 +271,12 @@ impl LayerIndex {
             let gid = r.u32()?;
             let size = r.u64()?;
             let mtime = r.u64()?;
-            let data_offset = r.u64()?;
+            let mode = u16::try_from(mode)
+                .ok()
+                .filter(|m| m & !0o7777 == 0)
+                .ok_or_else(|| bad("mode bits beyond 0o7777"))?;
+            let data_block = Entry::block_at(r.u64()?)
+                .ok_or_else(|| bad("an entry's data is off a tar block"))?;
             let flags = r.u8()?;
             let content = if flags & HAS_CONTENT != 0 {
                 let mut hash = [0u8; 32];
@@ -295,7 +300,7 @@ impl LayerIndex {
                 mtime,
                 content,
                 link_target,
-                data_offset,
+                data_block,
             });
         }
         let mut lists = [Vec::new(), Vec::new()];

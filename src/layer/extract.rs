@@ -312,7 +312,7 @@ mod tests {
         let (_, entry) = index.entries().find(|(p, _)| *p == path).unwrap();
         assert_eq!(entry.kind, EntryKind::File);
         FileSpan {
-            data_offset: entry.data_offset,
+            data_offset: entry.data_offset(),
             size: entry.size,
             sha256: entry.content,
         }

@@ -317,16 +317,19 @@ pub fn walk<S: ChunkSource>(
             });
         }
         std::mem::swap(&mut previous, &mut path);
+        let data_block = Entry::block_at(data_offset)
+            .ok_or_else(|| LayerError::TooLarge("the layer's tar exceeds 2 TiB".to_string()))?;
         out.entries.push(Entry {
             kind,
-            mode: header.mode().map_err(number)?,
+            // Masked to 0o7777 by the header.
+            mode: header.mode().map_err(number)? as u16,
             uid: u32::try_from(uid).unwrap_or(u32::MAX),
             gid: u32::try_from(gid).unwrap_or(u32::MAX),
             size,
             mtime,
             content,
             link_target,
-            data_offset,
+            data_block,
         });
     }
     if let Some(mut t) = tap {
@@ -389,6 +392,18 @@ mod tests {
     }
 
     #[test]
+    fn entry_data_is_kept_as_a_tar_block_within_2_tib() {
+        const TIB: u64 = 1 << 40;
+        assert_eq!(Entry::block_at(0), Some(0));
+        assert_eq!(Entry::block_at(512), Some(1));
+        assert_eq!(Entry::block_at(2 * TIB - 512), Some(u32::MAX));
+        // Off a block, or past what 32 bits of blocks reach: refused, never wrapped.
+        for offset in [1, 511, 513, 2 * TIB, 2 * TIB + 512, u64::MAX - 511] {
+            assert_eq!(Entry::block_at(offset), None, "{offset}");
+        }
+    }
+
+    #[test]
     fn chunk_boundaries_anywhere_give_the_same_index() {
         let tar = sample_tar();
         let reference = walk_with(&tar, &[tar.len()]);
@@ -399,7 +414,7 @@ mod tests {
         }
         let (entries, _) = reference;
         for (path, entry) in &entries {
-            let start = entry.data_offset as usize;
+            let start = entry.data_offset() as usize;
             let data = &tar[start..start + entry.size as usize];
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&sha2::Sha256::digest(data));

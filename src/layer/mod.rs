@@ -67,7 +67,7 @@ pub struct Entry {
     /// What the entry is.
     pub kind: EntryKind,
     /// Permission bits, including setuid/setgid/sticky (`0o7777` mask; type bits dropped).
-    pub mode: u32,
+    pub mode: u16,
     /// Owner user id.
     pub uid: u32,
     /// Owner group id.
@@ -81,14 +81,33 @@ pub struct Entry {
     /// Symlinks: the target bytes as stored. Hard links: the normalised path of the target
     /// (no leading `/`). `None` for other kinds.
     pub link_target: Option<LinkTarget>,
-    /// Offset of the entry's data in the uncompressed tar (where a file's bytes start; for
-    /// other kinds, the byte after the header), so a viewer can read the range again.
-    pub data_offset: u64,
+    /// Where the entry's data starts in the uncompressed tar, in 512-byte blocks (see
+    /// [`Self::data_offset`]).
+    pub(crate) data_block: u32,
 }
 
-// A million-file image holds a million entries: keep them at 80 bytes.
+// A million-file image holds a million entries: keep them at 72 bytes.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Entry>() == 80);
+const _: () = assert!(std::mem::size_of::<Entry>() == 72);
+
+impl Entry {
+    /// Offset of the entry's data in the uncompressed tar (where a file's bytes start; for
+    /// other kinds, the byte after the header), so a viewer can read the range again.
+    pub fn data_offset(&self) -> u64 {
+        u64::from(self.data_block) * tar::BLOCK as u64
+    }
+
+    /// The block an entry's data starts at, for an offset in the tar: `None` unless the offset
+    /// is on a block boundary, as every tar header ends on one, and within the first 2 TiB of
+    /// the tar. Storing blocks keeps an entry at 72 bytes; a layer of 2 TiB is refused.
+    pub(crate) fn block_at(data_offset: u64) -> Option<u32> {
+        // Every tar header, and so every entry's data, starts on a block.
+        if !data_offset.is_multiple_of(tar::BLOCK as u64) {
+            return None;
+        }
+        u32::try_from(data_offset / tar::BLOCK as u64).ok()
+    }
+}
 
 /// A link's target bytes behind one thin pointer: 8 bytes in an [`Entry`] where a boxed
 /// slice takes 16, which keeps an entry at 80 bytes instead of 88. Every entry carries the

@@ -61,7 +61,7 @@ static IMPLICIT_DIR: Entry = Entry {
     mtime: 0,
     content: None,
     link_target: None,
-    data_offset: 0,
+    data_block: 0,
 };
 
 /// Bits of [`Node::name`] that hold the name's length. Names come from tar paths, which an
@@ -494,7 +494,7 @@ impl FileTree {
                     return Some(ContentLocation {
                         layer: written,
                         span: FileSpan {
-                            data_offset: entry.data_offset,
+                            data_offset: entry.data_offset(),
                             size: entry.size,
                             sha256: entry.content,
                         },

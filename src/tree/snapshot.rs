@@ -253,12 +253,12 @@ fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
     let mut row = [0u8; ENTRY_ROW];
     row[0] = kind_code(e.kind);
     row[1] = flags;
-    row[2..6].copy_from_slice(&e.mode.to_le_bytes());
+    row[2..6].copy_from_slice(&u32::from(e.mode).to_le_bytes());
     row[6..10].copy_from_slice(&e.uid.to_le_bytes());
     row[10..14].copy_from_slice(&e.gid.to_le_bytes());
     row[14..22].copy_from_slice(&e.size.to_le_bytes());
     row[22..30].copy_from_slice(&e.mtime.to_le_bytes());
-    row[30..38].copy_from_slice(&e.data_offset.to_le_bytes());
+    row[30..38].copy_from_slice(&e.data_offset().to_le_bytes());
     out.put(&row)?;
     if let Some(hash) = &e.content {
         out.put(hash)?;
@@ -286,6 +286,12 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
     if flags & !(HAS_CONTENT | HAS_LINK) != 0 {
         return Err(damaged("unknown entry flags"));
     }
+    let mode = u16::try_from(mode)
+        .ok()
+        .filter(|m| m & !0o7777 == 0)
+        .ok_or_else(|| damaged("mode bits beyond 0o7777"))?;
+    let data_block = Entry::block_at(data_offset)
+        .ok_or_else(|| damaged("an entry's data is off a tar block"))?;
     let content = if flags & HAS_CONTENT != 0 {
         Some(r.array::<32>()?)
     } else {
@@ -312,7 +318,7 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
         mtime,
         content,
         link_target,
-        data_offset,
+        data_block,
     })
 }
 

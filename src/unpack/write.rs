@@ -196,7 +196,7 @@ pub type Consequence = &'static str;
 /// The metadata of `node` as of `layer`.
 fn meta_of(entry: &Entry) -> Meta {
     Meta {
-        mode: entry.mode,
+        mode: u32::from(entry.mode),
         uid: entry.uid,
         gid: entry.gid,
         mtime: entry.mtime,
