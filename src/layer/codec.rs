@@ -132,7 +132,8 @@ impl LayerIndex {
     /// The index in the binary form described in this module's documentation.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = io::Cursor::new(Vec::new());
-        // Writing into memory cannot fail.
+        // Writing into memory cannot fail; an index without its entry paths, which is never
+        // stored, encodes as nothing.
         let _ = self.write_to(&mut out);
         out.into_inner()
     }

@@ -110,7 +110,7 @@ impl Entry {
 }
 
 /// A link's target bytes behind one thin pointer: 8 bytes in an [`Entry`] where a boxed
-/// slice takes 16, which keeps an entry at 80 bytes instead of 88. Every entry carries the
+/// slice takes 16, which keeps an entry at 72 bytes instead of 80. Every entry carries the
 /// field and few are links, so only those pay for the second allocation. Dereferences to the
 /// bytes.
 #[derive(Clone, PartialEq, Eq, Hash)]
