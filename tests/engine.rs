@@ -180,6 +180,34 @@ fn strs(items: &[&str]) -> Vec<String> {
 // change-kind cases with their figures
 
 #[test]
+fn inefficient_paths_with_equal_waste_are_in_the_byte_order_of_their_paths() {
+    // Each path written twice with 10 bytes: 20 wasted apiece. By bytes, `b.txt` ('.') comes
+    // before `b/x` ('/'), which comes before `b0` ('0'), whatever the directories' names
+    // alone would say; a bigger waste still comes first.
+    let names = ["a/b0", "a/b/x", "a/b.txt", "a/b/y", "c", "a/bb/deep/er/z"];
+    let layer = |seed: u64| {
+        names.iter().fold(LayerBuilder::new(), |l, name| {
+            l.file(name, &content(seed, 10))
+        })
+    };
+    let big = LayerBuilder::new().file("z/big", &content(9, 30));
+    let tree = tree_of(&[layer(1).file("z/big", &content(8, 30)), layer(2), big]);
+    let got: Vec<Vec<u8>> = analyse(&tree)
+        .inefficiencies
+        .iter()
+        .map(|i| tree.path(i.node))
+        .collect();
+    let mut tied: Vec<Vec<u8>> = got[1..].to_vec();
+    tied.sort();
+    assert_eq!(got[0], b"/z/big");
+    assert_eq!(got[1..], tied[..]);
+    assert_eq!(
+        got[1..4],
+        [&b"/a/b.txt"[..], b"/a/b/x", b"/a/b/y"].map(<[u8]>::to_vec)
+    );
+}
+
+#[test]
 fn plain_overwrite() {
     let tree = tree_of(&[
         LayerBuilder::new()
