@@ -272,10 +272,8 @@ impl LayerIndex {
             let gid = r.u32()?;
             let size = r.u64()?;
             let mtime = r.u64()?;
-            let mode = u16::try_from(mode)
-                .ok()
-                .filter(|m| m & !0o7777 == 0)
-                .ok_or_else(|| bad("mode bits beyond 0o7777"))?;
+            let mode =
+                Entry::permission_bits(mode).ok_or_else(|| bad("mode bits beyond 0o7777"))?;
             let data_block = Entry::block_at(r.u64()?)
                 .ok_or_else(|| bad("an entry's data is off a tar block"))?;
             let flags = r.u8()?;

@@ -97,6 +97,12 @@ impl Entry {
         u64::from(self.data_block) * tar::BLOCK as u64
     }
 
+    /// Permission bits as an entry keeps them: `None` for bits beyond `0o7777`, which no
+    /// header reading gives (a stored index or model that holds them is damaged).
+    pub(crate) fn permission_bits(mode: u32) -> Option<u16> {
+        u16::try_from(mode).ok().filter(|m| m & !0o7777 == 0)
+    }
+
     /// The block an entry's data starts at, for an offset in the tar: `None` unless the offset
     /// is on a block boundary, as every tar header ends on one, and within the first 2 TiB of
     /// the tar. Storing blocks keeps an entry at 72 bytes; a layer of 2 TiB is refused.
@@ -238,7 +244,7 @@ impl EntryBatch {
         self.suffixes.extend_from_slice(suffix);
         self.items.push(BatchItem {
             shared,
-            // Within a path the index has just stored, so within u32.
+            // Within a path, which extended headers keep under 16 MiB.
             suffix_len: suffix.len() as u32,
             kind,
             size,

@@ -286,10 +286,7 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
     if flags & !(HAS_CONTENT | HAS_LINK) != 0 {
         return Err(damaged("unknown entry flags"));
     }
-    let mode = u16::try_from(mode)
-        .ok()
-        .filter(|m| m & !0o7777 == 0)
-        .ok_or_else(|| damaged("mode bits beyond 0o7777"))?;
+    let mode = Entry::permission_bits(mode).ok_or_else(|| damaged("mode bits beyond 0o7777"))?;
     let data_block = Entry::block_at(data_offset)
         .ok_or_else(|| damaged("an entry's data is off a tar block"))?;
     let content = if flags & HAS_CONTENT != 0 {
