@@ -120,7 +120,7 @@ impl Merge<'_> {
         while let Some(n) = stack.pop() {
             match self.current(n) {
                 Current::Absent => continue,
-                Current::File => self.tree.visits[n as usize].add(0),
+                Current::File => self.tree.visits.add(n, 0),
                 Current::Dir => {
                     let mut child = self.tree.nodes[n as usize].first_child;
                     while child != NONE {
@@ -170,7 +170,7 @@ impl Merge<'_> {
             latest: NONE,
         });
         tree.nodes[parent as usize].first_child = id;
-        tree.visits.push(super::PackedVisits::default());
+        tree.visits.push_node();
         tree.children.insert_tagged(tag, id);
         id
     }
@@ -182,7 +182,7 @@ impl Merge<'_> {
             Current::Absent | Current::Other => self.set(node, IMPLICIT),
             Current::File => {
                 // The directory replaces the file: the replacement visits what it hides.
-                self.tree.visits[node as usize].add(0);
+                self.tree.visits.add(node, 0);
                 self.set(node, IMPLICIT);
             }
         }
@@ -193,14 +193,14 @@ impl Merge<'_> {
         let current = self.current(node);
         if kind == EntryKind::Dir {
             if current == Current::File {
-                self.tree.visits[node as usize].add(0);
+                self.tree.visits.add(node, 0);
             }
         } else if current == Current::Dir {
             self.hide_children(node, stack);
         }
         self.set(node, index);
         let visit = if kind == EntryKind::File { size } else { 0 };
-        self.tree.visits[node as usize].add(visit);
+        self.tree.visits.add(node, visit);
     }
 }
 

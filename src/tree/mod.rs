@@ -20,6 +20,7 @@ mod changes;
 mod lookup;
 mod merge;
 mod snapshot;
+mod visits;
 
 use std::borrow::Cow;
 
@@ -133,32 +134,6 @@ pub struct Visits {
     pub min: u64,
 }
 
-/// [`Visits`] as the tree stores them: 20 bytes instead of 24, one per node.
-#[derive(Clone, Copy, Default)]
-#[repr(C, packed(4))]
-struct PackedVisits {
-    sum: u64,
-    min: u64,
-    count: u32,
-}
-
-impl PackedVisits {
-    fn add(&mut self, size: u64) {
-        let (count, min, sum) = (self.count, self.min, self.sum);
-        self.min = if count == 0 { size } else { min.min(size) };
-        self.count = count + 1;
-        self.sum = sum + size;
-    }
-
-    fn get(self) -> Visits {
-        Visits {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-        }
-    }
-}
-
 /// What one layer changed, against the filesystem as of the layer below.
 ///
 /// Counts are numbers of paths whose change kind at this layer is added / modified / removed,
@@ -229,7 +204,7 @@ pub struct FileTree {
     names: Vec<u8>,
     children: lookup::ChildTable,
     versions: Vec<VersionRecord>,
-    visits: Vec<PackedVisits>,
+    visits: visits::VisitTable,
     layers: Vec<Layer>,
     hidden: Vec<HideRecord>,
 }
@@ -253,7 +228,7 @@ impl Default for FileTree {
 impl FileTree {
     /// An empty filesystem: only the root directory.
     pub fn new() -> Self {
-        FileTree {
+        let mut tree = FileTree {
             nodes: vec![Node {
                 name: 0,
                 parent: NONE,
@@ -264,10 +239,12 @@ impl FileTree {
             names: Vec::new(),
             children: lookup::ChildTable::default(),
             versions: Vec::new(),
-            visits: vec![PackedVisits::default()],
+            visits: visits::VisitTable::default(),
             layers: Vec::new(),
             hidden: Vec::new(),
-        }
+        };
+        tree.visits.push_node();
+        tree
     }
 
     /// Layers merged so far.
@@ -595,7 +572,7 @@ impl FileTree {
 
     /// The visits the path received across all layers.
     pub fn visits(&self, node: NodeId) -> Visits {
-        self.visits[node.index()].get()
+        self.visits.get(node.0)
     }
 
     /// Heap bytes held by the model (an estimate from capacities), for benchmarks.
@@ -616,7 +593,7 @@ impl FileTree {
             + self.names.capacity()
             + self.children.heap_bytes()
             + self.versions.capacity() * std::mem::size_of::<VersionRecord>()
-            + self.visits.capacity() * std::mem::size_of::<PackedVisits>()
+            + self.visits.heap_bytes()
             + self.hidden.capacity() * std::mem::size_of::<HideRecord>()
             + entries
     }

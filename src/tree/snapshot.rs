@@ -26,9 +26,10 @@
 use std::io::{self, Read, Write};
 
 use super::lookup::ChildTable;
+use super::visits::VisitTable;
 use super::{
-    FileTree, HideRecord, Layer, LayerStats, Node, PackedVisits, VersionRecord, IMPLICIT,
-    NAME_LEN_BITS, NONE, REMOVED,
+    FileTree, HideRecord, Layer, LayerStats, Node, VersionRecord, Visits, IMPLICIT, NAME_LEN_BITS,
+    NONE, REMOVED,
 };
 use crate::digest::Digest;
 use crate::layer::codec::{compression_code, compression_of, kind_code, kind_of};
@@ -208,18 +209,27 @@ impl<R: Read> Input<R> {
     /// the buffer at a time, with no check per field.
     fn records<const N: usize, T>(
         &mut self,
-        mut n: usize,
+        n: usize,
         out: &mut Vec<T>,
         decode: impl Fn(&[u8; N]) -> T,
     ) -> Result<(), DecodeError> {
         out.reserve(n);
+        self.each_record(n, |record| out.push(decode(record)))
+    }
+
+    /// Hand `n` records of `N` bytes to `take`, in order.
+    fn each_record<const N: usize>(
+        &mut self,
+        mut n: usize,
+        mut take: impl FnMut(&[u8; N]),
+    ) -> Result<(), DecodeError> {
         while n > 0 {
             self.fill(N)?;
             let (whole, _) = self.buf[self.pos..self.len].as_chunks::<N>();
-            let take = whole.len().min(n);
-            out.extend(whole[..take].iter().map(&decode));
-            self.pos += take * N;
-            n -= take;
+            let count = whole.len().min(n);
+            whole[..count].iter().for_each(&mut take);
+            self.pos += count * N;
+            n -= count;
         }
         Ok(())
     }
@@ -403,11 +413,14 @@ fn read_structure<R: Read>(r: &mut Input<R>) -> Result<FileTree, DecodeError> {
         state: le_u32(b, 4),
         prev: le_u32(b, 8),
     })?;
-    let mut visits = Vec::new();
-    r.records(node_count, &mut visits, |b: &[u8; 20]| PackedVisits {
-        sum: le_u64(b, 0),
-        min: le_u64(b, 8),
-        count: le_u32(b, 16),
+    let mut visits = VisitTable::default();
+    visits.reserve_exact(node_count);
+    r.each_record(node_count, |b: &[u8; 20]| {
+        visits.push_stored(Visits {
+            sum: le_u64(b, 0),
+            min: le_u64(b, 8),
+            count: le_u32(b, 16),
+        })
     })?;
     let hidden_count = r.count(20)?;
     let mut hidden = Vec::new();
@@ -509,8 +522,8 @@ impl FileTree {
                 out.u32(x)?;
             }
         }
-        for v in &self.visits {
-            let (sum, min, count) = (v.sum, v.min, v.count);
+        for node in 0..self.nodes.len() {
+            let Visits { count, sum, min } = self.visits.get(node as u32);
             out.u64(sum)?;
             out.u64(min)?;
             out.u32(count)?;
