@@ -16,6 +16,7 @@ pub mod allocator;
 pub mod analysis;
 pub mod baseline;
 pub mod cache;
+pub mod chunk_channel;
 pub mod ci;
 pub mod ci_report;
 pub mod cli;

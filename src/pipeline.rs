@@ -10,12 +10,12 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::cache::{BlobWriter, Cache};
+use crate::chunk_channel::chunk_channel;
 use crate::error::Error;
 use crate::image::{ImageInfo, LayerInfo};
 use crate::layer::extract::{read_window, FileWindow};
@@ -27,10 +27,6 @@ use crate::tree::{BaseLayerMerge, ContentLocation, FileTree};
 
 /// Layers fetched and indexed at the same time: three downloads per registry, as Docker does.
 pub const CONCURRENT_LAYERS: usize = 3;
-
-/// Chunks buffered between a download and its indexer: enough to ride out scheduling hiccups,
-/// small enough that a slow indexer slows the download instead of filling memory.
-const CHUNKS_IN_FLIGHT: usize = 16;
 
 /// Entry batches buffered between the first layer's walk and its merge.
 const BATCHES_IN_FLIGHT: usize = 8;
@@ -416,7 +412,7 @@ async fn fetch_and_index(
         source,
     };
     let copy = cache.and_then(|c| c.blob_writer(&layer.digest).ok());
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    let (tx, reader) = chunk_channel();
     let diff_id = layer.diff_id.clone();
     let (tap, merger) = if merge != StreamedMerge::No {
         let (tap, batches) = std::sync::mpsc::sync_channel::<EntryBatch>(BATCHES_IN_FLIGHT);
@@ -428,7 +424,7 @@ async fn fetch_and_index(
     };
     let indexer = tokio::task::spawn_blocking(move || {
         let mut tee = Tee {
-            inner: ChannelReader::new(rx),
+            inner: reader,
             copy,
         };
         let result = match tap {
@@ -503,10 +499,9 @@ pub async fn read_file(
     max_len: usize,
 ) -> Result<FileWindow, Error> {
     let mut stream = source.open_layer(&layer).await?;
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
-    let reader = tokio::task::spawn_blocking(move || {
-        read_window(ChannelReader::new(rx), location.span, offset, max_len)
-    });
+    let (tx, reader) = chunk_channel();
+    let reader =
+        tokio::task::spawn_blocking(move || read_window(reader, location.span, offset, max_len));
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(bytes) => {
@@ -535,35 +530,4 @@ pub async fn read_file(
             digest: layer.digest.clone(),
             source,
         })
-}
-
-/// A blocking `Read` over chunks sent from an async download.
-pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        ChannelReader {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
 }

@@ -27,11 +27,11 @@ use super::layout::{describe, Choice, Described, LayerFile, LayoutRead, METADATA
 use super::store::normalise;
 use super::LayerStream;
 use crate::cache::Cache;
+use crate::chunk_channel::{chunk_channel, ChannelReader};
 use crate::digest::{Algorithm, Digest, DigestHasher, Verifier};
 use crate::error::Error;
 use crate::image::{ImageInfo, ImageParts, LayerInfo, ParsedManifest, Platform};
 use crate::layer::{index_layer, sniff, Compression, LayerError, LayerIndex};
-use crate::pipeline::ChannelReader;
 
 /// Cache records of engine images, keyed by the engine's image id.
 const ENGINE_RECORD: &str = "engine";
@@ -214,7 +214,7 @@ impl DaemonSource {
         &self,
         response: reqwest::Response,
     ) -> (ChannelReader, tokio::task::JoinHandle<Result<(), Error>>) {
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+        let (tx, reader) = chunk_channel();
         let engine = self.engine.name();
         let pump = tokio::spawn(async move {
             let mut body = response.bytes_stream();
@@ -236,7 +236,7 @@ impl DaemonSource {
             }
             Ok(())
         });
-        (ChannelReader::new(rx), pump)
+        (reader, pump)
     }
 
     async fn ready(&self) -> Result<&Exported, Error> {
