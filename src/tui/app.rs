@@ -24,9 +24,7 @@ use super::event::Message;
 use super::keymap::{Keymap, Scope};
 use super::save::SavePrompt;
 use super::theme::Theme;
-use super::tree_view::{
-    prepare_marks, PathPattern, PreparedMarks, SortOrder, SpareRows, TreeView, ViewMode,
-};
+use super::tree_view::{prepare_marks, PathPattern, PreparedMarks, SpareRows, TreeView, ViewMode};
 use super::ui::{layout, list_offset, Areas};
 use super::viewer::{Viewer, Window, WINDOW_BYTES};
 
@@ -542,17 +540,18 @@ impl App {
     }
 
     /// Switch between name and size order. The first size order of a large layer sorts
-    /// every directory: a worker does that with the layer's marks, and the rows shown stay
+    /// every directory, and the first build of a large layer's rows in either order takes
+    /// their memory: a worker does both with the layer's marks, and the rows shown stay
     /// until they arrive.
     fn toggle_sort(&mut self) {
-        if self.view.sort != SortOrder::Name || !self.view.size_order_missing() {
+        if !self.view.sort_toggle_wants_worker() {
             self.with_tree(|view, tree| view.toggle_sort(tree));
             return;
         }
         let Some(layer) = self.view.layer() else {
             return;
         };
-        self.view.sort = SortOrder::Size;
+        self.view.sort = self.view.sort.toggled();
         let mode = self.view.mode();
         self.layer_generation += 1;
         let generation = self.layer_generation;

@@ -1000,3 +1000,66 @@ fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
     }
     assert!(searches_and_marks(&mut h).0.is_empty(), "no second worker");
 }
+
+#[test]
+fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
+    let ctrl_o = || {
+        Message::Input(TermEvent::Key(KeyEvent::new(
+            KeyCode::Char('o'),
+            KeyModifiers::CONTROL,
+        )))
+    };
+    let mut direct = Harness::loaded(80, 24);
+    let mut h = Harness::loaded(80, 24);
+    // Every view counts as large here.
+    h.app.view.large = 0;
+    // Another layer: its marks come from a worker, with the size order made, and its rows
+    // are built in the memory the worker took, so no rows are kept to lend.
+    let before = h.app.view.layer();
+    while h.app.view.layer() == before && h.app.layer_row + 1 < h.info.history.len() {
+        direct.press('j');
+        h.press('j');
+    }
+    assert_ne!(h.app.view.layer(), before, "another layer shown");
+    assert_eq!(h.app.view.layer(), direct.app.view.layer());
+    direct.key(KeyCode::Tab, KeyModifiers::NONE);
+    h.key(KeyCode::Tab, KeyModifiers::NONE);
+    assert!(!h.app.view.size_order_missing());
+
+    // The size order: rows of that order need fresh memory, so a worker takes it.
+    let rows = h.app.view.rows().to_vec();
+    h.app.update(ctrl_o());
+    let (_, asked) = searches_and_marks(&mut h);
+    assert_eq!(asked.len(), 1, "one worker for the rows' memory");
+    assert_eq!(h.app.view.rows(), rows.as_slice(), "the rows shown stay");
+    assert!(h.app.layer_pending());
+    let (layer, mode) = (h.app.view.layer().unwrap(), h.app.view.mode());
+    let marks = super::tree_view::prepare_marks(
+        &h.app.tree.read().unwrap(),
+        layer,
+        mode,
+        &h.app.view.name_order(),
+    );
+    let lent = super::tree_view::lent_rows_address(&marks);
+    h.app.update(Message::Marks {
+        generation: asked[0],
+        marks,
+    });
+    assert!(!h.app.layer_pending());
+    direct.ctrl('o');
+    assert_ne!(h.app.view.rows(), rows.as_slice(), "sorted by size now");
+    assert_eq!(h.app.view.rows(), direct.app.view.rows());
+    assert_eq!(
+        Some(h.app.view.rows().as_ptr() as usize),
+        lent,
+        "built in the memory the worker took"
+    );
+
+    // Back and forth again: the rows of both orders are kept, nothing more is asked.
+    for _ in 0..2 {
+        h.app.update(ctrl_o());
+        direct.ctrl('o');
+        assert!(searches_and_marks(&mut h).1.is_empty(), "rows kept");
+        assert_eq!(h.app.view.rows(), direct.app.view.rows());
+    }
+}

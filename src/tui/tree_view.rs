@@ -38,6 +38,16 @@ pub enum SortOrder {
     Size,
 }
 
+impl SortOrder {
+    /// The other order.
+    pub fn toggled(self) -> Self {
+        match self {
+            SortOrder::Name => SortOrder::Size,
+            SortOrder::Size => SortOrder::Name,
+        }
+    }
+}
+
 /// Change kinds the user chose to hide.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HiddenKinds {
@@ -444,6 +454,17 @@ pub fn prepare_marks(
     PreparedMarks(marks)
 }
 
+/// Where the rows' memory a worker took for `marks` starts (for tests: a build into it keeps
+/// the address).
+#[cfg(test)]
+pub(super) fn lent_rows_address(marks: &PreparedMarks) -> Option<usize> {
+    marks
+        .0
+        .rows
+        .as_ref()
+        .map(|(_, rows, _)| rows.as_ptr() as usize)
+}
+
 /// The layer removed rows are read from at `layer` in `mode`.
 fn base_layer(layer: usize, mode: ViewMode) -> Option<usize> {
     match (mode, layer) {
@@ -771,9 +792,15 @@ impl TreeView {
     /// [`Self::show_layer`] of their layer and mode; marks of a smaller tree are dropped.
     pub fn keep_marks(&mut self, tree: &FileTree, marks: PreparedMarks) {
         let mut marks = marks.0;
-        if marks.key == self.marks.key && self.marks.by_size.is_none() {
-            // Asked for their size order (see [`Self::size_order_missing`]).
-            self.marks.by_size = marks.by_size.take();
+        if marks.key == self.marks.key {
+            // Asked for by a sort toggle (see [`Self::sort_toggle_wants_worker`]): the size
+            // order if it is missing, and the memory for the rows of the other order.
+            if self.marks.by_size.is_none() {
+                self.marks.by_size = marks.by_size.take();
+            }
+            if let Some((_, rows, _)) = marks.rows.take() {
+                self.lend_rows(SpareRows(rows));
+            }
             return;
         }
         if marks.key.2 == tree.node_count()
@@ -1249,12 +1276,31 @@ impl TreeView {
         self.layer.is_some() && self.marks.by_size.is_none() && self.marks.marked >= self.large
     }
 
+    /// Whether a sort toggle should wait for a worker's [`prepare_marks`] rather than build
+    /// on this thread: when a large tree's directories are not sorted by size yet (see
+    /// [`Self::size_order_missing`]), or when no rows kept are of the other order and none
+    /// can lend the memory for them. Paging in fresh memory for a million rows (28 MB) takes
+    /// most of a frame; the worker writes it once, and the loop only walks the tree.
+    pub fn sort_toggle_wants_worker(&self) -> bool {
+        if self.layer.is_none() || self.marks.marked < self.large {
+            return false;
+        }
+        if self.sort == SortOrder::Name && self.size_order_missing() {
+            return true;
+        }
+        let toggled = RowsKey {
+            sort: self.sort.toggled(),
+            hidden: self.hidden,
+            filter: self.filter_changes,
+            collapse: self.collapse,
+        };
+        let kept = matches!(&self.marks.rows, Some((key, _, _)) if *key == toggled);
+        !kept && self.spare_rows_wanted() > 0
+    }
+
     /// Switch between name and size order and rebuild.
     pub fn toggle_sort(&mut self, tree: &FileTree) {
-        self.sort = match self.sort {
-            SortOrder::Name => SortOrder::Size,
-            SortOrder::Size => SortOrder::Name,
-        };
+        self.sort = self.sort.toggled();
         self.rebuild(tree);
     }
 
