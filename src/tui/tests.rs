@@ -926,6 +926,21 @@ fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<u64>) {
     (searches, marks)
 }
 
+/// The marks a worker makes for the layer and mode shown (with the size order, as asked by
+/// a sort toggle).
+fn marks_of_layer_shown(h: &Harness) -> super::tree_view::PreparedMarks {
+    let (layer, mode) = (
+        h.app.view.layer().expect("a layer shown"),
+        h.app.view.mode(),
+    );
+    super::tree_view::prepare_marks(
+        &h.app.tree.read().expect("tree lock"),
+        layer,
+        mode,
+        &h.app.view.name_order(),
+    )
+}
+
 #[test]
 fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
     let enter = || {
@@ -952,13 +967,7 @@ fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
     assert_eq!(asked.len(), 1, "one worker for the size order");
     assert_eq!(h.app.view.rows(), rows.as_slice());
     assert!(h.app.layer_pending());
-    let (layer, mode) = (h.app.view.layer().unwrap(), h.app.view.mode());
-    let marks = super::tree_view::prepare_marks(
-        &h.app.tree.read().unwrap(),
-        layer,
-        mode,
-        &h.app.view.name_order(),
-    );
+    let marks = marks_of_layer_shown(&h);
     h.app.update(Message::Marks {
         generation: asked[0],
         marks,
@@ -1033,13 +1042,7 @@ fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
     assert_eq!(asked.len(), 1, "one worker for the rows' memory");
     assert_eq!(h.app.view.rows(), rows.as_slice(), "the rows shown stay");
     assert!(h.app.layer_pending());
-    let (layer, mode) = (h.app.view.layer().unwrap(), h.app.view.mode());
-    let marks = super::tree_view::prepare_marks(
-        &h.app.tree.read().unwrap(),
-        layer,
-        mode,
-        &h.app.view.name_order(),
-    );
+    let marks = marks_of_layer_shown(&h);
     let lent = super::tree_view::lent_rows_address(&marks);
     h.app.update(Message::Marks {
         generation: asked[0],
