@@ -19,6 +19,12 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// Prefix of aufs bookkeeping names, which are markers too (never files).
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 
+/// SHA-256 of no bytes: the content digest of every empty file.
+const EMPTY_CONTENT: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
 /// What the walk collects; becomes a [`super::LayerIndex`].
 #[derive(Default)]
 pub struct Collected {
@@ -234,7 +240,10 @@ pub fn walk<S: ChunkSource>(
         }
 
         let mut content = None;
-        if kind == EntryKind::File {
+        if kind == EntryKind::File && data_size == 0 {
+            // A third of the files of some images are empty: their digest is known.
+            content = Some(EMPTY_CONTENT);
+        } else if kind == EntryKind::File {
             let mut hasher = sha2::Sha256::new();
             if !stream.take(data_size, |bytes| hasher.update(bytes))? {
                 return Err(truncated(header_offset));
@@ -424,5 +433,10 @@ mod tests {
         assert!(entries
             .iter()
             .any(|(p, _)| p.len() > 120 && p.starts_with(b"deep/")));
+    }
+
+    #[test]
+    fn the_empty_files_digest_is_the_sha256_of_no_bytes() {
+        assert_eq!(EMPTY_CONTENT[..], sha2::Sha256::digest(b"")[..]);
     }
 }
