@@ -544,6 +544,12 @@ impl App {
     /// their memory: a worker does both with the layer's marks, and the rows shown stay
     /// until they arrive.
     fn toggle_sort(&mut self) {
+        if self.pending_layer.is_some() {
+            // The marks being made come with the size order and the rows' memory: their
+            // answer builds the rows in the order asked last. Asking again would drop them.
+            self.view.sort = self.view.sort.toggled();
+            return;
+        }
         if !self.view.sort_toggle_wants_worker() {
             self.with_tree(|view, tree| view.toggle_sort(tree));
             return;

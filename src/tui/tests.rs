@@ -929,10 +929,12 @@ fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<u64>) {
 /// The marks a worker makes for the layer and mode shown (with the size order, as asked by
 /// a sort toggle).
 fn marks_of_layer_shown(h: &Harness) -> super::tree_view::PreparedMarks {
-    let (layer, mode) = (
-        h.app.view.layer().expect("a layer shown"),
-        h.app.view.mode(),
-    );
+    marks_of(h, h.app.view.layer().expect("a layer shown"))
+}
+
+/// The marks a worker makes for `layer` in the view's mode.
+fn marks_of(h: &Harness, layer: usize) -> super::tree_view::PreparedMarks {
+    let mode = h.app.view.mode();
     super::tree_view::prepare_marks(
         &h.app.tree.read().expect("tree lock"),
         layer,
@@ -1010,18 +1012,25 @@ fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
     assert!(searches_and_marks(&mut h).0.is_empty(), "no second worker");
 }
 
+/// Two harnesses on the same image: one settles every key at once, in the other every
+/// view counts as large, so its keys leave work to workers.
+fn direct_and_all_large() -> (Harness, Harness) {
+    let direct = Harness::loaded(80, 24);
+    let mut h = Harness::loaded(80, 24);
+    h.app.view.large = 0;
+    (direct, h)
+}
+
+/// A key handled as the event loop handles it: work left to workers stays undone.
+fn unsettled_key(h: &mut Harness, code: KeyCode, modifiers: KeyModifiers) {
+    h.app.update(Message::Input(TermEvent::Key(KeyEvent::new(
+        code, modifiers,
+    ))));
+}
+
 #[test]
 fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
-    let ctrl_o = || {
-        Message::Input(TermEvent::Key(KeyEvent::new(
-            KeyCode::Char('o'),
-            KeyModifiers::CONTROL,
-        )))
-    };
-    let mut direct = Harness::loaded(80, 24);
-    let mut h = Harness::loaded(80, 24);
-    // Every view counts as large here.
-    h.app.view.large = 0;
+    let (mut direct, mut h) = direct_and_all_large();
     // Another layer: its marks come from a worker, with the size order made, and its rows
     // are built in the memory the worker took, so no rows are kept to lend.
     let before = h.app.view.layer();
@@ -1037,7 +1046,7 @@ fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
 
     // The size order: rows of that order need fresh memory, so a worker takes it.
     let rows = h.app.view.rows().to_vec();
-    h.app.update(ctrl_o());
+    unsettled_key(&mut h, KeyCode::Char('o'), KeyModifiers::CONTROL);
     let (_, asked) = searches_and_marks(&mut h);
     assert_eq!(asked.len(), 1, "one worker for the rows' memory");
     assert_eq!(h.app.view.rows(), rows.as_slice(), "the rows shown stay");
@@ -1060,9 +1069,53 @@ fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
 
     // Back and forth again: the rows of both orders are kept, nothing more is asked.
     for _ in 0..2 {
-        h.app.update(ctrl_o());
+        unsettled_key(&mut h, KeyCode::Char('o'), KeyModifiers::CONTROL);
         direct.ctrl('o');
         assert!(searches_and_marks(&mut h).1.is_empty(), "rows kept");
         assert_eq!(h.app.view.rows(), direct.app.view.rows());
     }
+}
+
+#[test]
+fn a_sort_toggle_while_a_layer_is_being_made_keeps_that_layers_answer() {
+    let (mut direct, mut h) = direct_and_all_large();
+    // The layer shown has no size order yet, so a toggle on its own would ask a worker.
+    assert!(h.app.view.size_order_missing());
+    // The toggle changes the order the coming answer builds in, and asks for nothing that
+    // would drop that answer.
+    let before = h.app.view.layer();
+    let mut asked = Vec::new();
+    direct.app.focus = Pane::Layers;
+    h.app.focus = Pane::Layers;
+    for _ in 0..h.info.history.len() {
+        if h.app.layer_pending() {
+            break;
+        }
+        direct.press('j');
+        unsettled_key(&mut h, KeyCode::Char('j'), KeyModifiers::NONE);
+        asked.extend(searches_and_marks(&mut h).1);
+    }
+    assert_eq!(asked.len(), 1, "one worker for the next layer");
+    assert_eq!(
+        h.app.view.layer(),
+        before,
+        "the layer before stays until then"
+    );
+    direct.app.focus = Pane::Tree;
+    h.app.focus = Pane::Tree;
+    unsettled_key(&mut h, KeyCode::Char('o'), KeyModifiers::CONTROL);
+    direct.ctrl('o');
+    assert!(
+        searches_and_marks(&mut h).1.is_empty(),
+        "nothing more asked"
+    );
+    let marks = marks_of(&h, h.app.selected_layer().expect("a layer selected"));
+    h.app.update(Message::Marks {
+        generation: asked[0],
+        marks,
+    });
+    assert!(!h.app.layer_pending());
+    assert_ne!(h.app.view.layer(), before);
+    assert_eq!(h.app.view.layer(), direct.app.view.layer());
+    assert_eq!(h.app.view.rows(), direct.app.view.rows());
 }
