@@ -162,10 +162,11 @@ impl Bench {
                     generation,
                     layer,
                     mode,
+                    rows,
                 } => {
                     let tree = self.app.tree.read().expect("tree");
                     let order = self.app.view.name_order();
-                    let marks = tree_view::prepare_marks(&tree, layer, mode, &order);
+                    let marks = tree_view::prepare_marks(&tree, layer, mode, &order, rows.as_ref());
                     drop(tree);
                     Message::Marks { generation, marks }
                 }

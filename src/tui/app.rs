@@ -24,7 +24,9 @@ use super::event::Message;
 use super::keymap::{Keymap, Scope};
 use super::save::SavePrompt;
 use super::theme::Theme;
-use super::tree_view::{prepare_marks, PathPattern, PreparedMarks, SpareRows, TreeView, ViewMode};
+use super::tree_view::{
+    prepare_marks, PathPattern, PreparedMarks, RowsJob, SpareRows, TreeView, ViewMode,
+};
 use super::ui::{layout, list_offset, Areas};
 use super::viewer::{Viewer, Window, WINDOW_BYTES};
 
@@ -130,6 +132,8 @@ pub enum Effect {
         layer: usize,
         /// The view mode.
         mode: ViewMode,
+        /// Build the rows too, for this state of the view (a sort toggle's).
+        rows: Option<RowsJob>,
     },
 }
 
@@ -536,6 +540,7 @@ impl App {
             generation,
             layer,
             mode: self.mode,
+            rows: None,
         });
     }
 
@@ -566,6 +571,7 @@ impl App {
             generation,
             layer,
             mode,
+            rows: Some(self.view.rows_job()),
         });
     }
 
@@ -721,7 +727,8 @@ impl App {
             )
         });
         if let Some((generation, layer, mode)) = self.pending_layer {
-            let marks = prepare_marks(&read(&self.tree), layer, mode, &self.view.name_order());
+            let order = self.view.name_order();
+            let marks = prepare_marks(&read(&self.tree), layer, mode, &order, None);
             self.on_marks(generation, marks);
         }
         if let Some((generation, text)) = self.pending_search.clone() {

@@ -244,10 +244,12 @@ fn start(effect: Effect, app: &App, source: &Arc<Source>, tx: &UnboundedSender<M
             generation,
             layer,
             mode,
+            rows,
         } => {
             let (tree, order, tx) = (app.tree.clone(), app.view.name_order(), tx.clone());
             tokio::task::spawn_blocking(move || {
-                let marks = tree_view::prepare_marks(&app::read(&tree), layer, mode, &order);
+                let tree = app::read(&tree);
+                let marks = tree_view::prepare_marks(&tree, layer, mode, &order, rows.as_ref());
                 let _ = tx.send(Message::Marks { generation, marks });
             });
         }

@@ -18,6 +18,7 @@ use super::event::Message;
 use super::keymap::Keymap;
 use super::testing::{image_for, layer_tar, screen, screen_text, LayerSpec};
 use super::theme::Theme;
+use super::tree_view::RowsJob;
 use super::ui;
 use crate::image::ImageInfo;
 use crate::layer::extract::read_window;
@@ -877,6 +878,7 @@ fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
                 generation,
                 layer,
                 mode,
+                ..
             } => Some((generation, layer, mode)),
             _ => None,
         })
@@ -887,7 +889,7 @@ fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
     let tree = h.app.tree.clone();
     let order = h.app.view.name_order();
     let marks = |(_, layer, mode): (u64, usize, _)| {
-        super::tree_view::prepare_marks(&tree.read().unwrap(), layer, mode, &order)
+        super::tree_view::prepare_marks(&tree.read().unwrap(), layer, mode, &order, None)
     };
     // The first move's marks arrive late: not shown.
     h.app.update(Message::Marks {
@@ -913,13 +915,19 @@ fn a_new_layer_is_marked_aside_and_shown_when_its_marks_arrive() {
 }
 
 /// The app's effects of one kind, taken.
-fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<u64>) {
+/// A marks worker asked for: its generation, and the rows job if it builds rows too.
+type MarksAsked = (u64, Option<RowsJob>);
+
+/// The searches and the marks the app left to workers.
+fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<MarksAsked>) {
     let mut searches = Vec::new();
     let mut marks = Vec::new();
     for effect in h.app.take_effects() {
         match effect {
             Effect::Search { generation, text } => searches.push((generation, text)),
-            Effect::Marks { generation, .. } => marks.push(generation),
+            Effect::Marks {
+                generation, rows, ..
+            } => marks.push((generation, rows)),
             _ => {}
         }
     }
@@ -928,18 +936,19 @@ fn searches_and_marks(h: &mut Harness) -> (Vec<(u64, String)>, Vec<u64>) {
 
 /// The marks a worker makes for the layer and mode shown (with the size order, as asked by
 /// a sort toggle).
-fn marks_of_layer_shown(h: &Harness) -> super::tree_view::PreparedMarks {
-    marks_of(h, h.app.view.layer().expect("a layer shown"))
+fn marks_of_layer_shown(h: &Harness, rows: Option<&RowsJob>) -> super::tree_view::PreparedMarks {
+    marks_of(h, h.app.view.layer().expect("a layer shown"), rows)
 }
 
-/// The marks a worker makes for `layer` in the view's mode.
-fn marks_of(h: &Harness, layer: usize) -> super::tree_view::PreparedMarks {
+/// The marks a worker makes for `layer` in the view's mode (and the rows, for a job).
+fn marks_of(h: &Harness, layer: usize, rows: Option<&RowsJob>) -> super::tree_view::PreparedMarks {
     let mode = h.app.view.mode();
     super::tree_view::prepare_marks(
         &h.app.tree.read().expect("tree lock"),
         layer,
         mode,
         &h.app.view.name_order(),
+        rows,
     )
 }
 
@@ -969,9 +978,9 @@ fn a_search_and_the_first_size_order_of_a_large_view_are_left_to_workers() {
     assert_eq!(asked.len(), 1, "one worker for the size order");
     assert_eq!(h.app.view.rows(), rows.as_slice());
     assert!(h.app.layer_pending());
-    let marks = marks_of_layer_shown(&h);
+    let marks = marks_of_layer_shown(&h, asked[0].1.as_ref());
     h.app.update(Message::Marks {
-        generation: asked[0],
+        generation: asked[0].0,
         marks,
     });
     assert!(!h.app.layer_pending());
@@ -1051,20 +1060,27 @@ fn a_sort_toggle_that_would_page_in_a_large_views_rows_waits_for_a_worker() {
     assert_eq!(asked.len(), 1, "one worker for the rows' memory");
     assert_eq!(h.app.view.rows(), rows.as_slice(), "the rows shown stay");
     assert!(h.app.layer_pending());
-    let marks = marks_of_layer_shown(&h);
-    let lent = super::tree_view::lent_rows_address(&marks);
+    assert!(asked[0].1.is_some(), "the worker builds the rows too");
+    let marks = marks_of_layer_shown(&h, asked[0].1.as_ref());
+    let built = super::tree_view::worker_rows(&marks).map(|r| (r.to_vec(), r.as_ptr() as usize));
     h.app.update(Message::Marks {
-        generation: asked[0],
+        generation: asked[0].0,
         marks,
     });
     assert!(!h.app.layer_pending());
     direct.ctrl('o');
     assert_ne!(h.app.view.rows(), rows.as_slice(), "sorted by size now");
     assert_eq!(h.app.view.rows(), direct.app.view.rows());
+    let (built, address) = built.expect("rows built by the worker");
     assert_eq!(
-        Some(h.app.view.rows().as_ptr() as usize),
-        lent,
-        "built in the memory the worker took"
+        built,
+        direct.app.view.rows(),
+        "the worker built the rows shown"
+    );
+    assert_eq!(
+        h.app.view.rows().as_ptr() as usize,
+        address,
+        "the rows are in the memory the worker wrote"
     );
 
     // Back and forth again: the rows of both orders are kept, nothing more is asked.
@@ -1109,9 +1125,13 @@ fn a_sort_toggle_while_a_layer_is_being_made_keeps_that_layers_answer() {
         searches_and_marks(&mut h).1.is_empty(),
         "nothing more asked"
     );
-    let marks = marks_of(&h, h.app.selected_layer().expect("a layer selected"));
+    let marks = marks_of(
+        &h,
+        h.app.selected_layer().expect("a layer selected"),
+        asked[0].1.as_ref(),
+    );
     h.app.update(Message::Marks {
-        generation: asked[0],
+        generation: asked[0].0,
         marks,
     });
     assert!(!h.app.layer_pending());

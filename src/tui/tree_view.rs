@@ -441,6 +441,7 @@ pub fn prepare_marks(
     layer: usize,
     mode: ViewMode,
     order: &SharedNameOrder,
+    rows: Option<&RowsJob>,
 ) -> PreparedMarks {
     let mut marks = Marks::compute(tree, layer, base_layer(layer, mode), mode);
     // The size order too (a sort of every directory), when the view's name order is of this
@@ -450,19 +451,69 @@ pub fn prepare_marks(
     }
     // The rows built from them take up to one per marked node: the worker also takes that
     // memory and writes it once, so that the loop does not page it in while building.
-    marks.rows = Some(lent(spare_rows(marks.marked).0));
+    let mut spare = spare_rows(marks.marked).0;
+    // Asked for the rows too (a sort toggle): build them here, so that installing the answer
+    // costs the loop no walk. Not when the size order could not be made for this tree.
+    let job = rows.filter(|job| {
+        job.0.collapsed.len() == tree.node_count()
+            && (job.0.key.sort == SortOrder::Name || marks.by_size.is_some())
+    });
+    marks.rows = Some(match job {
+        Some(job) => {
+            let job = &job.0;
+            let state = RowsState {
+                collapsed: &job.collapsed,
+                hidden: job.key.hidden,
+                filter: job.filter.as_ref(),
+                matched: job.matched.as_deref(),
+                sort: job.key.sort,
+            };
+            walk_rows(tree, &marks, &order.0, state, &mut spare);
+            let counts = guides_and_counts(&mut spare);
+            (job.key, spare, counts)
+        }
+        None => lent(spare),
+    });
     PreparedMarks(marks)
 }
 
-/// Where the rows' memory a worker took for `marks` starts (for tests: a build into it keeps
-/// the address).
+/// The state a view's rows depend on besides the marks, copied for a worker that builds
+/// them ([`TreeView::rows_job`]). Jobs compare equal only to themselves.
+#[derive(Clone)]
+pub struct RowsJob(Arc<RowsJobState>);
+
+struct RowsJobState {
+    key: RowsKey,
+    collapsed: Vec<bool>,
+    filter: Option<PathPattern>,
+    matched: Option<Vec<u8>>,
+}
+
+impl PartialEq for RowsJob {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RowsJob {}
+
+impl std::fmt::Debug for RowsJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowsJob")
+            .field("key", &self.0.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rows a worker built with `marks` (for a [`RowsJob`]), for tests.
 #[cfg(test)]
-pub(super) fn lent_rows_address(marks: &PreparedMarks) -> Option<usize> {
+pub(super) fn worker_rows(marks: &PreparedMarks) -> Option<&[Row]> {
     marks
         .0
         .rows
         .as_ref()
-        .map(|(_, rows, _)| rows.as_ptr() as usize)
+        .filter(|(key, _, _)| *key != lent_key())
+        .map(|(_, rows, _)| rows.as_slice())
 }
 
 /// The layer removed rows are read from at `layer` in `mode`.
@@ -798,8 +849,12 @@ impl TreeView {
             if self.marks.by_size.is_none() {
                 self.marks.by_size = marks.by_size.take();
             }
-            if let Some((_, rows, _)) = marks.rows.take() {
-                self.lend_rows(SpareRows(rows));
+            match marks.rows.take() {
+                // Built for the view's state as it was asked (see [`Self::rows_job`]): the
+                // next rebuild takes them as they are if that state is still the view's.
+                Some(built) if built.0 != lent_key() => self.marks.rows = Some(built),
+                Some((_, rows, _)) => self.lend_rows(SpareRows(rows)),
+                None => {}
             }
             return;
         }
@@ -940,161 +995,15 @@ impl TreeView {
         if self.sort == SortOrder::Size {
             self.marks.sort_by_size(&self.order);
         }
-        let Self {
-            marks,
-            order,
-            collapsed,
-            hidden,
-            filter,
-            matched,
-            rows,
-            sort,
-            ..
-        } = self;
-        let matched = matched.as_deref().filter(|m| m.len() == tree.node_count());
-        let kinds = &marks.kinds;
-        let kind_of = |node: u32| kinds.get(node as usize).copied().flatten();
-        let by_size = match sort {
-            SortOrder::Size => marks.by_size.as_deref(),
-            SortOrder::Name => None,
+        let state = RowsState {
+            collapsed: &self.collapsed,
+            hidden: self.hidden,
+            filter: self.filter.as_ref(),
+            matched: self.matched.as_deref(),
+            sort: self.sort,
         };
-        let order: &NameOrder = order;
-        let entries = move |dir: u32| order.children_in(by_size, dir);
-        // The filter reads each name once, not each node's whole path (see PathMatcher).
-        let mut matcher = filter
-            .as_ref()
-            .filter(|_| matched.is_none())
-            .map(PathMatcher::new);
-        let mut stack = vec![Walk {
-            children: entries(0),
-            next: 0,
-            row: None,
-            passes: false,
-            kept_below: false,
-            emit: true,
-        }];
-        loop {
-            let depth = stack.len() - 1;
-            let Some(top) = stack.last_mut() else { break };
-            if top.next < top.children.len() {
-                let child = top.children[top.next];
-                top.next += 1;
-                let emit = top.emit;
-                let Some(kind) = kind_of(child) else {
-                    continue;
-                };
-                let flags = matched.map(|m| m.get(child as usize).copied().unwrap_or(0));
-                if flags == Some(0) {
-                    // Neither it nor anything below matches: it would show no row.
-                    continue;
-                }
-                let node = NodeId(child);
-                // Every node meets the matcher, hidden or not, so each name is read once.
-                let named = match (flags, matcher.as_mut()) {
-                    (Some(flags), _) => flags & MATCHED != 0,
-                    (None, Some(m)) => m.matches(tree, node),
-                    (None, None) => true,
-                };
-                let passes = !hidden.hides(kind) && named;
-                let is_dir = marks.dirs.get(child as usize).copied().unwrap_or(false);
-                if !is_dir {
-                    if passes {
-                        top.kept_below = true;
-                        if !emit {
-                            // Only looking for one match below a hidden directory.
-                            top.next = top.children.len();
-                        } else {
-                            rows.push(Row {
-                                node,
-                                depth: depth as u16,
-                                kind,
-                                is_dir: false,
-                                collapsed: false,
-                                last: false,
-                                guides: 0,
-                            });
-                        }
-                    }
-                    continue;
-                }
-                let collapsed = collapsed.get(child as usize).copied().unwrap_or(false);
-                let row = emit.then(|| {
-                    rows.push(Row {
-                        node,
-                        depth: depth as u16,
-                        kind,
-                        is_dir: true,
-                        collapsed,
-                        last: false,
-                        guides: 0,
-                    });
-                    rows.len() - 1
-                });
-                if collapsed && passes {
-                    top.kept_below = true;
-                    if !emit {
-                        top.next = top.children.len();
-                    }
-                    continue;
-                }
-                let children = entries(child);
-                // A directory stands on its own when the filter names it or it is empty;
-                // otherwise it is shown for what it holds.
-                let passes =
-                    passes && (filter.is_some() || !children.iter().any(|&c| kind_of(c).is_some()));
-                stack.push(Walk {
-                    children,
-                    next: 0,
-                    row,
-                    passes,
-                    kept_below: false,
-                    emit: emit && !collapsed,
-                });
-            } else {
-                let Some(done) = stack.pop() else { break };
-                if stack.is_empty() {
-                    break;
-                }
-                let kept = done.passes || done.kept_below;
-                if let Some(parent) = stack.last_mut() {
-                    if kept {
-                        parent.kept_below = true;
-                        if !parent.emit {
-                            parent.next = parent.children.len();
-                        }
-                    }
-                }
-                if !kept {
-                    if let Some(row) = done.row {
-                        rows.truncate(row);
-                    }
-                }
-            }
-        }
-        self.compute_guides();
-    }
-
-    /// Set each row's `last` and `guides` (one backward pass, the later siblings at each
-    /// depth kept as bits) and count the rows by kind.
-    fn compute_guides(&mut self) {
-        let mut later = 0u64;
-        let mut counts = [0usize; 4];
-        for row in self.rows.iter_mut().rev() {
-            counts[row.kind as usize] += 1;
-            let d = row.depth as usize;
-            if d < 64 {
-                // Entries at greater depths seen so far belong to another directory.
-                if d < 63 {
-                    later &= (1u64 << (d + 1)) - 1;
-                }
-                row.last = later & (1u64 << d) == 0;
-                row.guides = later & ((1u64 << d) - 1);
-                later |= 1u64 << d;
-            } else {
-                row.last = true;
-            }
-        }
-        self.counts = counts;
+        walk_rows(tree, &self.marks, &self.order, state, &mut self.rows);
+        self.counts = guides_and_counts(&mut self.rows);
     }
 
     /// The visible rows.
@@ -1298,6 +1207,23 @@ impl TreeView {
         !kept && self.spare_rows_wanted() > 0
     }
 
+    /// The state the rows are built for now, for a worker to build them (see
+    /// [`prepare_marks`]): copies of the collapse state and the filter's matches, about two
+    /// bytes a node.
+    pub fn rows_job(&self) -> RowsJob {
+        RowsJob(Arc::new(RowsJobState {
+            key: RowsKey {
+                sort: self.sort,
+                hidden: self.hidden,
+                filter: self.filter_changes,
+                collapse: self.collapse,
+            },
+            collapsed: self.collapsed.clone(),
+            filter: self.filter.clone(),
+            matched: self.matched.clone(),
+        }))
+    }
+
     /// Switch between name and size order and rebuild.
     pub fn toggle_sort(&mut self, tree: &FileTree) {
         self.sort = self.sort.toggled();
@@ -1471,6 +1397,175 @@ impl TreeView {
     pub fn counts(&self) -> [usize; 4] {
         self.counts
     }
+}
+
+/// What built rows depend on besides the marks, borrowed from a view or from a [`RowsJob`].
+#[derive(Clone, Copy)]
+struct RowsState<'a> {
+    collapsed: &'a [bool],
+    hidden: HiddenKinds,
+    filter: Option<&'a PathPattern>,
+    /// Filter flags by node id, when worked out already (used only when they are of this tree).
+    matched: Option<&'a [u8]>,
+    sort: SortOrder,
+}
+
+/// Walk the tree in `state`'s sort order (by size: `marks` must hold that order) and push
+/// the visible rows onto `rows`.
+fn walk_rows(
+    tree: &FileTree,
+    marks: &Marks,
+    order: &NameOrder,
+    state: RowsState<'_>,
+    rows: &mut Vec<Row>,
+) {
+    let RowsState {
+        collapsed,
+        hidden,
+        filter,
+        matched,
+        sort,
+    } = state;
+    let matched = matched.filter(|m| m.len() == tree.node_count());
+    let kinds = &marks.kinds;
+    let kind_of = |node: u32| kinds.get(node as usize).copied().flatten();
+    let by_size = match sort {
+        SortOrder::Size => marks.by_size.as_deref(),
+        SortOrder::Name => None,
+    };
+    let order: &NameOrder = order;
+    let entries = move |dir: u32| order.children_in(by_size, dir);
+    // The filter reads each name once, not each node's whole path (see PathMatcher).
+    let mut matcher = filter.filter(|_| matched.is_none()).map(PathMatcher::new);
+    let mut stack = vec![Walk {
+        children: entries(0),
+        next: 0,
+        row: None,
+        passes: false,
+        kept_below: false,
+        emit: true,
+    }];
+    loop {
+        let depth = stack.len() - 1;
+        let Some(top) = stack.last_mut() else { break };
+        if top.next < top.children.len() {
+            let child = top.children[top.next];
+            top.next += 1;
+            let emit = top.emit;
+            let Some(kind) = kind_of(child) else {
+                continue;
+            };
+            let flags = matched.map(|m| m.get(child as usize).copied().unwrap_or(0));
+            if flags == Some(0) {
+                // Neither it nor anything below matches: it would show no row.
+                continue;
+            }
+            let node = NodeId(child);
+            // Every node meets the matcher, hidden or not, so each name is read once.
+            let named = match (flags, matcher.as_mut()) {
+                (Some(flags), _) => flags & MATCHED != 0,
+                (None, Some(m)) => m.matches(tree, node),
+                (None, None) => true,
+            };
+            let passes = !hidden.hides(kind) && named;
+            let is_dir = marks.dirs.get(child as usize).copied().unwrap_or(false);
+            if !is_dir {
+                if passes {
+                    top.kept_below = true;
+                    if !emit {
+                        // Only looking for one match below a hidden directory.
+                        top.next = top.children.len();
+                    } else {
+                        rows.push(Row {
+                            node,
+                            depth: depth as u16,
+                            kind,
+                            is_dir: false,
+                            collapsed: false,
+                            last: false,
+                            guides: 0,
+                        });
+                    }
+                }
+                continue;
+            }
+            let collapsed = collapsed.get(child as usize).copied().unwrap_or(false);
+            let row = emit.then(|| {
+                rows.push(Row {
+                    node,
+                    depth: depth as u16,
+                    kind,
+                    is_dir: true,
+                    collapsed,
+                    last: false,
+                    guides: 0,
+                });
+                rows.len() - 1
+            });
+            if collapsed && passes {
+                top.kept_below = true;
+                if !emit {
+                    top.next = top.children.len();
+                }
+                continue;
+            }
+            let children = entries(child);
+            // A directory stands on its own when the filter names it or it is empty;
+            // otherwise it is shown for what it holds.
+            let passes =
+                passes && (filter.is_some() || !children.iter().any(|&c| kind_of(c).is_some()));
+            stack.push(Walk {
+                children,
+                next: 0,
+                row,
+                passes,
+                kept_below: false,
+                emit: emit && !collapsed,
+            });
+        } else {
+            let Some(done) = stack.pop() else { break };
+            if stack.is_empty() {
+                break;
+            }
+            let kept = done.passes || done.kept_below;
+            if let Some(parent) = stack.last_mut() {
+                if kept {
+                    parent.kept_below = true;
+                    if !parent.emit {
+                        parent.next = parent.children.len();
+                    }
+                }
+            }
+            if !kept {
+                if let Some(row) = done.row {
+                    rows.truncate(row);
+                }
+            }
+        }
+    }
+}
+
+/// Set each row's `last` and `guides` (one backward pass, the later siblings at each depth
+/// kept as bits) and count the rows by kind.
+fn guides_and_counts(rows: &mut [Row]) -> [usize; 4] {
+    let mut later = 0u64;
+    let mut counts = [0usize; 4];
+    for row in rows.iter_mut().rev() {
+        counts[row.kind as usize] += 1;
+        let d = row.depth as usize;
+        if d < 64 {
+            // Entries at greater depths seen so far belong to another directory.
+            if d < 63 {
+                later &= (1u64 << (d + 1)) - 1;
+            }
+            row.last = later & (1u64 << d) == 0;
+            row.guides = later & ((1u64 << d) - 1);
+            later |= 1u64 << d;
+        } else {
+            row.last = true;
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
