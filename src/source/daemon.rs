@@ -48,7 +48,8 @@ struct EngineRecord {
     index_platform: Option<Platform>,
 }
 
-/// Chunks buffered between the export download and its reader.
+/// Chunks of a layer member buffered between the blocking copy out of an export and the
+/// layer stream that reads them.
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// Links followed before a chain is declared a loop.
 const MAX_LINK_HOPS: usize = 16;

@@ -460,17 +460,9 @@ pub fn prepare_marks(
     });
     marks.rows = Some(match job {
         Some(job) => {
-            let job = &job.0;
-            let state = RowsState {
-                collapsed: &job.collapsed,
-                hidden: job.key.hidden,
-                filter: job.filter.as_ref(),
-                matched: job.matched.as_deref(),
-                sort: job.key.sort,
-            };
-            walk_rows(tree, &marks, &order.0, state, &mut spare);
+            walk_rows(tree, &marks, &order.0, job.0.state(), &mut spare);
             let counts = guides_and_counts(&mut spare);
-            (job.key, spare, counts)
+            (job.0.key, spare, counts)
         }
         None => lent(spare),
     });
@@ -487,6 +479,18 @@ struct RowsJobState {
     collapsed: Vec<bool>,
     filter: Option<PathPattern>,
     matched: Option<Vec<u8>>,
+}
+
+impl RowsJobState {
+    fn state(&self) -> RowsState<'_> {
+        RowsState {
+            collapsed: &self.collapsed,
+            hidden: self.key.hidden,
+            filter: self.filter.as_ref(),
+            matched: self.matched.as_deref(),
+            sort: self.key.sort,
+        }
+    }
 }
 
 impl PartialEq for RowsJob {
@@ -945,12 +949,7 @@ impl TreeView {
 
     /// Rebuild the visible rows (after a collapse, hide, sort or filter change).
     pub fn rebuild(&mut self, tree: &FileTree) {
-        let key = RowsKey {
-            sort: self.sort,
-            hidden: self.hidden,
-            filter: self.filter_changes,
-            collapse: self.collapse,
-        };
+        let key = self.rows_key(self.sort);
         if self.layer.is_some() && self.built == Some(key) {
             return;
         }
@@ -1197,14 +1196,19 @@ impl TreeView {
         if self.sort == SortOrder::Name && self.size_order_missing() {
             return true;
         }
-        let toggled = RowsKey {
-            sort: self.sort.toggled(),
+        let toggled = self.rows_key(self.sort.toggled());
+        let kept = matches!(&self.marks.rows, Some((key, _, _)) if *key == toggled);
+        !kept && self.spare_rows_wanted() > 0
+    }
+
+    /// What rows built now in `sort` order would be built for.
+    fn rows_key(&self, sort: SortOrder) -> RowsKey {
+        RowsKey {
+            sort,
             hidden: self.hidden,
             filter: self.filter_changes,
             collapse: self.collapse,
-        };
-        let kept = matches!(&self.marks.rows, Some((key, _, _)) if *key == toggled);
-        !kept && self.spare_rows_wanted() > 0
+        }
     }
 
     /// The state the rows are built for now, for a worker to build them (see
@@ -1212,12 +1216,7 @@ impl TreeView {
     /// bytes a node.
     pub fn rows_job(&self) -> RowsJob {
         RowsJob(Arc::new(RowsJobState {
-            key: RowsKey {
-                sort: self.sort,
-                hidden: self.hidden,
-                filter: self.filter_changes,
-                collapse: self.collapse,
-            },
+            key: self.rows_key(self.sort),
             collapsed: self.collapsed.clone(),
             filter: self.filter.clone(),
             matched: self.matched.clone(),
