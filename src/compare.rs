@@ -125,11 +125,11 @@ impl Differences {
     pub fn between(a: &Entry, b: &Entry) -> Self {
         Differences {
             kind: a.kind != b.kind,
-            content: a.content != b.content,
+            content: a.content() != b.content(),
             mode: a.mode != b.mode,
             uid: a.uid != b.uid,
             gid: a.gid != b.gid,
-            link_target: a.link_target != b.link_target,
+            link_target: a.link_target() != b.link_target(),
         }
     }
 
@@ -712,8 +712,7 @@ mod tests {
             gid: 0,
             size: 3,
             mtime: 1,
-            content: Some([1; 32]),
-            link_target: None,
+            payload: crate::layer::Payload::Content([1; 32]),
             data_block: 1,
         };
         let later = Entry {

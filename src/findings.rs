@@ -413,7 +413,7 @@ fn hidden_groups(tree: &FileTree, groups: &mut Vec<Group>) {
         }
         let kind = match hidden.by {
             VersionState::Written(by) if by.kind == EntryKind::File => {
-                if by.content == hidden.entry.content {
+                if by.content() == hidden.entry.content() {
                     FindingKind::RewrittenSameContent
                 } else {
                     FindingKind::Overwritten
@@ -592,7 +592,7 @@ fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mu
         if entry.kind != EntryKind::File || entry.size == 0 || claimed.contains(node) {
             continue;
         }
-        if let Some(hash) = entry.content {
+        if let Some(hash) = entry.content() {
             let prefix = u32::from_le_bytes([hash[0], hash[1], hash[2], hash[3]]);
             candidates.push(u64::from(prefix) << 32 | u64::from(node.0));
         }
@@ -608,7 +608,12 @@ fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mu
             // The low half is the node id.
             let node = NodeId(candidate as u32);
             if let Some(e) = tree.entry_at(node, last) {
-                run.push((e.content.unwrap_or_default(), e.size, tree.path(node), node));
+                run.push((
+                    e.content().unwrap_or_default(),
+                    e.size,
+                    tree.path(node),
+                    node,
+                ));
             }
         }
         // Same content and size together, each content's copies by path.

@@ -720,13 +720,13 @@ fn hard_links_and_symlinks() {
     );
     let sh = tree.entry_at(node(&tree, "/bin/sh"), 1).expect("sh");
     assert_eq!(sh.kind, EntryKind::Hardlink);
-    assert_eq!(sh.link_target.as_deref(), Some(&b"bin/busybox"[..]));
-    assert_eq!(sh.content, None);
+    assert_eq!(sh.link_target(), Some(&b"bin/busybox"[..]));
+    assert_eq!(sh.content(), None);
     let ls = tree.entry_at(node(&tree, "/bin/ls"), 1).expect("ls");
     assert_eq!(ls.kind, EntryKind::Symlink);
-    assert_eq!(ls.link_target.as_deref(), Some(&b"busybox"[..]));
+    assert_eq!(ls.link_target(), Some(&b"busybox"[..]));
     let lib = tree.entry_at(node(&tree, "/lib"), 0).expect("lib");
-    assert_eq!(lib.link_target.as_deref(), Some(&b"usr/lib"[..]));
+    assert_eq!(lib.link_target(), Some(&b"usr/lib"[..]));
     // The hard link names the same (normalised) target: unmodified. busybox modified, and
     // /bin with it.
     assert_eq!(counts(tree.layer_stats(1)), (0, 2, 0, 0, 1200, 0));
@@ -888,13 +888,13 @@ fn devices_fifos_old_style_files_and_attributes() {
         (owned.mode, owned.uid, owned.gid, owned.mtime, owned.size),
         (0o4750, 1000, 2000, 1_234_567_890, 3)
     );
-    assert_eq!(owned.content, Some(sha256(b"xyz")));
+    assert_eq!(owned.content(), Some(sha256(b"xyz")));
     // Data offsets point at the bytes in the uncompressed tar.
     for (_, e) in index.entries() {
         if e.kind == EntryKind::File {
             let start = e.data_offset() as usize;
             let bytes = &built.tar[start..start + e.size as usize];
-            assert_eq!(Some(sha256(bytes)), e.content);
+            assert_eq!(Some(sha256(bytes)), e.content());
         }
     }
     let mut tree = FileTree::new();
@@ -967,7 +967,7 @@ fn long_and_non_utf8_names_via_pax_gnu_and_ustar_prefix() {
         );
         let links: Vec<Option<Vec<u8>>> = index
             .entries()
-            .map(|(_, e)| e.link_target.as_deref().map(<[u8]>::to_vec))
+            .map(|(_, e)| e.link_target().map(<[u8]>::to_vec))
             .collect();
         assert_eq!(links[3].as_deref(), Some(&long_target[..]));
         assert_eq!(links[4].as_deref(), Some(&long_gnu[..]));
@@ -1044,12 +1044,12 @@ fn gnu_tar_archives_agree() {
                 .entries()
                 .find(|(p, _)| p.ends_with(b"file.txt"))
                 .expect("file");
-            assert_eq!(file.1.content, Some(sha256(&content(1, 3000))));
+            assert_eq!(file.1.content(), Some(sha256(&content(1, 3000))));
             let (_, plain) = index
                 .entries()
                 .find(|(p, _)| *p == b"plain")
                 .expect("plain");
-            assert_eq!(plain.link_target.as_deref(), Some(&b"hard"[..]));
+            assert_eq!(plain.link_target(), Some(&b"hard"[..]));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

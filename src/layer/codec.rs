@@ -9,9 +9,11 @@
 //!          entries (count u64, each: shared u32, path span, kind u8, mode u32, uid u32,
 //!                   gid u32, size u64, mtime u64, data_offset u64, flags u8, [content 32],
 //!                   [link len u32 + bytes]) |
+//!          marker arena (len u64 + bytes) |
 //!          whiteouts (count u64 + spans) | opaque dirs (count u64 + spans)
 //! ```
-//! A span is `start u32, len u32` into the arena. An entry's path is the first `shared` bytes
+//! A span is `start u32, len u32` into the arena (the marker arena for whiteouts and opaque
+//! directories). An entry's path is the first `shared` bytes
 //! of the previous entry's path followed by its span (see [`super::PathCursor`]). Decoding
 //! checks the checksum first, then every length, span and shared length, so a damaged file is
 //! an error, never a panic or a wrong tree.
@@ -21,13 +23,15 @@ use std::io::{self, Seek, SeekFrom, Write};
 
 use sha2::Digest as _;
 
-use super::{Compression, Entry, EntryKind, LayerIndex, PathRef, Span};
+use super::{
+    Compression, Entry, EntryKind, LayerIndex, Markers, PathRef, Payload as EntryPayload, Span,
+};
 use crate::digest::Digest;
 
 const MAGIC: &[u8; 4] = b"LSIX";
 /// Bump when the payload layout or the meaning of any field changes: older entries are then
 /// treated as absent and rebuilt.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 4 + 4 + 8 + 32;
 /// Payload bytes gathered before they are hashed and written.
 const PAYLOAD_PIECE: usize = 64 * 1024;
@@ -181,18 +185,23 @@ impl LayerIndex {
             for v in [e.size, e.mtime, e.data_offset()] {
                 p.put(&v.to_le_bytes())?;
             }
-            let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
-                | if e.link_target.is_some() { HAS_LINK } else { 0 };
+            let flags = match e.payload {
+                EntryPayload::None => 0,
+                EntryPayload::Content(_) => HAS_CONTENT,
+                EntryPayload::Link(_) => HAS_LINK,
+            };
             p.put(&[flags])?;
-            if let Some(hash) = &e.content {
+            if let EntryPayload::Content(hash) = &e.payload {
                 p.put(hash)?;
             }
-            if let Some(link) = &e.link_target {
+            if let EntryPayload::Link(link) = &e.payload {
                 p.put(&(link.len() as u32).to_le_bytes())?;
                 p.put(link)?;
             }
         }
-        for spans in [&self.whiteouts, &self.opaque_dirs] {
+        p.put(&(self.markers.arena.len() as u64).to_le_bytes())?;
+        p.put(&self.markers.arena)?;
+        for spans in [&self.markers.whiteouts, &self.markers.opaque_dirs] {
             p.put(&(spans.len() as u64).to_le_bytes())?;
             for span in spans.iter() {
                 put_span(&mut p, *span)?;
@@ -290,6 +299,8 @@ impl LayerIndex {
             } else {
                 None
             };
+            let payload = EntryPayload::from_parts(content, link_target)
+                .ok_or_else(|| bad("an entry with both a content hash and a link target"))?;
             entries.push(Entry {
                 kind,
                 mode,
@@ -297,11 +308,12 @@ impl LayerIndex {
                 gid,
                 size,
                 mtime,
-                content,
-                link_target,
+                payload,
                 data_block,
             });
         }
+        let marker_arena_len = r.len()?;
+        let marker_arena = r.take(marker_arena_len)?.to_vec();
         let mut lists = [Vec::new(), Vec::new()];
         for list in &mut lists {
             let n = r.len()?;
@@ -309,7 +321,7 @@ impl LayerIndex {
                 return Err(bad("span count exceeds the payload"));
             }
             for _ in 0..n {
-                list.push(r.span(arena.len())?);
+                list.push(r.span(marker_arena.len())?);
             }
         }
         if r.remaining() != 0 {
@@ -320,8 +332,11 @@ impl LayerIndex {
             entries,
             paths,
             arena,
-            whiteouts,
-            opaque_dirs,
+            markers: Markers {
+                arena: marker_arena,
+                whiteouts,
+                opaque_dirs,
+            },
             size_bytes,
             skipped,
             tar_size,
@@ -537,7 +552,8 @@ mod tests {
         let shared: Vec<u32> = index.paths.iter().map(|p| p.shared).collect();
         assert_eq!(shared, [0, 3, 4, 4]);
         // The arena holds each path's rest once, not each whole path.
-        assert_eq!(&index.arena[..], &b"etc/hostslinkhardvar/cacheopt"[..]);
+        assert_eq!(&index.arena[..], &b"etc/hostslinkhard"[..]);
+        assert_eq!(&index.markers.arena[..], &b"var/cacheopt"[..]);
     }
 
     #[test]

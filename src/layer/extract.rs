@@ -314,7 +314,7 @@ mod tests {
         FileSpan {
             data_offset: entry.data_offset(),
             size: entry.size,
-            sha256: entry.content,
+            sha256: entry.content(),
         }
     }
 

@@ -6,7 +6,7 @@ use sha2::Digest as _;
 use super::path::{common_prefix, join_into, normalize_into, split_last};
 use super::stream::{BlockRead, ChunkSource, TarStream};
 use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
-use super::{Entry, EntryKind, EntryTap, LayerError, PathRef, Span};
+use super::{Entry, EntryKind, EntryTap, LayerError, Markers, PathRef, Payload, Span};
 
 /// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
 /// hundred bytes, and garbage must not make us allocate gigabytes.
@@ -31,21 +31,9 @@ pub struct Collected {
     pub entries: Vec<Entry>,
     pub paths: Vec<PathRef>,
     pub arena: Vec<u8>,
-    pub whiteouts: Vec<Span>,
-    pub opaque_dirs: Vec<Span>,
+    pub markers: Markers,
     pub size_bytes: u64,
     pub skipped: u64,
-}
-
-impl Collected {
-    fn store(&mut self, bytes: &[u8]) -> Result<Span, LayerError> {
-        let too_large = || LayerError::TooLarge("the layer's path names exceed 4 GiB".to_string());
-        let start = u32::try_from(self.arena.len()).map_err(|_| too_large())?;
-        let len = u32::try_from(bytes.len()).map_err(|_| too_large())?;
-        start.checked_add(len).ok_or_else(too_large)?;
-        self.arena.extend_from_slice(bytes);
-        Ok(Span { start, len })
-    }
 }
 
 fn tar_error(offset: u64, message: impl Into<String>) -> LayerError {
@@ -221,14 +209,14 @@ pub fn walk<S: ChunkSource>(
         if let Some((parent, name)) = split_last(&path) {
             if name.starts_with(WHITEOUT_PREFIX) {
                 if name == OPAQUE_MARKER {
-                    let span = out.store(parent)?;
-                    out.opaque_dirs.push(span);
+                    let span = Span::store(&mut out.markers.arena, parent)?;
+                    out.markers.opaque_dirs.push(span);
                 } else if !name.starts_with(AUFS_META_PREFIX) {
                     let target = &name[WHITEOUT_PREFIX.len()..];
                     if !target.is_empty() && target != b"." && target != b".." {
                         join_into(parent, target, &mut scratch);
-                        let span = out.store(&scratch)?;
-                        out.whiteouts.push(span);
+                        let span = Span::store(&mut out.markers.arena, &scratch)?;
+                        out.markers.whiteouts.push(span);
                     }
                 }
                 if !stream.take(data_size, |_| {})? {
@@ -318,7 +306,7 @@ pub fn walk<S: ChunkSource>(
             }
         }
         if keep_paths {
-            let suffix = out.store(&path[shared..])?;
+            let suffix = Span::store(&mut out.arena, &path[shared..])?;
             out.paths.push(PathRef {
                 // Within `path`, whose length `store` has just checked against u32.
                 shared: shared as u32,
@@ -336,8 +324,11 @@ pub fn walk<S: ChunkSource>(
             gid: u32::try_from(gid).unwrap_or(u32::MAX),
             size,
             mtime,
-            content,
-            link_target,
+            payload: match (content, link_target) {
+                (Some(hash), _) => Payload::Content(hash),
+                (None, Some(target)) => Payload::Link(target),
+                (None, None) => Payload::None,
+            },
             data_block,
         });
     }
@@ -427,7 +418,7 @@ mod tests {
             let data = &tar[start..start + entry.size as usize];
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&sha2::Sha256::digest(data));
-            assert_eq!(entry.content, Some(hash), "{path:?}");
+            assert_eq!(entry.content(), Some(hash), "{path:?}");
             assert_eq!(entry.mode, 0o640);
         }
         assert!(entries

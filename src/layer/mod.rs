@@ -76,21 +76,36 @@ pub struct Entry {
     pub size: u64,
     /// Modification time, seconds since the epoch (earlier times read as 0).
     pub mtime: u64,
-    /// SHA-256 of the content, for regular files only.
-    pub content: Option<[u8; 32]>,
-    /// Symlinks: the target bytes as stored. Hard links: the normalised path of the target
-    /// (no leading `/`). `None` for other kinds.
-    pub link_target: Option<LinkTarget>,
+    /// A regular file's content digest or a link's target (see [`Self::content`] and
+    /// [`Self::link_target`]).
+    pub payload: Payload,
     /// Where the entry's data starts in the uncompressed tar, in 512-byte blocks (see
     /// [`Self::data_offset`]).
     pub(crate) data_block: u32,
 }
 
-// A million-file image holds a million entries: keep them at 72 bytes.
+// A million-file image holds a million entries: keep them at 64 bytes.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Entry>() == 72);
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
 
 impl Entry {
+    /// SHA-256 of the content, for regular files only.
+    pub fn content(&self) -> Option<[u8; 32]> {
+        match &self.payload {
+            Payload::Content(hash) => Some(*hash),
+            _ => None,
+        }
+    }
+
+    /// Symlinks: the target bytes as stored. Hard links: the normalised path of the target
+    /// (no leading `/`). `None` for other kinds.
+    pub fn link_target(&self) -> Option<&[u8]> {
+        match &self.payload {
+            Payload::Link(target) => Some(target),
+            _ => None,
+        }
+    }
+
     /// Offset of the entry's data in the uncompressed tar (where a file's bytes start; for
     /// other kinds, the byte after the header), so a viewer can read the range again.
     pub fn data_offset(&self) -> u64 {
@@ -105,7 +120,7 @@ impl Entry {
 
     /// The block an entry's data starts at, for an offset in the tar: `None` unless the offset
     /// is on a block boundary, as every tar header ends on one, and within the first 2 TiB of
-    /// the tar. Storing blocks keeps an entry at 72 bytes; a layer of 2 TiB is refused.
+    /// the tar. Storing blocks keeps an entry at 64 bytes; a layer of 2 TiB is refused.
     pub(crate) fn block_at(data_offset: u64) -> Option<u32> {
         // Every tar header, and so every entry's data, starts on a block.
         if !data_offset.is_multiple_of(tar::BLOCK as u64) {
@@ -115,36 +130,114 @@ impl Entry {
     }
 }
 
-/// A link's target bytes behind one thin pointer: 8 bytes in an [`Entry`] where a boxed
-/// slice takes 16, which keeps an entry at 72 bytes instead of 80. Every entry carries the
-/// field and few are links, so only those pay for the second allocation. Dereferences to the
-/// bytes.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct LinkTarget(Box<Box<[u8]>>);
+/// What an entry carries beyond its header: a regular file holds a content digest and a link
+/// holds a target, never both, so the two share their bytes. Every member has alignment 1,
+/// which keeps the payload at 33 bytes and an [`Entry`] at 64.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Payload {
+    /// Directories, devices and pipes.
+    None,
+    /// A regular file's SHA-256.
+    Content([u8; 32]),
+    /// A symlink's or hard link's target.
+    Link(LinkTarget),
+}
+
+impl Payload {
+    /// The payload of an entry that has the digest `content` or the target `link` (at most
+    /// one of them: `None` when both are given, which no tar header gives).
+    pub fn from_parts(content: Option<[u8; 32]>, link: Option<LinkTarget>) -> Option<Self> {
+        match (content, link) {
+            (None, None) => Some(Payload::None),
+            (Some(hash), None) => Some(Payload::Content(hash)),
+            (None, Some(target)) => Some(Payload::Link(target)),
+            (Some(_), Some(_)) => None,
+        }
+    }
+}
+
+/// A link's target bytes, owned through an address kept as plain bytes.
+///
+/// A pointer has alignment 8, and beside the 32-byte digest it shares [`Payload`] with it
+/// would round an [`Entry`] up from 64 bytes to 72 (11 MB on a million-file image). Kept as
+/// bytes, the address has alignment 1. Only this type turns it back into the allocation it
+/// came from. Dereferences to the bytes.
+pub struct LinkTarget {
+    address: [u8; std::mem::size_of::<usize>()],
+    len: [u8; std::mem::size_of::<usize>()],
+}
+
+impl LinkTarget {
+    fn new(bytes: Box<[u8]>) -> Self {
+        let len = bytes.len();
+        let data = Box::into_raw(bytes).cast::<u8>();
+        LinkTarget {
+            address: data.expose_provenance().to_ne_bytes(),
+            len: len.to_ne_bytes(),
+        }
+    }
+
+    /// The allocation [`Self::new`] took ownership of.
+    fn raw(&self) -> *mut [u8] {
+        let data = std::ptr::with_exposed_provenance_mut::<u8>(usize::from_ne_bytes(self.address));
+        std::ptr::slice_from_raw_parts_mut(data, usize::from_ne_bytes(self.len))
+    }
+}
 
 impl std::ops::Deref for LinkTarget {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.0
+        // SAFETY: `raw` is the boxed slice that `new` leaked, whose provenance `new`
+        // exposed. It is freed only by `drop`, which takes `&mut self`, so it is alive and
+        // unaliased by any `&mut` for as long as `self` is borrowed.
+        unsafe { &*self.raw() }
+    }
+}
+
+impl Drop for LinkTarget {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is the `Box<[u8]>` that `new` turned into a pointer, owned by this
+        // value alone (no other constructor, `Clone` allocates anew), and dropped once.
+        drop(unsafe { Box::from_raw(self.raw()) });
+    }
+}
+
+impl Clone for LinkTarget {
+    fn clone(&self) -> Self {
+        LinkTarget::new(Box::from(&**self))
+    }
+}
+
+impl PartialEq for LinkTarget {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for LinkTarget {}
+
+impl std::hash::Hash for LinkTarget {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
     }
 }
 
 impl fmt::Debug for LinkTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self.0, f)
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
 impl From<Vec<u8>> for LinkTarget {
     fn from(bytes: Vec<u8>) -> Self {
-        LinkTarget(Box::new(bytes.into_boxed_slice()))
+        LinkTarget::new(bytes.into_boxed_slice())
     }
 }
 
 impl From<&[u8]> for LinkTarget {
     fn from(bytes: &[u8]) -> Self {
-        LinkTarget(Box::new(bytes.into()))
+        LinkTarget::new(bytes.into())
     }
 }
 
@@ -156,6 +249,16 @@ struct Span {
 }
 
 impl Span {
+    /// Append `bytes` to `arena` and name them.
+    fn store(arena: &mut Vec<u8>, bytes: &[u8]) -> Result<Span, LayerError> {
+        let too_large = || LayerError::TooLarge("the layer's path names exceed 4 GiB".to_string());
+        let start = u32::try_from(arena.len()).map_err(|_| too_large())?;
+        let len = u32::try_from(bytes.len()).map_err(|_| too_large())?;
+        start.checked_add(len).ok_or_else(too_large)?;
+        arena.extend_from_slice(bytes);
+        Ok(Span { start, len })
+    }
+
     fn get(self, arena: &[u8]) -> &[u8] {
         let start = self.start as usize;
         &arena[start..start + self.len as usize]
@@ -378,15 +481,15 @@ impl std::error::Error for LayerError {}
 /// the digest and size of its uncompressed tar.
 ///
 /// Paths are normalised (`a/b`, no leading slash; the root is empty) and stored as raw bytes
-/// in one arena. Whiteout paths name what is deleted (`a/.wh.b` is stored as `a/b`); opaque
-/// directories name the directory (`a/.wh..wh..opq` is stored as `a`).
+/// in arenas: one for the entries' paths, one for the markers' (see [`Markers`]). Whiteout
+/// paths name what is deleted (`a/.wh.b` is stored as `a/b`); opaque directories name the
+/// directory (`a/.wh..wh..opq` is stored as `a`).
 #[derive(Clone, Debug)]
 pub struct LayerIndex {
     entries: Vec<Entry>,
     paths: Vec<PathRef>,
     arena: Vec<u8>,
-    whiteouts: Vec<Span>,
-    opaque_dirs: Vec<Span>,
+    markers: Markers,
     size_bytes: u64,
     skipped: u64,
     tar_size: u64,
@@ -430,12 +533,12 @@ impl LayerIndex {
 
     /// Paths deleted by whiteout markers, in tar order.
     pub fn whiteouts(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
-        self.whiteouts.iter().map(|span| span.get(&self.arena))
+        self.markers.whiteouts()
     }
 
     /// Directories made opaque, in tar order (the root is the empty path).
     pub fn opaque_dirs(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
-        self.opaque_dirs.iter().map(|span| span.get(&self.arena))
+        self.markers.opaque_dirs()
     }
 
     /// Σ sizes of the regular-file entries (the JSON `sizeBytes`).
@@ -477,15 +580,14 @@ impl LayerIndex {
         self
     }
 
-    /// Take the index apart for the tree: entries and their paths (the arena is dropped
-    /// by the caller once the paths are merged).
+    /// Take the index apart for the tree: entries, their paths and the markers (each dropped
+    /// by the caller once merged).
     pub(crate) fn into_parts(self) -> LayerParts {
         LayerParts {
             entries: self.entries,
             paths: self.paths,
             arena: self.arena,
-            whiteouts: self.whiteouts,
-            opaque_dirs: self.opaque_dirs,
+            markers: self.markers,
             meta: LayerMeta {
                 diff_id: self.diff_id,
                 tar_size: self.tar_size,
@@ -520,8 +622,7 @@ pub(crate) struct LayerParts {
     pub entries: Vec<Entry>,
     paths: Vec<PathRef>,
     arena: Vec<u8>,
-    whiteouts: Vec<Span>,
-    opaque_dirs: Vec<Span>,
+    markers: Markers,
     pub meta: LayerMeta,
 }
 
@@ -531,13 +632,31 @@ impl LayerParts {
         PathCursor::new(&self.paths, &self.arena)
     }
 
-    /// Whiteout paths.
-    pub fn whiteouts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    /// The whiteouts and opaque directories, taken out so that they can be freed as soon as
+    /// they are applied.
+    pub fn take_markers(&mut self) -> Markers {
+        std::mem::take(&mut self.markers)
+    }
+}
+
+/// A layer's whiteouts and opaque directories, with their paths in an arena of their own. A
+/// merge applies them before the layer's entries and can then free them: on a layer that
+/// deletes 100k files that is 7 MB less while the entries merge.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Markers {
+    arena: Vec<u8>,
+    whiteouts: Vec<Span>,
+    opaque_dirs: Vec<Span>,
+}
+
+impl Markers {
+    /// Paths deleted by whiteout markers, in tar order.
+    pub fn whiteouts(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         self.whiteouts.iter().map(|span| span.get(&self.arena))
     }
 
-    /// Opaque directories.
-    pub fn opaque_dirs(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    /// Directories made opaque, in tar order.
+    pub fn opaque_dirs(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         self.opaque_dirs.iter().map(|span| span.get(&self.arena))
     }
 }
@@ -649,8 +768,7 @@ fn index<R: Read + Send>(
         entries: collected.entries,
         paths: collected.paths,
         arena: collected.arena,
-        whiteouts: collected.whiteouts,
-        opaque_dirs: collected.opaque_dirs,
+        markers: collected.markers,
         size_bytes: collected.size_bytes,
         skipped: collected.skipped,
         tar_size,
@@ -658,4 +776,58 @@ fn index<R: Read + Send>(
         diff_id,
         compression,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_target_owns_its_bytes_through_clones_and_drops() {
+        let long = vec![b'x'; 100_000];
+        let original = LinkTarget::from(long.clone());
+        let copy = original.clone();
+        drop(original);
+        assert_eq!(&*copy, &long[..]);
+        let empty = LinkTarget::from(&b""[..]);
+        assert!(empty.is_empty());
+        assert_eq!(empty.clone(), empty);
+        assert_ne!(empty, copy);
+        assert_eq!(format!("{:?}", LinkTarget::from(&b"ab"[..])), "[97, 98]");
+        // Sent to another thread and dropped there, as entries are between the pipeline's
+        // threads.
+        let sent = std::thread::spawn(move || copy.len()).join();
+        assert_eq!(sent.ok(), Some(100_000));
+    }
+
+    #[test]
+    fn an_entry_carries_a_digest_or_a_link_target_and_never_both() {
+        let hash = [7u8; 32];
+        let link = || Some(LinkTarget::from(&b"usr/lib"[..]));
+        assert_eq!(Payload::from_parts(None, None), Some(Payload::None));
+        assert_eq!(
+            Payload::from_parts(Some(hash), None),
+            Some(Payload::Content(hash))
+        );
+        assert_eq!(
+            Payload::from_parts(None, link())
+                .as_ref()
+                .map(|p| matches!(p, Payload::Link(t) if &**t == b"usr/lib")),
+            Some(true)
+        );
+        assert_eq!(Payload::from_parts(Some(hash), link()), None);
+        let entry = Entry {
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 0,
+            payload: Payload::Link(LinkTarget::from(&b"usr/lib"[..])),
+            data_block: 1,
+        };
+        assert_eq!(entry.link_target(), Some(&b"usr/lib"[..]));
+        assert_eq!(entry.content(), None);
+        assert_eq!(entry.clone(), entry);
+    }
 }

@@ -184,8 +184,7 @@ fn describe_differences(change: &FileChange) -> String {
     }
     if d.link_target && !d.kind {
         let target = |e: &Entry| {
-            e.link_target
-                .as_deref()
+            e.link_target()
                 .map(|t| escape_bytes(t).into_owned())
                 .unwrap_or_default()
         };
@@ -347,7 +346,7 @@ fn entry_note(entry: Option<&Entry>, holds: Option<Holds>) -> String {
             human_size(h.bytes)
         ),
         (Some(e), None) if e.kind == EntryKind::File => format!("  {}", human_size(e.size)),
-        (Some(e), None) => match &e.link_target {
+        (Some(e), None) => match e.link_target() {
             Some(target) => format!("  {} → {}", kind_name(e.kind), escape_bytes(target)),
             None => format!("  {}", kind_name(e.kind)),
         },
@@ -556,11 +555,8 @@ fn entry_json(entry: Option<&Entry>) -> Option<EntryJson> {
         mode: format!("{:o}", e.mode),
         uid: e.uid,
         gid: e.gid,
-        link_target: e
-            .link_target
-            .as_deref()
-            .map(|t| display_path(t).into_owned()),
-        content_sha256: e.content.map(|h| crate::digest::to_hex(&h)),
+        link_target: e.link_target().map(|t| display_path(t).into_owned()),
+        content_sha256: e.content().map(|h| crate::digest::to_hex(&h)),
     })
 }
 

@@ -20,11 +20,10 @@ pub enum ChangeKind {
 /// Whether two versions of a path differ in what counts as a change (not mtime, not offset).
 fn differs(a: &Entry, b: &Entry) -> bool {
     a.kind != b.kind
-        || a.content != b.content
+        || a.payload != b.payload
         || a.mode != b.mode
         || a.uid != b.uid
         || a.gid != b.gid
-        || a.link_target != b.link_target
 }
 
 /// The change from `before` to `after`, ignoring anything below; `None` when absent in both.

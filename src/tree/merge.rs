@@ -428,8 +428,9 @@ impl FileTree {
         // Whiteouts and opaque markers act on the layers below only, so they go first.
         // Markers of one directory follow each other in a tar: its node is looked up once for
         // the run (hiding changes versions, never which nodes exist).
+        let markers = parts.take_markers();
         let mut run_dir: Option<(&[u8], Option<u32>)> = None;
-        for path in parts.whiteouts() {
+        for path in markers.whiteouts() {
             let Some((dir, name)) = split_last(path) else {
                 continue;
             };
@@ -445,13 +446,15 @@ impl FileTree {
                 merge.hide(node, &mut stack);
             }
         }
-        for path in parts.opaque_dirs() {
+        for path in markers.opaque_dirs() {
             if let Some(node) = merge.tree.lookup_normalized(path) {
                 if merge.current(node) == Current::Dir {
                     merge.hide_children(node, &mut stack);
                 }
             }
         }
+        // Applied: their paths are not needed while the entries merge.
+        drop(markers);
 
         let mut walk = PathWalk::default();
         let mut paths = parts.paths();

@@ -60,8 +60,7 @@ static IMPLICIT_DIR: Entry = Entry {
     gid: 0,
     size: 0,
     mtime: 0,
-    content: None,
-    link_target: None,
+    payload: crate::layer::Payload::None,
     data_block: 0,
 };
 
@@ -473,12 +472,12 @@ impl FileTree {
                         span: FileSpan {
                             data_offset: entry.data_offset(),
                             size: entry.size,
-                            sha256: entry.content,
+                            sha256: entry.content(),
                         },
                     })
                 }
                 EntryKind::Hardlink => {
-                    node = self.lookup(entry.link_target.as_deref()?)?;
+                    node = self.lookup(entry.link_target()?)?;
                     layer = written;
                 }
                 _ => return None,
@@ -585,7 +584,7 @@ impl FileTree {
                     + l.entries
                         .iter()
                         // The target's bytes and the boxed slice that points to them.
-                        .filter_map(|e| e.link_target.as_ref().map(|t| t.len() + 16))
+                        .filter_map(|e| e.link_target().map(<[u8]>::len))
                         .sum::<usize>()
             })
             .sum();
@@ -766,7 +765,7 @@ mod tests {
                 let by = match h.by {
                     VersionState::Removed => "removed",
                     VersionState::ImplicitDir => "dir",
-                    VersionState::Written(e) if e.content == h.entry.content => "same",
+                    VersionState::Written(e) if e.content() == h.entry.content() => "same",
                     VersionState::Written(_) => "other",
                 };
                 (tree.path(h.node), h.layer, h.entry.size, h.by_layer, by)

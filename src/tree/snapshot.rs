@@ -33,7 +33,7 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::layer::codec::{compression_code, compression_of, kind_code, kind_of};
-use crate::layer::{DecodeError, Entry, LayerMeta};
+use crate::layer::{DecodeError, Entry, LayerMeta, Payload};
 
 const MAGIC: &[u8; 4] = b"LSTR";
 /// Bump when the layout or the meaning of a field changes: older snapshots are then ignored.
@@ -258,8 +258,11 @@ impl<R: Read> Input<R> {
 }
 
 fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
-    let flags = if e.content.is_some() { HAS_CONTENT } else { 0 }
-        | if e.link_target.is_some() { HAS_LINK } else { 0 };
+    let flags = match e.payload {
+        Payload::None => 0,
+        Payload::Content(_) => HAS_CONTENT,
+        Payload::Link(_) => HAS_LINK,
+    };
     let mut row = [0u8; ENTRY_ROW];
     row[0] = kind_code(e.kind);
     row[1] = flags;
@@ -270,10 +273,10 @@ fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
     row[22..30].copy_from_slice(&e.mtime.to_le_bytes());
     row[30..38].copy_from_slice(&e.data_offset().to_le_bytes());
     out.put(&row)?;
-    if let Some(hash) = &e.content {
+    if let Payload::Content(hash) = &e.payload {
         out.put(hash)?;
     }
-    if let Some(link) = &e.link_target {
+    if let Payload::Link(link) = &e.payload {
         let len = u32::try_from(link.len())
             .map_err(|_| io::Error::other("a link target exceeds 4 GiB"))?;
         out.u32(len)?;
@@ -323,8 +326,8 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
         gid,
         size,
         mtime,
-        content,
-        link_target,
+        payload: Payload::from_parts(content, link_target)
+            .ok_or_else(|| damaged("an entry with both a content hash and a link target"))?,
         data_block,
     })
 }

@@ -118,7 +118,7 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
             text.push_str(" …");
         }
     }
-    if let Some(target) = entry.and_then(|e| e.link_target.as_ref()) {
+    if let Some(target) = entry.and_then(|e| e.link_target()) {
         let arrow = if entry.is_some_and(|e| e.kind == EntryKind::Hardlink) {
             " => "
         } else {

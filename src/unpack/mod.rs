@@ -148,7 +148,7 @@ pub fn resolve(
                     why: "too many levels of symbolic links".to_string(),
                 });
             }
-            let target = entry.link_target.as_deref().unwrap_or_default().to_vec();
+            let target = entry.link_target().unwrap_or_default().to_vec();
             if target.first() == Some(&b'/') {
                 node = tree.root();
                 current.clear();

@@ -303,13 +303,10 @@ mod tests {
         assert_eq!((long.size, long.mode), (3, 0o4755));
         let link = find(b"etc/passwd-link");
         assert_eq!(link.kind, EntryKind::Hardlink);
-        assert_eq!(link.link_target.as_deref(), Some(&b"etc/passwd"[..]));
+        assert_eq!(link.link_target(), Some(&b"etc/passwd"[..]));
         let alias = find(b"etc/alias");
-        assert_eq!(alias.link_target.as_deref(), Some(&b"..//usr/./bin/"[..]));
-        assert_eq!(
-            find(b"long-link").link_target.as_deref(),
-            Some(&long_target[..])
-        );
+        assert_eq!(alias.link_target(), Some(&b"..//usr/./bin/"[..]));
+        assert_eq!(find(b"long-link").link_target(), Some(&long_target[..]));
         assert_eq!(find(b"run/pipe").kind, EntryKind::Fifo);
         let ids = find(b"ids");
         assert_eq!(

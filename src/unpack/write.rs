@@ -290,7 +290,7 @@ pub fn write_plan(
             Tail::Symlink(node) => {
                 let path = relative_path(tree, *node);
                 let e = entry(*node)?;
-                let target = e.link_target.as_deref().unwrap_or_default();
+                let target = e.link_target().unwrap_or_default();
                 let result = sink.symlink(&path, target, meta_of(e));
                 (path, result)
             }
@@ -302,7 +302,7 @@ pub fn write_plan(
             Tail::Hardlink(node) => {
                 let path = relative_path(tree, *node);
                 let e = entry(*node)?;
-                let target = e.link_target.as_deref().unwrap_or_default();
+                let target = e.link_target().unwrap_or_default();
                 let result = sink.hardlink(&path, target, meta_of(e));
                 (path, result)
             }
