@@ -492,24 +492,45 @@ fn next(state: Walk, name: &[u8]) -> Option<Next> {
     })
 }
 
-/// A set of nodes, one bit each.
-struct NodeSet(Vec<u64>);
+/// A set of small numbers, one bit each.
+struct BitSet(Vec<u64>);
 
-impl NodeSet {
-    fn new(nodes: usize) -> Self {
-        NodeSet(vec![0; nodes.div_ceil(64)])
+impl BitSet {
+    fn new(len: usize) -> Self {
+        BitSet(vec![0; len.div_ceil(64)])
     }
 
-    fn insert(&mut self, node: NodeId) {
-        let i = node.index();
-        if let Some(word) = self.0.get_mut(i / 64) {
-            *word |= 1 << (i % 64);
+    /// Add `i` (ignored beyond the set's length); whether it was there already.
+    fn insert(&mut self, i: usize) -> bool {
+        match self.0.get_mut(i / 64) {
+            Some(word) => {
+                let was = *word & (1 << (i % 64)) != 0;
+                *word |= 1 << (i % 64);
+                was
+            }
+            None => false,
         }
     }
 
-    fn contains(&self, node: NodeId) -> bool {
-        let i = node.index();
+    fn contains(&self, i: usize) -> bool {
         self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// A set of nodes, one bit each.
+struct NodeSet(BitSet);
+
+impl NodeSet {
+    fn new(nodes: usize) -> Self {
+        NodeSet(BitSet::new(nodes))
+    }
+
+    fn insert(&mut self, node: NodeId) {
+        self.0.insert(node.index());
+    }
+
+    fn contains(&self, node: NodeId) -> bool {
+        self.0.contains(node.index())
     }
 }
 
@@ -580,23 +601,40 @@ fn cache_and_temporary_groups(tree: &FileTree, last: usize, groups: &mut Vec<Gro
 
 /// One group per content held by two or more visible regular files not already taken.
 fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mut Vec<Group>) {
-    // The first 4 bytes of the content hash above the node id, in one u64: sorting these
-    // brings equal contents together without copying whole hashes, at 8 bytes a file (a
-    // million-file image has a million candidates); runs are then checked on the full hash.
-    let mut candidates: Vec<u64> = Vec::with_capacity(tree.node_count());
-    for index in 1..tree.node_count() {
-        let node = NodeId(index as u32);
-        let Some(entry) = tree.entry_at(node, last) else {
-            continue;
-        };
-        if entry.kind != EntryKind::File || entry.size == 0 || claimed.contains(node) {
-            continue;
-        }
-        if let Some(hash) = entry.content() {
-            let prefix = u32::from_le_bytes([hash[0], hash[1], hash[2], hash[3]]);
-            candidates.push(u64::from(prefix) << 32 | u64::from(node.0));
+    // The content hashes of the files that can count, with their nodes.
+    let hashes = || {
+        (1..tree.node_count()).filter_map(|index| {
+            let node = NodeId(index as u32);
+            let entry = tree.entry_at(node, last)?;
+            if entry.kind != EntryKind::File || entry.size == 0 || claimed.contains(node) {
+                return None;
+            }
+            Some((
+                u32::from_le_bytes(entry.content()?[..4].try_into().ok()?),
+                node,
+            ))
+        })
+    };
+    // Duplicates are rare, and one candidate per file would be 5 MB on a million-file image,
+    // at the moment its analysis holds the most. A first pass marks which hash prefixes
+    // (their low bits, four buckets a node) come up twice; only those files are candidates.
+    let buckets = (tree.node_count() * 4).next_power_of_two();
+    let (mut seen, mut repeated) = (BitSet::new(buckets), BitSet::new(buckets));
+    for (prefix, _) in hashes() {
+        let bucket = prefix as usize & (buckets - 1);
+        if seen.insert(bucket) {
+            repeated.insert(bucket);
         }
     }
+    drop(seen);
+    // The first 4 bytes of the content hash above the node id, in one u64: sorting these
+    // brings equal contents together without copying whole hashes; runs are then checked on
+    // the full hash.
+    let mut candidates: Vec<u64> = hashes()
+        .filter(|&(prefix, _)| repeated.contains(prefix as usize & (buckets - 1)))
+        .map(|(prefix, node)| u64::from(prefix) << 32 | u64::from(node.0))
+        .collect();
+    drop(repeated);
     candidates.sort_unstable();
     let mut run: Vec<([u8; 32], u64, Vec<u8>, NodeId)> = Vec::new();
     for chunk in candidates.chunk_by(|a, b| a >> 32 == b >> 32) {

@@ -736,3 +736,13 @@ fn hints_name_buildkit_and_classic_steps_as_written_and_shorten_long_ones() {
     assert_eq!(step_name(&steps, 9), "layer 9");
     assert_eq!(step_kind(&steps, 3), StepKind::Unknown);
 }
+
+#[test]
+fn a_bit_set_tells_whether_a_number_was_there_and_ignores_numbers_beyond_it() {
+    let mut bits = BitSet::new(130);
+    assert!(!bits.insert(129));
+    assert!(bits.insert(129));
+    assert!(bits.contains(129) && !bits.contains(128) && !bits.contains(0));
+    assert!(!bits.insert(1000));
+    assert!(!bits.contains(1000));
+}
