@@ -497,7 +497,8 @@ struct BitSet(Vec<u64>);
 
 impl BitSet {
     fn new(len: usize) -> Self {
-        BitSet(vec![0; len.div_ceil(64)])
+        // Written now: inserting reads a word before writing it (see `written_zeros`).
+        BitSet(crate::allocator::written_zeros(len.div_ceil(64)))
     }
 
     /// Add `i` (ignored beyond the set's length); whether it was there already.

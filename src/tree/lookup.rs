@@ -128,7 +128,8 @@ impl ChildTable {
         while needed * MAX_LOAD_DEN > size * MAX_LOAD_NUM {
             size *= 2;
         }
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        // Written before the probes below read it (see `written_zeros`).
+        let old = std::mem::replace(&mut self.slots, crate::allocator::written_zeros(size));
         for slot in old.into_iter().filter(|&s| s != 0) {
             self.place((slot >> 32) as u32, (slot as u32).wrapping_sub(1));
         }
