@@ -6,14 +6,14 @@
 //! magic "LSIX" | format version u32 | payload length u64 | sha256(payload) [32] | payload
 //! payload: diff_id (len u16 + ASCII) | tar_size u64 | compressed_size u64 | compression u8 |
 //!          size_bytes u64 | skipped u64 | arena (len u64 + bytes) |
-//!          entries (count u64, each: shared u32, path span, kind u8, mode u32, uid u32,
+//!          entries (count u64, each: shared u32, suffix length u32, kind u8, mode u32, uid u32,
 //!                   gid u32, size u64, mtime u64, data_offset u64, flags u8, [content 32],
 //!                   [link len u32 + bytes]) |
 //!          marker arena (len u64 + bytes) |
 //!          whiteouts (count u64 + spans) | opaque dirs (count u64 + spans)
 //! ```
-//! A span is `start u32, len u32` into the arena (the marker arena for whiteouts and opaque
-//! directories). An entry's path is the first `shared` bytes
+//! A span is `start u32, len u32` into the marker arena. The entries' path suffixes fill the
+//! arena one after another, in entry order. An entry's path is the first `shared` bytes
 //! of the previous entry's path followed by its span (see [`super::PathCursor`]). Decoding
 //! checks the checksum first, then every length, span and shared length, so a damaged file is
 //! an error, never a panic or a wrong tree.
@@ -177,7 +177,7 @@ impl LayerIndex {
         p.put(&(self.entries.len() as u64).to_le_bytes())?;
         for (path, e) in self.paths.iter().zip(&self.entries) {
             p.put(&path.shared.to_le_bytes())?;
-            put_span(&mut p, path.suffix)?;
+            p.put(&path.len.to_le_bytes())?;
             p.put(&[kind_code(e.kind)])?;
             for v in [u32::from(e.mode), e.uid, e.gid] {
                 p.put(&v.to_le_bytes())?;
@@ -258,23 +258,29 @@ impl LayerIndex {
         let arena_len = r.len()?;
         let arena = r.take(arena_len)?.to_vec();
         let count = r.len()?;
-        // Each entry takes at least 50 bytes: refuse counts the payload cannot hold before
+        // Each entry takes at least 46 bytes: refuse counts the payload cannot hold before
         // allocating for them.
-        if count > r.remaining() / 50 {
+        if count > r.remaining() / 46 {
             return Err(bad("entry count exceeds the payload"));
         }
         let mut paths = Vec::with_capacity(count);
         let mut entries = Vec::with_capacity(count);
         // Length of the previous entry's path: what the next one may share of it.
         let mut previous_len = 0u64;
+        // Where the next suffix starts in the arena.
+        let mut offset = 0u64;
         for _ in 0..count {
             let shared = r.u32()?;
-            let suffix = r.span(arena.len())?;
+            let len = r.u32()?;
             if u64::from(shared) > previous_len {
                 return Err(bad("a path shares more than the previous path holds"));
             }
-            previous_len = u64::from(shared) + u64::from(suffix.len);
-            paths.push(PathRef { shared, suffix });
+            offset += u64::from(len);
+            if offset > arena.len() as u64 {
+                return Err(bad("a path lies outside the name arena"));
+            }
+            previous_len = u64::from(shared) + u64::from(len);
+            paths.push(PathRef { shared, len });
             let kind = kind_of(r.u8()?).ok_or_else(|| bad("unknown entry kind"))?;
             let mode = r.u32()?;
             let uid = r.u32()?;
@@ -311,6 +317,9 @@ impl LayerIndex {
                 payload,
                 data_block,
             });
+        }
+        if offset != arena.len() as u64 {
+            return Err(bad("the paths do not fill the name arena"));
         }
         let marker_arena_len = r.len()?;
         let marker_arena = r.take(marker_arena_len)?.to_vec();
@@ -562,6 +571,25 @@ mod tests {
         index.paths[1].shared = 4; // the previous path, "etc", has 3 bytes
         let error = LayerIndex::decode(&index.encode()).map(|_| ()).unwrap_err();
         assert!(error.to_string().contains("shares more"), "{error}");
+    }
+
+    #[test]
+    fn paths_that_leave_or_overrun_the_arena_are_refused() {
+        let mut longer = sample();
+        longer.paths[3].len += 1;
+        let error = LayerIndex::decode(&longer.encode())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("outside the name arena"),
+            "{error}"
+        );
+        let mut shorter = sample();
+        shorter.paths[3].len -= 1;
+        let error = LayerIndex::decode(&shorter.encode())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(error.to_string().contains("do not fill"), "{error}");
     }
 
     #[test]

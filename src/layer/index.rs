@@ -306,11 +306,12 @@ pub fn walk<S: ChunkSource>(
             }
         }
         if keep_paths {
+            // Appended after the previous entry's suffix, as `PathRef` counts on.
             let suffix = Span::store(&mut out.arena, &path[shared..])?;
             out.paths.push(PathRef {
                 // Within `path`, whose length `store` has just checked against u32.
                 shared: shared as u32,
-                suffix,
+                len: suffix.len,
             });
         }
         std::mem::swap(&mut previous, &mut path);

@@ -376,15 +376,16 @@ impl BaseLayerMerge {
             tree.push_layer(index);
             return Ok(tree);
         }
-        let parts = index.into_parts();
+        // The paths were merged as they streamed: freed before the statistics allocate.
+        let (entries, meta) = index.into_parts().into_entries();
         self.tree.layers.push(Layer {
             stats: LayerStats {
-                size_bytes: parts.meta.size_bytes,
-                entry_count: parts.entries.len() as u64,
+                size_bytes: meta.size_bytes,
+                entry_count: entries.len() as u64,
                 ..LayerStats::default()
             },
-            entries: parts.entries,
-            meta: parts.meta,
+            entries,
+            meta,
         });
         self.tree.layers[0].stats = self.tree.stats_for(0, &self.touched);
         Ok(self.tree)
