@@ -87,8 +87,19 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-const HAS_CONTENT: u8 = 1;
-const HAS_LINK: u8 = 2;
+/// Flag bits telling which payload follows an entry's fixed fields, in the index and in the
+/// model snapshot alike.
+pub(crate) const HAS_CONTENT: u8 = 1;
+pub(crate) const HAS_LINK: u8 = 2;
+
+/// The flag bits of an entry's payload.
+pub(crate) fn payload_flags(payload: &EntryPayload) -> u8 {
+    match payload {
+        EntryPayload::None => 0,
+        EntryPayload::Content(_) => HAS_CONTENT,
+        EntryPayload::Link(_) => HAS_LINK,
+    }
+}
 
 pub(crate) fn kind_code(kind: EntryKind) -> u8 {
     match kind {
@@ -185,12 +196,7 @@ impl LayerIndex {
             for v in [e.size, e.mtime, e.data_offset()] {
                 p.put(&v.to_le_bytes())?;
             }
-            let flags = match e.payload {
-                EntryPayload::None => 0,
-                EntryPayload::Content(_) => HAS_CONTENT,
-                EntryPayload::Link(_) => HAS_LINK,
-            };
-            p.put(&[flags])?;
+            p.put(&[payload_flags(&e.payload)])?;
             if let EntryPayload::Content(hash) = &e.payload {
                 p.put(hash)?;
             }

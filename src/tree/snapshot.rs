@@ -32,15 +32,14 @@ use super::{
     NONE, REMOVED,
 };
 use crate::digest::Digest;
-use crate::layer::codec::{compression_code, compression_of, kind_code, kind_of};
+use crate::layer::codec::{
+    compression_code, compression_of, kind_code, kind_of, payload_flags, HAS_CONTENT, HAS_LINK,
+};
 use crate::layer::{DecodeError, Entry, LayerMeta, Payload};
 
 const MAGIC: &[u8; 4] = b"LSTR";
 /// Bump when the layout or the meaning of a field changes: older snapshots are then ignored.
 pub const FORMAT_VERSION: u32 = 3;
-
-const HAS_CONTENT: u8 = 1;
-const HAS_LINK: u8 = 2;
 
 /// The fixed part of an entry: kind, flags, mode, uid, gid, size, mtime, data_offset.
 const ENTRY_ROW: usize = 38;
@@ -258,14 +257,9 @@ impl<R: Read> Input<R> {
 }
 
 fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
-    let flags = match e.payload {
-        Payload::None => 0,
-        Payload::Content(_) => HAS_CONTENT,
-        Payload::Link(_) => HAS_LINK,
-    };
     let mut row = [0u8; ENTRY_ROW];
     row[0] = kind_code(e.kind);
-    row[1] = flags;
+    row[1] = payload_flags(&e.payload);
     row[2..6].copy_from_slice(&u32::from(e.mode).to_le_bytes());
     row[6..10].copy_from_slice(&e.uid.to_le_bytes());
     row[10..14].copy_from_slice(&e.gid.to_le_bytes());
