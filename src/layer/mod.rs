@@ -371,15 +371,65 @@ impl EntryBatch {
     /// Call `each(path, shared, kind, size)` for every entry in order. `path` carries the
     /// previous entry's path in and the last one out, so consecutive batches chain.
     pub fn replay(&self, path: &mut Vec<u8>, mut each: impl FnMut(&[u8], usize, EntryKind, u64)) {
-        let mut at = 0usize;
-        for item in &self.items {
-            let shared = (item.shared as usize).min(path.len());
-            let end = (at + item.suffix_len as usize).min(self.suffixes.len());
-            path.truncate(shared);
-            path.extend_from_slice(&self.suffixes[at..end]);
-            at = end;
+        let mut paths = BatchPaths {
+            items: self.items.iter(),
+            suffixes: &self.suffixes,
+            at: 0,
+            current: std::mem::take(path),
+        };
+        let mut items = self.items.iter();
+        while let (Some((path, shared)), Some(item)) = (paths.next_path(), items.next()) {
             each(path, shared, item.kind, item.size);
         }
+        *path = paths.current;
+    }
+
+    /// The batch's paths on their own, from `before`, the path of the entry before the batch.
+    pub(crate) fn paths(&self, before: &[u8]) -> BatchPaths<'_> {
+        BatchPaths {
+            items: self.items.iter(),
+            suffixes: &self.suffixes,
+            at: 0,
+            current: before.to_vec(),
+        }
+    }
+}
+
+/// Entry paths in tar order, each rebuilt in the same buffer from what it shares with the
+/// previous one: [`PathCursor`] over a layer index, [`BatchPaths`] over a streamed batch.
+pub(crate) trait PathSource {
+    /// The next entry's path, and how many of its first bytes it shares with the previous
+    /// path.
+    fn next_path(&mut self) -> Option<(&[u8], usize)>;
+}
+
+impl PathSource for PathCursor<'_> {
+    fn next_path(&mut self) -> Option<(&[u8], usize)> {
+        PathCursor::next_path(self)
+    }
+}
+
+/// The paths of an [`EntryBatch`] (see [`EntryBatch::paths`]).
+pub(crate) struct BatchPaths<'b> {
+    items: std::slice::Iter<'b, BatchItem>,
+    suffixes: &'b [u8],
+    /// Where the next suffix starts.
+    at: usize,
+    current: Vec<u8>,
+}
+
+impl PathSource for BatchPaths<'_> {
+    fn next_path(&mut self) -> Option<(&[u8], usize)> {
+        let item = self.items.next()?;
+        // Batches are built with `shared` within the previous path and the suffixes within
+        // the batch; `min` only keeps a broken invariant from panicking.
+        let shared = (item.shared as usize).min(self.current.len());
+        let end = (self.at + item.suffix_len as usize).min(self.suffixes.len());
+        self.current.truncate(shared);
+        self.current
+            .extend_from_slice(&self.suffixes[self.at.min(end)..end]);
+        self.at = end;
+        Some((&self.current, shared))
     }
 }
 
@@ -796,6 +846,42 @@ fn index<R: Read + Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_gives_the_same_paths_replayed_or_on_their_own() {
+        let mut batch = EntryBatch::default();
+        // Front-coded against the path before the batch, "usr/lib/a".
+        batch.push(8, b"b", EntryKind::File, 1);
+        batch.push(4, b"share/c", EntryKind::File, 2);
+        batch.push(0, b"etc", EntryKind::Dir, 0);
+        batch.push(3, b"/d", EntryKind::File, 3);
+        let before = b"usr/lib/a".to_vec();
+        let mut replayed = Vec::new();
+        let mut path = before.clone();
+        batch.replay(&mut path, |p, shared, kind, size| {
+            replayed.push((p.to_vec(), shared, kind, size))
+        });
+        assert_eq!(path, b"etc/d");
+        let mut alone = batch.paths(&before);
+        let mut listed = Vec::new();
+        while let Some((p, shared)) = alone.next_path() {
+            listed.push((p.to_vec(), shared));
+        }
+        let expected: Vec<(Vec<u8>, usize)> = vec![
+            (b"usr/lib/b".to_vec(), 8),
+            (b"usr/share/c".to_vec(), 4),
+            (b"etc".to_vec(), 0),
+            (b"etc/d".to_vec(), 3),
+        ];
+        assert_eq!(listed, expected);
+        let replayed_paths: Vec<_> = replayed
+            .iter()
+            .map(|(p, s, _, _)| (p.clone(), *s))
+            .collect();
+        assert_eq!(replayed_paths, expected);
+        assert_eq!(replayed[3].2, EntryKind::File);
+        assert_eq!(replayed[3].3, 3);
+    }
 
     #[test]
     fn a_link_target_owns_its_bytes_through_clones_and_drops() {

@@ -1,8 +1,8 @@
 //! Merging one layer index into the tree: whiteouts and opaque markers first, then entries in
 //! tar order; versions, visits and the layer's statistics are recorded on the way.
 
-use crate::layer::path::{components, split_last};
-use crate::layer::{EntryBatch, LayerError, LayerIndex};
+use crate::layer::path::common_prefix;
+use crate::layer::{EntryBatch, LayerError, LayerIndex, PathSource};
 
 use super::changes::classify;
 use super::lookup::Probe;
@@ -221,6 +221,10 @@ struct PathWalk {
 impl PathWalk {
     /// Merge entry `index` of the layer at `path`, which shares `common` bytes with the
     /// previous entry's path.
+    ///
+    /// `known` is the node of `path` when it was found before the layer's merge began
+    /// ([`FileTree::resolve`]): its lookup is skipped.
+    #[allow(clippy::too_many_arguments)]
     fn merge_entry(
         &mut self,
         merge: &mut Merge,
@@ -229,6 +233,7 @@ impl PathWalk {
         index: u32,
         kind: EntryKind,
         size: u64,
+        known: Option<u32>,
     ) {
         let prev_nodes = &mut self.prev_nodes;
         let leaf = if path.is_empty() {
@@ -267,7 +272,16 @@ impl PathWalk {
                             start += slash + 1;
                         }
                         None => {
-                            let node = merge.child(parent, rest);
+                            let node = match known {
+                                Some(node) => {
+                                    debug_assert_eq!(
+                                        merge.tree.nodes[node as usize].parent,
+                                        parent
+                                    );
+                                    node
+                                }
+                                None => merge.child(parent, rest),
+                            };
                             prev_nodes.push((path.len(), node));
                             break node;
                         }
@@ -277,6 +291,123 @@ impl PathWalk {
         };
         self.prev_parents = prev_nodes.len().saturating_sub(1);
         merge.write(leaf, index, kind, size, &mut self.stack);
+    }
+}
+
+/// How many paths ahead [`SlotPrefetch`] loads a child-table slot: enough that the load (a
+/// few hundred nanoseconds on a big table) overlaps the merging of the entries between.
+const PREFETCH_DISTANCE: usize = 4;
+
+/// Loads, ahead of the merge, the child-table slot where a lookup for a coming path will
+/// begin.
+///
+/// The child table of a big image is far bigger than the caches, and a lookup starts with a
+/// miss on it: on a million-file layer that wait was most of the merge. A slot depends on the
+/// parent directory's node, which is known ahead of time for the part of a coming path that
+/// it shares with the path just merged (files of one directory, and directories of one
+/// parent, follow each other in a tar). A second cursor runs [`PREFETCH_DISTANCE`] paths
+/// ahead of the merge and asks for the slot of the first name that a walk along its path
+/// will have to look up.
+struct SlotPrefetch<S> {
+    lead: S,
+}
+
+impl<S: PathSource> SlotPrefetch<S> {
+    /// `lead` yields the same paths as the merge, from its first one on.
+    fn new(mut lead: S) -> Self {
+        for _ in 0..PREFETCH_DISTANCE {
+            if lead.next_path().is_none() {
+                break;
+            }
+        }
+        SlotPrefetch { lead }
+    }
+
+    /// After a path has been merged: `merged` is that path and `nodes` the nodes along it,
+    /// (end of the component in `merged`, node).
+    fn after(&mut self, merged: &[u8], nodes: &[(usize, u32)], tree: &FileTree) {
+        if let Some((ahead, _)) = self.lead.next_path() {
+            if let Some((parent, name)) = first_lookup(ahead, merged, nodes) {
+                tree.children.prefetch(parent, name);
+            }
+        }
+    }
+}
+
+/// The first lookup that a walk along `path` makes when the nodes of `known` (a path, with
+/// its components' (end, node)) are reused for what the two paths share: the parent's node
+/// and the name. `None` when `known` answers all of `path`.
+fn first_lookup<'p>(
+    path: &'p [u8],
+    known: &[u8],
+    nodes: &[(usize, u32)],
+) -> Option<(u32, &'p [u8])> {
+    let common = common_prefix(path, known);
+    let reused = nodes
+        .iter()
+        .take_while(|&&(end, _)| end <= common && path.get(end).is_none_or(|&b| b == b'/'))
+        .last();
+    let (start, parent) = match reused {
+        Some(&(end, _)) if end == path.len() => return None,
+        Some(&(end, node)) => (end + 1, node),
+        None => (0, 0),
+    };
+    let rest = &path[start..];
+    let name = rest.split(|&b| b == b'/').next()?;
+    (!name.is_empty()).then_some((parent, name))
+}
+
+/// Finds the nodes of successive paths (of markers, or of entries before they merge), reusing
+/// the nodes of what each path shares with the one before: the paths of one directory, and of
+/// sibling directories, follow each other in a tar. Finds only: it creates nothing.
+#[derive(Default)]
+struct DirWalk {
+    /// The path last asked for, and the nodes found along it: (end of the component in
+    /// `path`, node), as far as it exists.
+    path: Vec<u8>,
+    nodes: Vec<(usize, u32)>,
+}
+
+impl DirWalk {
+    /// The node of the normalised path `dir`, if it ever existed (the root for an empty one).
+    fn find(&mut self, tree: &FileTree, dir: &[u8]) -> Option<u32> {
+        let common = common_prefix(dir, &self.path);
+        let reused = self
+            .nodes
+            .iter()
+            .take_while(|&&(end, _)| end <= common && dir.get(end).is_none_or(|&b| b == b'/'))
+            .count();
+        self.nodes.truncate(reused);
+        self.path.clear();
+        self.path.extend_from_slice(dir);
+        let (mut start, mut node) = match self.nodes.last() {
+            Some(&(end, node)) if end == dir.len() => return Some(node),
+            Some(&(end, node)) => (end + 1, node),
+            None if dir.is_empty() => return Some(0),
+            None => (0, 0),
+        };
+        // Split as the merge's walk splits a path when it creates nodes (every '/', so that
+        // both agree on any path), though normalised paths have no empty name anyway.
+        loop {
+            let rest = &dir[start..];
+            let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+            node = tree.find_child(node, &rest[..len])?;
+            self.nodes.push((start + len, node));
+            if start + len == dir.len() {
+                break;
+            }
+            start += len + 1;
+        }
+        Some(node)
+    }
+}
+
+/// Whiteout paths as a [`PathSource`], for [`FileTree::resolve`].
+struct Whiteouts<'a, I>(I, std::marker::PhantomData<&'a [u8]>);
+
+impl<'a, I: Iterator<Item = &'a [u8]>> PathSource for Whiteouts<'a, I> {
+    fn next_path(&mut self) -> Option<(&[u8], usize)> {
+        self.0.next().map(|path| (path, 0))
     }
 }
 
@@ -348,8 +479,10 @@ impl BaseLayerMerge {
             touched: std::mem::take(touched),
             streamed_kinds: kinds,
         };
+        let mut prefetch = SlotPrefetch::new(batch.paths(path));
         batch.replay(path, |path, common, kind, size| {
-            walk.merge_entry(&mut merge, path, common, index, kind, size);
+            walk.merge_entry(&mut merge, path, common, index, kind, size, None);
+            prefetch.after(path, &walk.prev_nodes, merge.tree);
             index += 1;
         });
         *touched = merge.touched;
@@ -426,63 +559,126 @@ impl FileTree {
         };
         let mut stack = Vec::new();
 
-        // Whiteouts and opaque markers act on the layers below only, so they go first.
-        // Markers of one directory follow each other in a tar: its node is looked up once for
-        // the run (hiding changes versions, never which nodes exist).
+        // Whiteouts and opaque markers act on the layers below only, so they go first. Which
+        // node each marker and entry names is found first, on two threads: hiding changes
+        // versions, never which nodes exist, and a node that an entry creates is found by the
+        // walk then.
         let markers = parts.take_markers();
-        let mut run_dir: Option<(&[u8], Option<u32>)> = None;
-        for path in markers.whiteouts() {
-            let Some((dir, name)) = split_last(path) else {
-                continue;
-            };
-            let dir_node = match run_dir {
-                Some((known, node)) if known == dir => node,
-                _ => {
-                    let node = merge.tree.lookup_normalized(dir);
-                    run_dir = Some((dir, node));
-                    node
-                }
-            };
-            if let Some(node) = dir_node.and_then(|d| merge.tree.find_child(d, name)) {
+        let whiteout_nodes = merge.tree.resolve(markers.whiteouts().len(), |skip| {
+            Whiteouts(markers.whiteouts().skip(skip), std::marker::PhantomData)
+        });
+        for (i, &node) in whiteout_nodes.iter().enumerate() {
+            merge.tree.prefetch_ahead(&whiteout_nodes, i);
+            // The root comes only from an empty path, which no whiteout names.
+            if node != NONE && node != 0 {
                 merge.hide(node, &mut stack);
             }
         }
+        let mut dirs = DirWalk::default();
         for path in markers.opaque_dirs() {
-            if let Some(node) = merge.tree.lookup_normalized(path) {
+            if let Some(node) = dirs.find(merge.tree, path) {
                 if merge.current(node) == Current::Dir {
                     merge.hide_children(node, &mut stack);
                 }
             }
         }
         // Applied: their paths are not needed while the entries merge.
-        drop(markers);
+        drop((markers, whiteout_nodes));
 
+        let entry_nodes = merge.tree.resolve(entry_count as usize, |skip| {
+            let mut paths = parts.paths();
+            for _ in 0..skip {
+                paths.next_path();
+            }
+            paths
+        });
         let mut walk = PathWalk::default();
         let mut paths = parts.paths();
-        for i in 0..entry_count as usize {
+        let mut prefetch = SlotPrefetch::new(parts.paths());
+        for (i, &node) in entry_nodes.iter().enumerate() {
             // The index stores each path as what it shares with the previous one and the rest:
             // that shared length is the common prefix the walk needs.
             let Some((path, common)) = paths.next_path() else {
                 break;
             };
+            merge.tree.prefetch_ahead(&entry_nodes, i);
             let entry = &merge.tree.layers[layer as usize].entries[i];
             let (kind, size) = (entry.kind, entry.size);
-            walk.merge_entry(&mut merge, path, common, i as u32, kind, size);
+            let node = (node != NONE).then_some(node);
+            walk.merge_entry(&mut merge, path, common, i as u32, kind, size, node);
+            prefetch.after(path, &walk.prev_nodes, merge.tree);
         }
 
-        drop(paths);
+        drop((paths, prefetch, entry_nodes));
         let touched = std::mem::take(&mut merge.touched);
         drop(parts);
         self.layers[layer as usize].stats = self.stats_for(layer as usize, &touched);
     }
 
-    /// Node of a normalised path, if it ever existed.
-    fn lookup_normalized(&self, path: &[u8]) -> Option<u32> {
-        let mut node = 0u32;
-        for name in components(path) {
-            node = self.find_child(node, name)?;
+    /// The node of each of `count` paths (`NONE` for one that never existed), where
+    /// `paths(skip)` yields them from the `skip`th on. Read only, so a big layer's paths are
+    /// split between two threads; each walk reuses what a path shares with the one before and
+    /// loads slots ahead ([`SlotPrefetch`]): the lookups are waits on memory, not work.
+    fn resolve<S: PathSource>(&self, count: usize, paths: impl Fn(usize) -> S + Sync) -> Vec<u32> {
+        /// Below this, a second thread costs more than it saves. Unit tests split small layers
+        /// too, so that both halves are checked.
+        const SPLIT_FROM: usize = if cfg!(test) { 64 } else { 16_384 };
+        let mut nodes = vec![NONE; count];
+        let find_all = |skip: usize, out: &mut [u32]| {
+            let mut source = paths(skip);
+            let mut prefetch = SlotPrefetch::new(paths(skip));
+            let mut dirs = DirWalk::default();
+            for slot in out.iter_mut() {
+                let Some((path, _)) = source.next_path() else {
+                    break;
+                };
+                *slot = dirs.find(self, path).unwrap_or(NONE);
+                prefetch.after(&dirs.path, &dirs.nodes, self);
+            }
+        };
+        if count < SPLIT_FROM {
+            find_all(0, &mut nodes);
+            return nodes;
         }
-        Some(node)
+        let half = count / 2;
+        let (first, second) = nodes.split_at_mut(half);
+        std::thread::scope(|scope| {
+            scope.spawn(|| find_all(half, second));
+            find_all(0, first);
+        });
+        nodes
+    }
+
+    /// Start loading, for the nodes a few places after `i` in `nodes`, what merging them reads
+    /// first: the node and its visits (8 ahead), its newest version (4 ahead, by then the node
+    /// is loaded) and that version's entry (2 ahead).
+    fn prefetch_ahead(&self, nodes: &[u32], i: usize) {
+        use crate::allocator::prefetch;
+        let node_at = |ahead: usize| {
+            nodes
+                .get(i + ahead)
+                .and_then(|&n| self.nodes.get(n as usize).map(|node| (n, node)))
+        };
+        if let Some((n, node)) = node_at(8) {
+            prefetch(node);
+            self.visits.prefetch(n);
+        }
+        if let Some(version) =
+            node_at(4).and_then(|(_, node)| self.versions.get(node.latest as usize))
+        {
+            prefetch(version);
+        }
+        let entry = node_at(2)
+            .and_then(|(_, node)| self.versions.get(node.latest as usize))
+            .and_then(|v| {
+                self.layers
+                    .get(v.layer as usize)?
+                    .entries
+                    .get(v.state as usize)
+            });
+        if let Some(entry) = entry {
+            prefetch(entry);
+        }
     }
 
     /// Statistics of `layer`, from the nodes it touched (and their ancestors).
@@ -545,5 +741,142 @@ impl FileTree {
             }
         }
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A layer index from (path, contents) files, in the order given; a `None` body is an
+    /// empty file (whiteout markers are named as in a tar).
+    fn layer(files: &[(String, Vec<u8>)]) -> LayerIndex {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, data.as_slice())
+                .expect("append");
+        }
+        let bytes = builder.into_inner().expect("tar");
+        crate::layer::index_layer(bytes.as_slice(), None).expect("index")
+    }
+
+    #[test]
+    fn markers_and_entries_resolved_ahead_give_the_model_a_plain_walk_would() {
+        // 100 directories of 20 files; the next layer deletes two files in ten, rewrites two,
+        // makes d5 opaque and adds a new directory tree. Both layers are long enough that the
+        // paths are resolved on two threads.
+        let mut base = Vec::new();
+        let mut expected = BTreeMap::new();
+        for i in 0..2000u32 {
+            let path = format!("usr/d{}/f{i}", i / 20);
+            base.push((path.clone(), format!("old {i}").into_bytes()));
+            expected.insert(path, Some(format!("old {i}").into_bytes()));
+        }
+        let mut top = Vec::new();
+        for i in 0..2000u32 {
+            let (dir, path) = (format!("usr/d{}", i / 20), format!("usr/d{}/f{i}", i / 20));
+            if i % 20 == 0 && i / 20 == 5 {
+                top.push((format!("{dir}/.wh..wh..opq"), Vec::new()));
+            }
+            match i % 10 {
+                7 => {
+                    top.push((format!("{dir}/.wh.f{i}"), Vec::new()));
+                    expected.insert(path, None);
+                }
+                3 => {
+                    top.push((path.clone(), format!("new {i}").into_bytes()));
+                    expected.insert(path, Some(format!("new {i}").into_bytes()));
+                }
+                _ if i / 20 == 5 => {
+                    expected.insert(path, None);
+                }
+                _ => {}
+            }
+        }
+        for i in 0..300u32 {
+            let path = format!("opt/n{}/g{i}", i / 7);
+            top.push((path.clone(), format!("added {i}").into_bytes()));
+            expected.insert(path, Some(format!("added {i}").into_bytes()));
+        }
+        // A whiteout of a path that never existed changes nothing.
+        top.push(("usr/d1/.wh.missing".to_string(), Vec::new()));
+        top.push(("nowhere/.wh.at-all".to_string(), Vec::new()));
+
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&base));
+        tree.push_layer(layer(&top));
+        for (path, contents) in &expected {
+            let node = tree.lookup(path.as_bytes());
+            let entry = node.and_then(|n| tree.entry_at(n, 1));
+            match contents {
+                None => assert!(entry.is_none(), "{path} should be gone"),
+                Some(data) => {
+                    let entry = entry.unwrap_or_else(|| panic!("{path} should be there"));
+                    assert_eq!(entry.size, data.len() as u64, "{path}");
+                }
+            }
+        }
+        assert!(tree.lookup(b"usr/d1/missing").is_none());
+        let stats = tree.layer_stats(1);
+        // 200 whiteouts, and the 16 files of d5 that the layer neither deletes nor rewrites.
+        assert_eq!(stats.removed, 216);
+        // 300 files in 43 directories under a new `opt`.
+        assert_eq!(stats.added, 300 + 43 + 1);
+        // 200 rewritten files, their 100 directories and `usr`.
+        assert_eq!(stats.modified, 200 + 100 + 1);
+    }
+
+    #[test]
+    fn the_directory_walk_reuses_shared_prefixes_and_misses_cleanly() {
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&[
+            ("a/b/c".to_string(), b"1".to_vec()),
+            ("a/b/d".to_string(), b"2".to_vec()),
+            ("a/e".to_string(), b"3".to_vec()),
+        ]));
+        let node = |path: &str| tree.lookup(path.as_bytes()).map(|n| n.0);
+        let mut dirs = DirWalk::default();
+        assert_eq!(dirs.find(&tree, b""), Some(0));
+        assert_eq!(dirs.find(&tree, b"a/b/c"), node("a/b/c"));
+        assert_eq!(dirs.find(&tree, b"a/b/d"), node("a/b/d"));
+        assert_eq!(dirs.find(&tree, b"a/b/x"), None);
+        // After a miss, what was found of the path is still reused correctly.
+        assert_eq!(dirs.find(&tree, b"a/b"), node("a/b"));
+        assert_eq!(dirs.find(&tree, b"a/e"), node("a/e"));
+        assert_eq!(dirs.find(&tree, b"a/e/f"), None);
+        assert_eq!(dirs.find(&tree, b"ab"), None);
+        assert_eq!(dirs.find(&tree, b"a"), node("a"));
+        assert_eq!(dirs.find(&tree, b""), Some(0));
+    }
+
+    #[test]
+    fn the_first_lookup_ahead_starts_below_what_the_merged_path_shares() {
+        // The merged path usr/lib/x with its nodes 1, 2 and 3.
+        let nodes = [(3, 1), (7, 2), (9, 3)];
+        let known = b"usr/lib/x";
+        assert_eq!(
+            first_lookup(b"usr/lib/y", known, &nodes),
+            Some((2, &b"y"[..]))
+        );
+        assert_eq!(
+            first_lookup(b"usr/lib/x/z", known, &nodes),
+            Some((3, &b"z"[..]))
+        );
+        assert_eq!(
+            first_lookup(b"usr/libexec/a", known, &nodes),
+            Some((1, &b"libexec"[..]))
+        );
+        assert_eq!(
+            first_lookup(b"etc/a", known, &nodes),
+            Some((0, &b"etc"[..]))
+        );
+        assert_eq!(first_lookup(b"usr/lib", known, &nodes), None);
+        assert_eq!(first_lookup(b"usr/lib/x", known, &nodes), None);
     }
 }

@@ -60,6 +60,13 @@ impl VisitTable {
         self.words.reserve_exact(additional);
     }
 
+    /// Start loading `node`'s word (see [`crate::allocator::prefetch`]).
+    pub fn prefetch(&self, node: u32) {
+        if let Some(word) = self.words.get(node as usize) {
+            crate::allocator::prefetch(word);
+        }
+    }
+
     /// Record a visit of `size` bytes (0 for anything but a regular file) at `node`.
     pub fn add(&mut self, node: u32, size: u64) {
         let word = &mut self.words[node as usize];
