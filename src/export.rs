@@ -12,7 +12,7 @@ use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
-use crate::tree::{display_path, FileTree};
+use crate::tree::{display_path, FileTree, PathPrefetch};
 
 /// The schema version written in every export.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -144,8 +144,20 @@ impl PathBatch {
             bytes: Vec::new(),
             ends: Vec::with_capacity(items.len()),
         };
-        for item in items {
-            batch.bytes.extend_from_slice(&tree.path(item.node));
+        let mut chain = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            // What building a path a few items on will read first (the items are in order
+            // of wasted bytes, so their nodes lie anywhere in the model).
+            for (distance, step) in [
+                (12, PathPrefetch::Node),
+                (8, PathPrefetch::NameAndParent),
+                (4, PathPrefetch::ParentName),
+            ] {
+                if let Some(ahead) = items.get(i + distance) {
+                    tree.prefetch_path(ahead.node, step);
+                }
+            }
+            tree.append_path(item.node, &mut batch.bytes, &mut chain);
             batch.ends.push(batch.bytes.len());
         }
         batch

@@ -190,6 +190,17 @@ pub struct ContentLocation {
     pub span: FileSpan,
 }
 
+/// The steps of [`FileTree::prefetch_path`].
+#[derive(Clone, Copy, Debug)]
+pub enum PathPrefetch {
+    /// The node itself.
+    Node,
+    /// The node's name and its parent's node (the node should be loaded by now).
+    NameAndParent,
+    /// The parent's name and the grandparent's node (the parent should be loaded by now).
+    ParentName,
+}
+
 /// One merged layer.
 struct Layer {
     entries: Vec<Entry>,
@@ -291,28 +302,61 @@ impl FileTree {
 
     /// The absolute path, `/a/b`; the root is `/`.
     pub fn path(&self, node: NodeId) -> Vec<u8> {
-        // Two walks up: one to size the path, one to fill it from its end, so the path is
-        // one allocation (the inefficiency list and the explorer's search build many).
-        let mut len = 0;
-        let mut current = node;
-        while let Some(parent) = self.parent(current) {
-            len += 1 + self.name(current).len();
-            current = parent;
-        }
-        if len == 0 {
-            return b"/".to_vec();
-        }
-        let mut out = vec![0u8; len];
-        let mut end = len;
-        let mut current = node;
-        while let Some(parent) = self.parent(current) {
-            let name = self.name(current);
-            out[end - name.len()..end].copy_from_slice(name);
-            end -= name.len() + 1;
-            out[end] = b'/';
-            current = parent;
-        }
+        let mut out = Vec::new();
+        self.append_path(node, &mut out, &mut Vec::new());
         out
+    }
+
+    /// Append the path of `node` (as [`Self::path`] gives it) to `out`; `chain` is scratch
+    /// space, kept by a caller that builds many paths so that neither allocates per path.
+    pub fn append_path(&self, node: NodeId, out: &mut Vec<u8>, chain: &mut Vec<u32>) {
+        chain.clear();
+        let mut current = node.0;
+        // One walk up, so each ancestor's node and name are read once.
+        while let Some(&Node { parent, .. }) = self.nodes.get(current as usize) {
+            if parent == NONE {
+                break;
+            }
+            chain.push(current);
+            current = parent;
+        }
+        if chain.is_empty() {
+            out.push(b'/');
+            return;
+        }
+        for &component in chain.iter().rev() {
+            out.push(b'/');
+            out.extend_from_slice(self.name(NodeId(component)));
+        }
+    }
+
+    /// Start loading what [`Self::append_path`] reads first for `node`, in steps a few paths
+    /// apart, each reading what the one before loaded: [`PathPrefetch::Node`] its node,
+    /// [`PathPrefetch::NameAndParent`] its name and its parent's node, and
+    /// [`PathPrefetch::ParentName`] the parent's name and the grandparent's node. Lists of paths in no
+    /// tree order (the inefficiencies, by wasted bytes) otherwise wait on each in turn.
+    pub fn prefetch_path(&self, node: NodeId, step: PathPrefetch) {
+        let Some(record) = self.nodes.get(node.index()) else {
+            return;
+        };
+        let name_and_parent = |record: &Node| {
+            let start = (record.name >> NAME_LEN_BITS) as usize;
+            if let Some(first) = self.names.get(start) {
+                crate::allocator::prefetch(first);
+            }
+            if let Some(parent) = self.nodes.get(record.parent as usize) {
+                crate::allocator::prefetch(parent);
+            }
+        };
+        match step {
+            PathPrefetch::Node => crate::allocator::prefetch(record),
+            PathPrefetch::NameAndParent => name_and_parent(record),
+            PathPrefetch::ParentName => {
+                if let Some(parent) = self.nodes.get(record.parent as usize) {
+                    name_and_parent(parent);
+                }
+            }
+        }
     }
 
     /// Sort `items` by the paths of their nodes, byte by byte as [`Self::path`] gives them,
@@ -616,6 +660,30 @@ pub fn display_path(bytes: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_appended_one_after_another_are_the_paths() {
+        let mut tree = FileTree::new();
+        tree.push_layer(layer(&[
+            ("usr/lib/a", EntryKind::File, b"1"),
+            ("usr/b", EntryKind::File, b"2"),
+        ]));
+        let (mut out, mut chain) = (b"x".to_vec(), Vec::new());
+        for path in ["usr/lib/a", "usr", "usr/b"] {
+            let node = tree.lookup(path.as_bytes()).expect("path");
+            tree.prefetch_path(node, PathPrefetch::Node);
+            tree.prefetch_path(node, PathPrefetch::NameAndParent);
+            tree.prefetch_path(node, PathPrefetch::ParentName);
+            tree.append_path(node, &mut out, &mut chain);
+        }
+        tree.append_path(tree.root(), &mut out, &mut chain);
+        assert_eq!(out, b"x/usr/lib/a/usr/usr/b/");
+        assert_eq!(tree.path(tree.root()), b"/");
+        assert_eq!(
+            tree.path(tree.lookup(b"usr/lib").expect("dir")),
+            b"/usr/lib"
+        );
+    }
 
     #[test]
     fn display_path_escapes_only_invalid_bytes() {
