@@ -598,7 +598,23 @@ impl FileTree {
     /// hidden by its own layer). The entries' sizes add up to the layers' regular-file bytes
     /// minus those of the files visible at the last layer. In the order they were hidden.
     pub fn hidden_files(&self) -> impl ExactSizeIterator<Item = Hidden<'_>> + '_ {
-        self.hidden.iter().map(|h| Hidden {
+        // The hidden entries lie anywhere in layers of a million entries: each is loaded a few
+        // records ahead of its turn (a hint; an out-of-range record is simply not loaded).
+        let entry_of = |h: &HideRecord| {
+            self.layers
+                .get(h.layer as usize)
+                .and_then(|l| l.entries.get(h.entry as usize))
+        };
+        self.hidden.iter().enumerate().map(move |(i, h)| {
+            if let Some(entry) = self.hidden.get(i + 8).and_then(entry_of) {
+                crate::allocator::prefetch(entry);
+            }
+            self.hidden_file(h)
+        })
+    }
+
+    fn hidden_file(&self, h: &HideRecord) -> Hidden<'_> {
+        Hidden {
             node: NodeId(h.node),
             layer: h.layer as usize,
             entry: &self.layers[h.layer as usize].entries[h.entry as usize],
@@ -610,7 +626,7 @@ impl FileTree {
                     VersionState::Written(&self.layers[h.by_layer as usize].entries[index as usize])
                 }
             },
-        })
+        }
     }
 
     /// The visits the path received across all layers.
