@@ -369,7 +369,15 @@ impl FileTree {
         // Every item's nodes from the root down, one after another.
         let mut chains: Vec<u32> = Vec::new();
         let mut spans = Vec::with_capacity(items.len());
-        for item in items.iter() {
+        for (i, item) in items.iter().enumerate() {
+            // Items may lie anywhere in the model: their nodes, then their names and parents,
+            // are loaded a few items ahead (see `prefetch_path`).
+            if let Some(ahead) = items.get(i + 8) {
+                self.prefetch_path(node_of(ahead), PathPrefetch::Node);
+            }
+            if let Some(ahead) = items.get(i + 4) {
+                self.prefetch_path(node_of(ahead), PathPrefetch::NameAndParent);
+            }
             let start = chains.len();
             let mut current = node_of(item).0;
             while current != NONE {
