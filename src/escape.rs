@@ -185,6 +185,11 @@ impl serde_json::ser::Formatter for SafeJson<'_> {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Almost every string is printable ASCII: one byte scan finds that, where looking for
+        // a control character decodes the string char by char.
+        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut rest = fragment;
         while let Some(at) = rest.find(|c: char| is_control(c)) {
             writer.write_all(&rest.as_bytes()[..at])?;
@@ -246,9 +251,13 @@ pub fn write_json_pretty<W: io::Write, T: serde::Serialize + ?Sized>(
     writer: W,
     value: &T,
 ) -> serde_json::Result<()> {
+    // The serializer writes a few bytes at a time; a buffer of its own keeps those writes
+    // inlined, whatever `writer` is (often a `dyn Write`, one call per piece otherwise).
+    let mut buffered = io::BufWriter::with_capacity(64 * 1024, writer);
     let mut serializer =
-        serde_json::Serializer::with_formatter(writer, SafeJson(Default::default()));
-    value.serialize(&mut serializer)
+        serde_json::Serializer::with_formatter(&mut buffered, SafeJson(Default::default()));
+    value.serialize(&mut serializer)?;
+    io::Write::flush(&mut buffered).map_err(serde_json::Error::io)
 }
 
 /// `value` as pretty JSON (serde_json's layout) in which no string holds a raw control
