@@ -749,21 +749,14 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A layer index from (path, contents) files, in the order given; a `None` body is an
-    /// empty file (whiteout markers are named as in a tar).
+    /// A layer index of regular files (path, contents), in the order given (whiteout
+    /// markers are named as in a tar).
     fn layer(files: &[(String, Vec<u8>)]) -> LayerIndex {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(0o644);
-            header.set_size(data.len() as u64);
-            header.set_cksum();
-            builder
-                .append_data(&mut header, path, data.as_slice())
-                .expect("append");
-        }
-        let bytes = builder.into_inner().expect("tar");
-        crate::layer::index_layer(bytes.as_slice(), None).expect("index")
+        let entries: Vec<(&str, EntryKind, &[u8])> = files
+            .iter()
+            .map(|(path, data)| (path.as_str(), EntryKind::File, data.as_slice()))
+            .collect();
+        super::super::tests::layer(&entries)
     }
 
     #[test]
@@ -860,23 +853,18 @@ mod tests {
         // The merged path usr/lib/x with its nodes 1, 2 and 3.
         let nodes = [(3, 1), (7, 2), (9, 3)];
         let known = b"usr/lib/x";
-        assert_eq!(
-            first_lookup(b"usr/lib/y", known, &nodes),
-            Some((2, &b"y"[..]))
-        );
-        assert_eq!(
-            first_lookup(b"usr/lib/x/z", known, &nodes),
-            Some((3, &b"z"[..]))
-        );
-        assert_eq!(
-            first_lookup(b"usr/libexec/a", known, &nodes),
-            Some((1, &b"libexec"[..]))
-        );
-        assert_eq!(
-            first_lookup(b"etc/a", known, &nodes),
-            Some((0, &b"etc"[..]))
-        );
-        assert_eq!(first_lookup(b"usr/lib", known, &nodes), None);
-        assert_eq!(first_lookup(b"usr/lib/x", known, &nodes), None);
+        /// A path ahead, and the parent node and name of its first lookup.
+        type Case<'a> = (&'a [u8], Option<(u32, &'a [u8])>);
+        let cases: [Case; 6] = [
+            (b"usr/lib/y", Some((2, b"y"))),
+            (b"usr/lib/x/z", Some((3, b"z"))),
+            (b"usr/libexec/a", Some((1, b"libexec"))),
+            (b"etc/a", Some((0, b"etc"))),
+            (b"usr/lib", None),
+            (b"usr/lib/x", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(first_lookup(path, known, &nodes), expected);
+        }
     }
 }

@@ -766,7 +766,7 @@ mod tests {
     }
 
     /// A layer tar from (name, kind, content or link target) triples.
-    fn layer(entries: &[(&str, EntryKind, &[u8])]) -> crate::layer::LayerIndex {
+    pub(super) fn layer(entries: &[(&str, EntryKind, &[u8])]) -> crate::layer::LayerIndex {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, kind, data) in entries {
             let mut header = tar::Header::new_gnu();
