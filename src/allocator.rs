@@ -1,4 +1,6 @@
-//! Allocator settings for big images.
+//! Allocator settings and memory hints for big images: where big allocations come from, pages
+//! written before they are probed ([`written_zeros`]), and loads asked for ahead of their
+//! turn ([`prefetch`]).
 //!
 //! glibc's malloc serves big allocations as mappings of their own, but each time one is freed
 //! it raises that size limit (up to 32 MiB). Loading a big image grows and frees vectors of

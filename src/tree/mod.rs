@@ -303,7 +303,8 @@ impl FileTree {
     /// The absolute path, `/a/b`; the root is `/`.
     pub fn path(&self, node: NodeId) -> Vec<u8> {
         let mut out = Vec::new();
-        self.append_path(node, &mut out, &mut Vec::new());
+        // Room for sixteen levels: one allocation for the ancestors of almost any path.
+        self.append_path(node, &mut out, &mut Vec::with_capacity(16));
         out
     }
 
@@ -324,6 +325,8 @@ impl FileTree {
             out.push(b'/');
             return;
         }
+        // Names are read twice, the second time from the cache: `out` grows once.
+        out.reserve(chain.iter().map(|&c| 1 + self.name(NodeId(c)).len()).sum());
         for &component in chain.iter().rev() {
             out.push(b'/');
             out.extend_from_slice(self.name(NodeId(component)));
@@ -333,8 +336,9 @@ impl FileTree {
     /// Start loading what [`Self::append_path`] reads first for `node`, in steps a few paths
     /// apart, each reading what the one before loaded: [`PathPrefetch::Node`] its node,
     /// [`PathPrefetch::NameAndParent`] its name and its parent's node, and
-    /// [`PathPrefetch::ParentName`] the parent's name and the grandparent's node. Lists of paths in no
-    /// tree order (the inefficiencies, by wasted bytes) otherwise wait on each in turn.
+    /// [`PathPrefetch::ParentName`] the parent's name and the grandparent's node. Lists of
+    /// paths in no tree order (the inefficiencies, by wasted bytes) otherwise wait on each in
+    /// turn.
     pub fn prefetch_path(&self, node: NodeId, step: PathPrefetch) {
         let Some(record) = self.nodes.get(node.index()) else {
             return;
