@@ -371,12 +371,7 @@ impl EntryBatch {
     /// Call `each(path, shared, kind, size)` for every entry in order. `path` carries the
     /// previous entry's path in and the last one out, so consecutive batches chain.
     pub fn replay(&self, path: &mut Vec<u8>, mut each: impl FnMut(&[u8], usize, EntryKind, u64)) {
-        let mut paths = BatchPaths {
-            items: self.items.iter(),
-            suffixes: &self.suffixes,
-            at: 0,
-            current: std::mem::take(path),
-        };
+        let mut paths = self.paths_after(std::mem::take(path));
         let mut items = self.items.iter();
         while let (Some((path, shared)), Some(item)) = (paths.next_path(), items.next()) {
             each(path, shared, item.kind, item.size);
@@ -386,11 +381,16 @@ impl EntryBatch {
 
     /// The batch's paths on their own, from `before`, the path of the entry before the batch.
     pub(crate) fn paths(&self, before: &[u8]) -> BatchPaths<'_> {
+        self.paths_after(before.to_vec())
+    }
+
+    /// The batch's paths, rebuilt in `before`, which holds the path before the batch.
+    fn paths_after(&self, before: Vec<u8>) -> BatchPaths<'_> {
         BatchPaths {
             items: self.items.iter(),
             suffixes: &self.suffixes,
             at: 0,
-            current: before.to_vec(),
+            current: before,
         }
     }
 }
