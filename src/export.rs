@@ -12,7 +12,7 @@ use crate::findings::Findings;
 use crate::ignore::{IgnorePaths, RuleFigures};
 use crate::image::ImageInfo;
 use crate::report::LayerRow;
-use crate::tree::{display_path, FileTree, PathPrefetch};
+use crate::tree::{display_path, FileTree};
 
 /// The schema version written in every export.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -146,17 +146,8 @@ impl PathBatch {
         };
         let mut chain = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            // What building a path a few items on will read first (the items are in order
-            // of wasted bytes, so their nodes lie anywhere in the model).
-            for (distance, step) in [
-                (12, PathPrefetch::Node),
-                (8, PathPrefetch::NameAndParent),
-                (4, PathPrefetch::ParentName),
-            ] {
-                if let Some(ahead) = items.get(i + distance) {
-                    tree.prefetch_path(ahead.node, step);
-                }
-            }
+            // The items are in order of wasted bytes: their nodes lie anywhere in the model.
+            tree.prefetch_paths_ahead(items, i, |item| item.node);
             tree.append_path(item.node, &mut batch.bytes, &mut chain);
             batch.ends.push(batch.bytes.len());
         }

@@ -540,7 +540,7 @@ impl std::error::Error for LayerError {}
 /// the digest and size of its uncompressed tar.
 ///
 /// Paths are normalised (`a/b`, no leading slash; the root is empty) and stored as raw bytes
-/// in arenas: one for the entries' paths, one for the markers' (see [`Markers`]). Whiteout
+/// in arenas: one for the entries' paths, one for the markers' (see `Markers`). Whiteout
 /// paths name what is deleted (`a/.wh.b` is stored as `a/b`); opaque directories name the
 /// directory (`a/.wh..wh..opq` is stored as `a`).
 #[derive(Clone, Debug)]

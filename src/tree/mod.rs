@@ -192,7 +192,7 @@ pub struct ContentLocation {
 
 /// The steps of [`FileTree::prefetch_path`].
 #[derive(Clone, Copy, Debug)]
-pub enum PathPrefetch {
+enum PathPrefetch {
     /// The node itself.
     Node,
     /// The node's name and its parent's node (the node should be loaded by now).
@@ -333,13 +333,25 @@ impl FileTree {
         }
     }
 
-    /// Start loading what [`Self::append_path`] reads first for `node`, in steps a few paths
-    /// apart, each reading what the one before loaded: [`PathPrefetch::Node`] its node,
-    /// [`PathPrefetch::NameAndParent`] its name and its parent's node, and
-    /// [`PathPrefetch::ParentName`] the parent's name and the grandparent's node. Lists of
-    /// paths in no tree order (the inefficiencies, by wasted bytes) otherwise wait on each in
-    /// turn.
-    pub fn prefetch_path(&self, node: NodeId, step: PathPrefetch) {
+    /// For item `i` of `items`, whose paths are walked in order ([`Self::append_path`],
+    /// [`Self::sort_by_path`]): start loading what the walks of the items a few places on read
+    /// first, in steps each reading what the one before loaded (their node 12 items ahead,
+    /// its name and parent 8 ahead, the parent's name and grandparent 4 ahead). Lists in no
+    /// tree order (the inefficiencies, by wasted bytes) otherwise wait on each load in turn.
+    pub fn prefetch_paths_ahead<T>(&self, items: &[T], i: usize, node_of: impl Fn(&T) -> NodeId) {
+        for (distance, step) in [
+            (12, PathPrefetch::Node),
+            (8, PathPrefetch::NameAndParent),
+            (4, PathPrefetch::ParentName),
+        ] {
+            if let Some(ahead) = items.get(i + distance) {
+                self.prefetch_path(node_of(ahead), step);
+            }
+        }
+    }
+
+    /// One step of [`Self::prefetch_paths_ahead`] for `node`.
+    fn prefetch_path(&self, node: NodeId, step: PathPrefetch) {
         let Some(record) = self.nodes.get(node.index()) else {
             return;
         };
@@ -374,14 +386,8 @@ impl FileTree {
         let mut chains: Vec<u32> = Vec::new();
         let mut spans = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            // Items may lie anywhere in the model: their nodes, then their names and parents,
-            // are loaded a few items ahead (see `prefetch_path`).
-            if let Some(ahead) = items.get(i + 8) {
-                self.prefetch_path(node_of(ahead), PathPrefetch::Node);
-            }
-            if let Some(ahead) = items.get(i + 4) {
-                self.prefetch_path(node_of(ahead), PathPrefetch::NameAndParent);
-            }
+            // Items may lie anywhere in the model.
+            self.prefetch_paths_ahead(items, i, &node_of);
             let start = chains.len();
             let mut current = node_of(item).0;
             while current != NONE {
@@ -699,9 +705,13 @@ mod tests {
         let (mut out, mut chain) = (b"x".to_vec(), Vec::new());
         for path in ["usr/lib/a", "usr", "usr/b"] {
             let node = tree.lookup(path.as_bytes()).expect("path");
-            tree.prefetch_path(node, PathPrefetch::Node);
-            tree.prefetch_path(node, PathPrefetch::NameAndParent);
-            tree.prefetch_path(node, PathPrefetch::ParentName);
+            for step in [
+                PathPrefetch::Node,
+                PathPrefetch::NameAndParent,
+                PathPrefetch::ParentName,
+            ] {
+                tree.prefetch_path(node, step);
+            }
             tree.append_path(node, &mut out, &mut chain);
         }
         tree.append_path(tree.root(), &mut out, &mut chain);
