@@ -1062,7 +1062,7 @@ fn sample_layer() -> LayerBuilder {
     let mut layer = LayerBuilder::new()
         .dir("etc")
         .file("etc/os-release", b"ID=test\n");
-    // Files that straddle the decoder's 256 KiB chunks.
+    // Files that straddle the decoder's 512 KiB chunks (1.5 MB in all).
     for i in 0..12u64 {
         layer = layer.file(
             format!("data/f{i}"),
