@@ -250,17 +250,35 @@ pub fn find_without(tree: &FileTree, steps: &[String], left_out: &[bool]) -> Fin
     let Some(last) = tree.layer_count().checked_sub(1) else {
         return Findings::default();
     };
-    let mut groups: Vec<Group> = Vec::new();
-    hidden_groups(tree, &mut groups);
-    let mut claimed = cache_and_temporary_groups(tree, last, &mut groups);
-    leave_out(&mut groups, &mut claimed, left_out);
-    duplicate_groups(tree, last, &claimed, &mut groups);
-
-    let mut items: Vec<Finding> = groups
-        .into_iter()
-        .filter(|g| g.bytes > 0)
-        .map(|g| g.finish(tree, steps))
-        .collect();
+    let finish_all = |groups: Vec<Group>| -> Vec<Finding> {
+        groups
+            .into_iter()
+            .filter(|g| g.bytes > 0)
+            .map(|g| g.finish(tree, steps))
+            .collect()
+    };
+    // Hidden bytes depend on no other group: they are found and finished on a thread of
+    // their own while the caches, temporary files and duplicates (which must leave out what
+    // the caches claimed) are found here. On a million-file image each side is about half.
+    let mut items = std::thread::scope(|scope| {
+        let hidden = scope.spawn(|| {
+            let mut groups = Vec::new();
+            hidden_groups(tree, &mut groups);
+            drop_left_out(&mut groups, left_out);
+            finish_all(groups)
+        });
+        let mut groups = Vec::new();
+        let mut claimed = cache_and_temporary_groups(tree, last, &mut groups);
+        drop_left_out(&mut groups, left_out);
+        claim_left_out(&mut claimed, left_out);
+        duplicate_groups(tree, last, &claimed, &mut groups);
+        let rest = finish_all(groups);
+        let mut items = hidden
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        items.extend(rest);
+        items
+    });
     items.sort_by(|a, b| {
         b.bytes
             .cmp(&a.bytes)
@@ -275,9 +293,8 @@ pub fn find_without(tree: &FileTree, steps: &[String], left_out: &[bool]) -> Fin
     }
 }
 
-/// Drop the left-out nodes from the groups so far, and claim them so that no duplicate
-/// counts them.
-fn leave_out(groups: &mut [Group], claimed: &mut NodeSet, left_out: &[bool]) {
+/// Drop the left-out nodes from `groups`, with their bytes.
+fn drop_left_out(groups: &mut [Group], left_out: &[bool]) {
     if !left_out.contains(&true) {
         return;
     }
@@ -293,6 +310,10 @@ fn leave_out(groups: &mut [Group], claimed: &mut NodeSet, left_out: &[bool]) {
         });
         group.bytes -= dropped;
     }
+}
+
+/// Claim the left-out nodes, so that no duplicate counts them.
+fn claim_left_out(claimed: &mut NodeSet, left_out: &[bool]) {
     for (index, _) in left_out.iter().enumerate().filter(|(_, out)| **out) {
         claimed.insert(NodeId(index as u32));
     }
