@@ -166,20 +166,20 @@ fn child(name: &str, threaded: bool, dir: &Path) {
         files as f64 / 1e3 / total.as_secs_f64()
     );
     println!(
-        "  peak RSS {:.1} MB [target < {memory_target}] ({:.0} B per file); tree allocations {:.1} MB by capacity ({:.0} B per node, {} nodes)",
-        hwm as f64 / 1024.0,
+        "  peak RSS {} [target < {memory_target}] ({:.0} B per file); tree allocations {:.1} MB by capacity ({:.0} B per node, {} nodes)",
+        synthetic::peak(hwm),
         hwm as f64 * 1024.0 / files as f64,
         heap as f64 / 1e6,
         heap as f64 / tree.node_count() as f64,
         tree.node_count()
     );
     println!(
-        "  findings {:.3} s more ({:.1} % of the wall time; {} findings, {} B reclaimable); peak RSS {:.1} MB with them ({:+.1} %)",
+        "  findings {:.3} s more ({:.1} % of the wall time; {} findings, {} B reclaimable); peak RSS {} with them ({:+.1} %)",
         findings_time.as_secs_f64(),
         findings_time.as_secs_f64() / total.as_secs_f64() * 100.0,
         found.items.len(),
         found.reclaimable_bytes,
-        hwm_with_findings as f64 / 1024.0,
+        synthetic::peak(hwm_with_findings),
         (hwm_with_findings as f64 / hwm as f64 - 1.0) * 100.0
     );
     println!(

@@ -74,11 +74,11 @@ fn print_runs(label: &str, results: &[Measured], bytes: u64) {
         .collect();
     let peak = results.iter().map(|r| r.max_rss_kib).max().unwrap_or(0);
     println!(
-        "  {label}: best {:.3} s (runs {} s), {:.0} MB/s of tar, peak RSS {:.1} MB (highest of the runs)",
+        "  {label}: best {:.3} s (runs {} s), {:.0} MB/s of tar, peak RSS {} (highest of the runs)",
         best.wall.as_secs_f64(),
         walls.join(", "),
         bytes as f64 / 1e6 / best.wall.as_secs_f64(),
-        peak as f64 / 1024.0,
+        synthetic::peak(peak),
     );
 }
 

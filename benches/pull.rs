@@ -162,10 +162,10 @@ fn main() {
                 .map(|r| format!("{:.1}", r.max_rss_kib as f64 / 1024.0))
                 .collect();
             println!(
-                "  {other} --json: best {:.3} s (runs {} s), least peak RSS {:.1} MB (runs {} MB)",
+                "  {other} --json: best {:.3} s (runs {} s), least peak RSS {} (runs {} MiB)",
                 wall.as_secs_f64(),
                 walls.join(", "),
-                rss as f64 / 1024.0,
+                synthetic::peak(rss),
                 rsss.join(", ")
             );
             let rsss: Vec<String> = runs
@@ -173,9 +173,9 @@ fn main() {
                 .map(|r| format!("{:.1}", r.max_rss_kib as f64 / 1024.0))
                 .collect();
             println!(
-                "  this build's peak RSS per run: {} MB (least {:.1} MB)",
+                "  this build's peak RSS per run: {} MiB (least {})",
                 rsss.join(", "),
-                runs.iter().map(|r| r.max_rss_kib).min().unwrap_or(0) as f64 / 1024.0
+                synthetic::peak(runs.iter().map(|r| r.max_rss_kib).min().unwrap_or(0))
             );
         }
         let best = runs
@@ -188,11 +188,11 @@ fn main() {
             .collect();
         let least_cpu = runs.iter().map(|r| r.cpu).min().unwrap_or_default();
         println!(
-            "  layerscope --json: best {:.3} s (runs {} s; least CPU {:.3} s), peak RSS {:.1} MB ({:.0} B per file), {:.0} MB/s compressed",
+            "  layerscope --json: best {:.3} s (runs {} s; least CPU {:.3} s), peak RSS {} ({:.0} B per file), {:.0} MB/s compressed",
             best.wall.as_secs_f64(),
             walls.join(", "),
             least_cpu.as_secs_f64(),
-            best.max_rss_kib as f64 / 1024.0,
+            synthetic::peak(best.max_rss_kib),
             best.max_rss_kib as f64 * 1024.0 / files as f64,
             compressed as f64 / 1e6 / best.wall.as_secs_f64()
         );

@@ -500,3 +500,10 @@ impl std::fmt::Display for Totals {
         )
     }
 }
+
+/// A peak RSS in KiB (as `VmHWM` and `getrusage` give it) in both units a reader may hold a
+/// target in: MiB, and MB of 10^6 bytes.
+pub fn peak(kib: impl Into<i128>) -> String {
+    let kib = kib.into() as f64;
+    format!("{:.1} MiB = {:.1} MB", kib / 1024.0, kib * 1024.0 / 1e6)
+}
