@@ -112,8 +112,38 @@ pub struct Staged {
     target: PathBuf,
     /// The temporary file, for targets that are replaced whole.
     temp: Option<PathBuf>,
-    /// The bytes, for targets written in place (devices, pipes): they cannot be staged.
-    in_place: Option<Vec<u8>>,
+    /// What a target written in place (a device, a pipe) gets at the commit: it cannot be
+    /// staged beside the target.
+    in_place: Option<Held>,
+}
+
+/// The bytes for a target written in place, held until the commit.
+#[derive(Debug)]
+enum Held {
+    /// In an unnamed temporary file (see [`unnamed_temp_file`]), read from its start.
+    Spooled(fs::File),
+    /// In memory, where no temporary file could be made.
+    Bytes(Vec<u8>),
+}
+
+/// A new temporary file that has no name: it is removed as soon as it is open, so nothing is
+/// left behind whatever happens next. `None` when the temporary directory takes no file.
+fn unnamed_temp_file() -> Option<fs::File> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let name = std::env::temp_dir().join(format!(
+        ".layerscope-spool.{}.{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&name)
+        .ok()?;
+    let _ = fs::remove_file(&name);
+    Some(file)
 }
 
 /// Write `bytes` beside `path` (by the rules of the module documentation), ready to
@@ -124,8 +154,9 @@ pub fn stage(path: &Path, bytes: &[u8]) -> io::Result<Staged> {
 }
 
 /// [`stage`] what `fill` writes, as it is written: into the temporary file, so a large report
-/// is not held in memory whole. Only a target written in place (a device, a pipe) keeps the
-/// bytes until the commit, since nothing can be written there before every output is ready.
+/// is not held in memory whole. A target written in place (a device, a pipe) cannot be written
+/// before every output is ready: its bytes wait in an unnamed file of the temporary directory
+/// (in memory only when none can be made there) and are copied in at the commit.
 pub fn stage_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
@@ -150,12 +181,25 @@ pub fn stage_with(
             })
         }
         Placement::InPlace => {
-            let mut bytes = Vec::new();
-            fill(&mut bytes)?;
+            let held = match unnamed_temp_file() {
+                Some(file) => {
+                    use std::io::Seek as _;
+                    let mut out = io::BufWriter::with_capacity(64 * 1024, file);
+                    fill(&mut out)?;
+                    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+                    file.rewind()?;
+                    Held::Spooled(file)
+                }
+                None => {
+                    let mut bytes = Vec::new();
+                    fill(&mut bytes)?;
+                    Held::Bytes(bytes)
+                }
+            };
             Ok(Staged {
                 target: path.to_path_buf(),
                 temp: None,
-                in_place: Some(bytes),
+                in_place: Some(held),
             })
         }
     }
@@ -172,7 +216,11 @@ impl Staged {
             return result;
         }
         match self.in_place.take() {
-            Some(bytes) => fs::write(&self.target, bytes),
+            Some(Held::Spooled(mut spooled)) => {
+                let mut target = fs::File::create(&self.target)?;
+                io::copy(&mut spooled, &mut target).map(drop)
+            }
+            Some(Held::Bytes(bytes)) => fs::write(&self.target, bytes),
             None => Ok(()),
         }
     }
@@ -319,6 +367,40 @@ mod tests {
         assert_eq!(reader.join().unwrap(), b"blob bytes");
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         assert!(!temp.exists());
+    }
+
+    /// A pipe cannot be staged beside: its bytes wait in a temporary file that has no name
+    /// (never in memory) and reach the pipe at the commit.
+    #[cfg(unix)]
+    #[test]
+    fn a_staged_pipe_gets_its_bytes_at_the_commit_from_a_nameless_spool() {
+        let dir = Dir::new("spool");
+        let fifo = dir.0.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let report: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let staged = stage_with(&fifo, |out| out.write_all(&report)).unwrap();
+        assert!(matches!(staged.in_place, Some(Held::Spooled(_))));
+        let spools = || {
+            let prefix = format!(".layerscope-spool.{}.", std::process::id());
+            fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                })
+                .count()
+        };
+        assert_eq!(spools(), 0, "the spool has no name");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        staged.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), report);
     }
 
     #[cfg(unix)]
