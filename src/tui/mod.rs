@@ -288,8 +288,14 @@ fn spawn_loader(
         // The pipeline's sender is gone: the forwarder ends after the last event, so the
         // failure (if any) arrives after everything that happened before it.
         let _ = forward.await;
-        if let Err(e) = result {
-            let _ = tx.send(Message::LoadFailed(e.to_string()));
+        match result {
+            // The model may still be on its way into the cache: waited for off the runtime.
+            Ok(loaded) => {
+                let _ = tokio::task::spawn_blocking(move || drop(loaded.cache_write)).await;
+            }
+            Err(e) => {
+                let _ = tx.send(Message::LoadFailed(e.to_string()));
+            }
         }
     })
 }
@@ -301,11 +307,13 @@ fn spawn_compare_loader(source: Arc<Source>, tx: UnboundedSender<Message>) -> Jo
         tokio::spawn(async move { while ignored.recv().await.is_some() {} });
         let tree = Arc::new(RwLock::new(FileTree::new()));
         let result = pipeline::load(source, tree, events, |_| {}).await;
-        let message = match result {
-            Ok(loaded) => Ok((loaded.info, loaded.tree)),
-            Err(e) => Err(e.to_string()),
+        let (message, cache_write) = match result {
+            Ok(loaded) => (Ok((loaded.info, loaded.tree)), Some(loaded.cache_write)),
+            Err(e) => (Err(e.to_string()), None),
         };
         let _ = tx.send(Message::CompareLoaded(message));
+        // The model may still be on its way into the cache: waited for off the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(cache_write)).await;
     })
 }
 
