@@ -185,7 +185,8 @@ impl Cache {
     /// Store an image's merged model under `chain`.
     pub fn store_tree(&self, chain: &Digest, tree: &FileTree) -> io::Result<()> {
         let (tmp, file) = self.temp_file()?;
-        let written = tree.write_snapshot(BufWriter::with_capacity(1 << 20, file));
+        // The snapshot writer hands the file whole chunks already: no buffer in between.
+        let written = tree.write_snapshot(file);
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);
