@@ -336,22 +336,33 @@ mod tests {
         assert_eq!(fs::read(dir.0.join("later.json")).unwrap(), b"created");
     }
 
-    /// A named pipe stands in for `/dev/null`: a file that is not regular must be written
-    /// into, never renamed over (that once replaced this machine's `/dev/null`).
+    /// A named pipe in `dir`.
     #[cfg(unix)]
-    #[test]
-    fn a_named_pipe_is_written_in_place_not_replaced() {
-        let dir = Dir::new("fifo");
+    fn fifo_in(dir: &Dir) -> PathBuf {
         let fifo = dir.0.join("pipe");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap();
         assert!(made.success());
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || fs::read(fifo).unwrap())
-        };
+        fifo
+    }
+
+    /// What is written into the pipe `fifo`, read to its end on another thread.
+    #[cfg(unix)]
+    fn read_to_end(fifo: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+        let fifo = fifo.to_path_buf();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    }
+
+    /// A named pipe stands in for `/dev/null`: a file that is not regular must be written
+    /// into, never renamed over (that once replaced this machine's `/dev/null`).
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_written_in_place_not_replaced() {
+        let dir = Dir::new("fifo");
+        let fifo = fifo_in(&dir);
+        let reader = read_to_end(&fifo);
         write(&fifo, b"through the pipe").unwrap();
         assert_eq!(reader.join().unwrap(), b"through the pipe");
         use std::os::unix::fs::FileTypeExt;
@@ -359,10 +370,7 @@ mod tests {
 
         let temp = dir.0.join("finished");
         fs::write(&temp, b"blob bytes").unwrap();
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || fs::read(fifo).unwrap())
-        };
+        let reader = read_to_end(&fifo);
         replace_with(&temp, &fifo).unwrap();
         assert_eq!(reader.join().unwrap(), b"blob bytes");
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
@@ -375,12 +383,7 @@ mod tests {
     #[test]
     fn a_staged_pipe_gets_its_bytes_at_the_commit_from_a_nameless_spool() {
         let dir = Dir::new("spool");
-        let fifo = dir.0.join("pipe");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = fifo_in(&dir);
         let report: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let staged = stage_with(&fifo, |out| out.write_all(&report)).unwrap();
         assert!(matches!(staged.in_place, Some(Held::Spooled(_))));
@@ -395,10 +398,7 @@ mod tests {
                 .count()
         };
         assert_eq!(spools(), 0, "the spool has no name");
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || fs::read(fifo).unwrap())
-        };
+        let reader = read_to_end(&fifo);
         staged.commit().unwrap();
         assert_eq!(reader.join().unwrap(), report);
     }
