@@ -144,6 +144,12 @@ impl CacheWrite {
             }
         }
     }
+
+    /// Wait for the write from async code: the join runs on a blocking thread, not on the
+    /// runtime's.
+    pub async fn wait(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
 }
 
 impl Drop for CacheWrite {

@@ -289,10 +289,8 @@ fn spawn_loader(
         // failure (if any) arrives after everything that happened before it.
         let _ = forward.await;
         match result {
-            // The model may still be on its way into the cache: waited for off the runtime.
-            Ok(loaded) => {
-                let _ = tokio::task::spawn_blocking(move || drop(loaded.cache_write)).await;
-            }
+            // The model may still be on its way into the cache.
+            Ok(loaded) => loaded.cache_write.wait().await,
             Err(e) => {
                 let _ = tx.send(Message::LoadFailed(e.to_string()));
             }
@@ -312,8 +310,10 @@ fn spawn_compare_loader(source: Arc<Source>, tx: UnboundedSender<Message>) -> Jo
             Err(e) => (Err(e.to_string()), None),
         };
         let _ = tx.send(Message::CompareLoaded(message));
-        // The model may still be on its way into the cache: waited for off the runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(cache_write)).await;
+        // The model may still be on its way into the cache.
+        if let Some(cache_write) = cache_write {
+            cache_write.wait().await;
+        }
     })
 }
 
