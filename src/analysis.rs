@@ -72,9 +72,9 @@ pub fn analyse(tree: &FileTree) -> Figures {
         }
         if let Some(last) = layers.checked_sub(1) {
             if let Some(entry) = tree.entry_at(node, last) {
-                if entry.kind == EntryKind::File {
+                if entry.kind() == EntryKind::File {
                     file_count += 1;
-                    file_bytes += entry.size;
+                    file_bytes += entry.size();
                 }
             }
         }

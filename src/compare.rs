@@ -124,9 +124,9 @@ impl Differences {
     /// Compare two entries the way layer changes are decided (mtime and offsets do not count).
     pub fn between(a: &Entry, b: &Entry) -> Self {
         Differences {
-            kind: a.kind != b.kind,
+            kind: a.kind() != b.kind(),
             content: a.content() != b.content(),
-            mode: a.mode != b.mode,
+            mode: a.mode() != b.mode(),
             uid: a.uid != b.uid,
             gid: a.gid != b.gid,
             link_target: a.link_target() != b.link_target(),
@@ -225,8 +225,8 @@ impl FileChange {
 
 fn file_size(entry: Option<&Entry>) -> u64 {
     entry
-        .filter(|e| e.kind == EntryKind::File)
-        .map_or(0, |e| e.size)
+        .filter(|e| e.kind() == EntryKind::File)
+        .map_or(0, |e| e.size())
 }
 
 /// Counts and regular-file bytes of the path changes.
@@ -477,8 +477,8 @@ impl<'t> Walk<'t> {
                 };
                 marks[child.index()] = Some(kind);
                 holds.paths += 1;
-                match entry.kind {
-                    EntryKind::File => holds.bytes += entry.size,
+                match entry.kind() {
+                    EntryKind::File => holds.bytes += entry.size(),
                     EntryKind::Dir => stack.push(child),
                     _ => {}
                 }
@@ -514,8 +514,8 @@ impl<'t> Walk<'t> {
             if let (Some(n), Some(_)) = (nb, eb) {
                 self.b_marks[n.index()] = Some(kind);
             }
-            let a_dir = na.zip(ea).filter(|(_, e)| e.kind == EntryKind::Dir);
-            let b_dir = nb.zip(eb).filter(|(_, e)| e.kind == EntryKind::Dir);
+            let a_dir = na.zip(ea).filter(|(_, e)| e.kind() == EntryKind::Dir);
+            let b_dir = nb.zip(eb).filter(|(_, e)| e.kind() == EntryKind::Dir);
             // A directory only one side has is listed once, with what it holds.
             let holds = match (kind, a_dir, b_dir) {
                 (ChangeKind::Removed, Some((n, _)), _) => Some(Self::mark_below(
@@ -705,26 +705,23 @@ mod tests {
 
     #[test]
     fn differences_ignore_mtime() {
+        let file = |mode, mtime| Entry::new(EntryKind::File, mode, 3, mtime).expect("a file");
         let base = Entry {
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: 3,
-            mtime: 1,
             payload: crate::layer::Payload::Content([1; 32]),
             data_block: 1,
+            ..file(0o644, 1)
         };
         let later = Entry {
-            mtime: 99,
+            payload: base.payload.clone(),
             data_block: 8,
-            ..base.clone()
+            ..file(0o644, 99)
         };
         assert!(!Differences::between(&base, &later).any());
         let chmod = Entry {
-            mode: 0o755,
             uid: 1,
-            ..base.clone()
+            payload: base.payload.clone(),
+            data_block: 1,
+            ..file(0o755, 1)
         };
         assert_eq!(
             Differences::between(&base, &chmod).names(),

@@ -428,12 +428,12 @@ impl Group {
 fn hidden_groups(tree: &FileTree, groups: &mut Vec<Group>) {
     let mut index: HashMap<(FindingKind, usize, usize), usize> = HashMap::new();
     for hidden in tree.hidden_files() {
-        let size = hidden.entry.size;
+        let size = hidden.entry.size();
         if size == 0 {
             continue;
         }
         let kind = match hidden.by {
-            VersionState::Written(by) if by.kind == EntryKind::File => {
+            VersionState::Written(by) if by.kind() == EntryKind::File => {
                 if by.content() == hidden.entry.content() {
                     FindingKind::RewrittenSameContent
                 } else {
@@ -586,9 +586,9 @@ fn cache_and_temporary_groups(tree: &FileTree, last: usize, groups: &mut Vec<Gro
                 let Some(entry) = tree.entry_at(node, last) else {
                     continue;
                 };
-                match entry.kind {
+                match entry.kind() {
                     EntryKind::Dir => below.extend(tree.children(node)),
-                    EntryKind::File if entry.size > 0 => {
+                    EntryKind::File if entry.size() > 0 => {
                         let writer = tree.written_at(node, last).unwrap_or(last);
                         let slot = match region {
                             Some(cache) => *by_writer.entry(writer).or_insert_with(|| {
@@ -610,7 +610,7 @@ fn cache_and_temporary_groups(tree: &FileTree, last: usize, groups: &mut Vec<Gro
                                 groups.len() - 1
                             }),
                         };
-                        groups[slot].add(entry.size, node);
+                        groups[slot].add(entry.size(), node);
                         claimed.insert(node);
                     }
                     _ => {}
@@ -628,7 +628,7 @@ fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mu
         (1..tree.node_count()).filter_map(|index| {
             let node = NodeId(index as u32);
             let entry = tree.entry_at(node, last)?;
-            if entry.kind != EntryKind::File || entry.size == 0 || claimed.contains(node) {
+            if entry.kind() != EntryKind::File || entry.size() == 0 || claimed.contains(node) {
                 return None;
             }
             Some((
@@ -670,7 +670,7 @@ fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mu
             if let Some(e) = tree.entry_at(node, last) {
                 run.push((
                     e.content().unwrap_or_default(),
-                    e.size,
+                    e.size(),
                     tree.path(node),
                     node,
                 ));

@@ -150,8 +150,8 @@ pub fn measure(tree: &FileTree, figures: &Figures, left_out: &[bool]) -> RuleFig
                     .versions(node)
                     .filter(|v| v.layer >= 1)
                     .map(|v| match v.state {
-                        VersionState::Written(e) if e.kind == crate::tree::EntryKind::File => {
-                            e.size
+                        VersionState::Written(e) if e.kind() == crate::tree::EntryKind::File => {
+                            e.size()
                         }
                         _ => 0,
                     })

@@ -48,8 +48,8 @@ fn view(tree: &FileTree, layer: usize) -> Vec<String> {
                 format!(
                     "{} {} {}",
                     display_path(&tree.path(id)),
-                    e.kind.tag(),
-                    e.size
+                    e.kind().tag(),
+                    e.size()
                 )
             })
         })
@@ -99,8 +99,8 @@ fn assert_stats_match_changes(tree: &FileTree) {
             let id = NodeId(i as u32);
             let file_size = |l: Option<usize>| {
                 l.and_then(|l| tree.entry_at(id, l))
-                    .filter(|e| e.kind == EntryKind::File)
-                    .map_or(0, |e| e.size)
+                    .filter(|e| e.kind() == EntryKind::File)
+                    .map_or(0, |e| e.size())
             };
             match kind {
                 Some(ChangeKind::Added) => {
@@ -652,7 +652,7 @@ fn implicit_parents_can_be_whited_out_and_come_back() {
     let www = node(&tree, "/srv/www");
     let implicit = tree.entry_at(www, 0).expect("implicit dir at layer 0");
     assert_eq!(
-        (implicit.kind, implicit.mode, implicit.uid, implicit.gid),
+        (implicit.kind(), implicit.mode(), implicit.uid, implicit.gid),
         (EntryKind::Dir, 0o755, 0, 0)
     );
     assert_eq!(tree.entry_at(www, 1), None);
@@ -719,11 +719,11 @@ fn hard_links_and_symlinks() {
         &[("/bin/busybox", 2, 2200)],
     );
     let sh = tree.entry_at(node(&tree, "/bin/sh"), 1).expect("sh");
-    assert_eq!(sh.kind, EntryKind::Hardlink);
+    assert_eq!(sh.kind(), EntryKind::Hardlink);
     assert_eq!(sh.link_target(), Some(&b"bin/busybox"[..]));
     assert_eq!(sh.content(), None);
     let ls = tree.entry_at(node(&tree, "/bin/ls"), 1).expect("ls");
-    assert_eq!(ls.kind, EntryKind::Symlink);
+    assert_eq!(ls.kind(), EntryKind::Symlink);
     assert_eq!(ls.link_target(), Some(&b"busybox"[..]));
     let lib = tree.entry_at(node(&tree, "/lib"), 0).expect("lib");
     assert_eq!(lib.link_target(), Some(&b"usr/lib"[..]));
@@ -870,7 +870,7 @@ fn devices_fifos_old_style_files_and_attributes() {
     let index = index_layer(&built.blob[..], Some(&built.diff_id)).expect("valid");
     let got: Vec<(String, EntryKind)> = index
         .entries()
-        .map(|(p, e)| (display_path(&p).into_owned(), e.kind))
+        .map(|(p, e)| (display_path(&p).into_owned(), e.kind()))
         .collect();
     assert_eq!(
         got,
@@ -885,15 +885,21 @@ fn devices_fifos_old_style_files_and_attributes() {
     );
     let (_, owned) = index.entries().last().expect("entries");
     assert_eq!(
-        (owned.mode, owned.uid, owned.gid, owned.mtime, owned.size),
+        (
+            owned.mode(),
+            owned.uid,
+            owned.gid,
+            owned.mtime(),
+            owned.size()
+        ),
         (0o4750, 1000, 2000, 1_234_567_890, 3)
     );
     assert_eq!(owned.content(), Some(sha256(b"xyz")));
     // Data offsets point at the bytes in the uncompressed tar.
     for (_, e) in index.entries() {
-        if e.kind == EntryKind::File {
+        if e.kind() == EntryKind::File {
             let start = e.data_offset() as usize;
-            let bytes = &built.tar[start..start + e.size as usize];
+            let bytes = &built.tar[start..start + e.size() as usize];
             assert_eq!(Some(sha256(bytes)), e.content());
         }
     }
@@ -1026,7 +1032,7 @@ fn gnu_tar_archives_agree() {
             assert_eq!(index.tar_size(), tar.len() as u64);
             let got: Vec<(String, EntryKind, u64)> = index
                 .entries()
-                .map(|(p, e)| (display_path(&p).into_owned(), e.kind, e.size))
+                .map(|(p, e)| (display_path(&p).into_owned(), e.kind(), e.size()))
                 .collect();
             let want = vec![
                 (String::new(), EntryKind::Dir, 0),
@@ -1274,6 +1280,60 @@ fn garbage_and_corrupt_input_fail_cleanly() {
     let sum: u32 = corrupt[..512].iter().map(|&x| u32::from(x)).sum();
     corrupt[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     assert_one_line_error(index_layer(&corrupt[..], None), "size");
+}
+
+/// An extended (PAX) header that gives the next entry `records`.
+fn pax_header(records: &[(&str, &[u8])]) -> (Vec<u8>, RawHeader<'static>) {
+    let body: Vec<u8> = records
+        .iter()
+        .flat_map(|(key, value)| common::layers::pax_record(key, value))
+        .collect();
+    let header = RawHeader {
+        name: b"PaxHeaders/f",
+        prefix: b"",
+        typeflag: b'x',
+        size: body.len() as u64,
+        link: b"",
+        meta: Meta::default(),
+        gnu: false,
+    };
+    (body, header)
+}
+
+#[test]
+fn sizes_and_times_beyond_what_an_entry_holds() {
+    let file = |size| RawHeader {
+        name: b"big",
+        prefix: b"",
+        typeflag: b'0',
+        size,
+        link: b"",
+        meta: Meta::default(),
+        gnu: false,
+    };
+    // A file of 1 TiB is refused from its header, before any of its data is awaited.
+    let (body, header) = pax_header(&[("size", b"1099511627776")]);
+    let tar = LayerBuilder::new()
+        .raw(header, &body)
+        .raw(file(0), b"")
+        .tar();
+    assert_one_line_error(index_layer(&tar[..], None), "1 TiB");
+    // A time after the year 2242 (the largest ustar octal) reads as that time; an entry
+    // keeps everything else of the header exactly.
+    let (body, header) = pax_header(&[("mtime", b"99999999999999"), ("uid", b"4294967295")]);
+    let tar = LayerBuilder::new()
+        .raw(header, &body)
+        .raw(file(3), b"abc")
+        .tar();
+    let index = index_layer(&tar[..], None).expect("a valid tar");
+    let (path, entry) = index.entries().next().expect("one entry");
+    assert_eq!(path, b"big");
+    assert_eq!(entry.mtime(), layerscope::layer::MAX_MTIME);
+    assert_eq!(entry.mtime(), 8u64.pow(11) - 1);
+    assert_eq!(
+        (entry.size(), entry.uid, entry.mode()),
+        (3, u32::MAX, 0o644)
+    );
 }
 
 /// A source that fails after some bytes, like a dropped connection.

@@ -442,8 +442,8 @@ fn changes(tree: &FileTree, base: usize, top: usize) -> BTreeMap<String, String>
         let state = match tree.entry_at(node, top) {
             Some(e) => format!(
                 "{:?} {:o} {}:{} {:?} {:?}",
-                e.kind,
-                e.mode,
+                e.kind(),
+                e.mode(),
                 e.uid,
                 e.gid,
                 e.content(),

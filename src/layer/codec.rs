@@ -189,11 +189,11 @@ impl LayerIndex {
         for (path, e) in self.paths.iter().zip(&self.entries) {
             p.put(&path.shared.to_le_bytes())?;
             p.put(&path.len.to_le_bytes())?;
-            p.put(&[kind_code(e.kind)])?;
-            for v in [u32::from(e.mode), e.uid, e.gid] {
+            p.put(&[kind_code(e.kind())])?;
+            for v in [u32::from(e.mode()), e.uid, e.gid] {
                 p.put(&v.to_le_bytes())?;
             }
-            for v in [e.size, e.mtime, e.data_offset()] {
+            for v in [e.size(), e.mtime(), e.data_offset()] {
                 p.put(&v.to_le_bytes())?;
             }
             p.put(&[payload_flags(&e.payload)])?;
@@ -313,15 +313,14 @@ impl LayerIndex {
             };
             let payload = EntryPayload::from_parts(content, link_target)
                 .ok_or_else(|| bad("an entry with both a content hash and a link target"))?;
+            let header_fields = Entry::new(kind, mode, size, mtime)
+                .ok_or_else(|| bad("a file of 1 TiB or more"))?;
             entries.push(Entry {
-                kind,
-                mode,
                 uid,
                 gid,
-                size,
-                mtime,
                 payload,
                 data_block,
+                ..header_fields
             });
         }
         if offset != arena.len() as u64 {

@@ -310,10 +310,10 @@ mod tests {
     fn span_of(blob: &[u8], path: &[u8]) -> FileSpan {
         let index = index_layer(blob, None).unwrap();
         let (_, entry) = index.entries().find(|(p, _)| *p == path).unwrap();
-        assert_eq!(entry.kind, EntryKind::File);
+        assert_eq!(entry.kind(), EntryKind::File);
         FileSpan {
             data_offset: entry.data_offset(),
-            size: entry.size,
+            size: entry.size(),
             sha256: entry.content(),
         }
     }

@@ -6,7 +6,9 @@ use sha2::Digest as _;
 use super::path::{common_prefix, join_into, normalize_into, split_last};
 use super::stream::{BlockRead, ChunkSource, TarStream};
 use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
-use super::{Entry, EntryKind, EntryTap, LayerError, Markers, PathRef, Payload, Span};
+use super::{
+    Entry, EntryKind, EntryTap, LayerError, Markers, PathRef, Payload, Span, MAX_FILE_SIZE,
+};
 
 /// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
 /// hundred bytes, and garbage must not make us allocate gigabytes.
@@ -185,6 +187,10 @@ pub fn walk<S: ChunkSource>(
             skip_padding(stream, data_size, header_offset)?;
             continue;
         };
+        // Refused from the header, before a terabyte is read for nothing.
+        if data_size > MAX_FILE_SIZE {
+            return Err(file_too_large());
+        }
 
         if !normalize_into(&raw_path, &mut path) {
             // A `..` component could point outside the image root: refuse the entry.
@@ -317,20 +323,19 @@ pub fn walk<S: ChunkSource>(
         std::mem::swap(&mut previous, &mut path);
         let data_block = Entry::block_at(data_offset)
             .ok_or_else(|| LayerError::TooLarge("the layer's tar exceeds 2 TiB".to_string()))?;
+        // The mode is masked to 0o7777 by the header, so only the size can be refused.
+        let header_fields = Entry::new(kind, header.mode().map_err(number)? as u16, size, mtime)
+            .ok_or_else(file_too_large)?;
         out.entries.push(Entry {
-            kind,
-            // Masked to 0o7777 by the header.
-            mode: header.mode().map_err(number)? as u16,
             uid: u32::try_from(uid).unwrap_or(u32::MAX),
             gid: u32::try_from(gid).unwrap_or(u32::MAX),
-            size,
-            mtime,
             payload: match (content, link_target) {
                 (Some(hash), _) => Payload::Content(hash),
                 (None, Some(target)) => Payload::Link(target),
                 (None, None) => Payload::None,
             },
             data_block,
+            ..header_fields
         });
     }
     if let Some(mut t) = tap {
@@ -338,6 +343,11 @@ pub fn walk<S: ChunkSource>(
     }
     stream.drain()?;
     Ok(out)
+}
+
+/// The error for a file an entry cannot hold ([`MAX_FILE_SIZE`]).
+fn file_too_large() -> LayerError {
+    LayerError::TooLarge("a file of the layer is 1 TiB or larger".to_string())
 }
 
 #[cfg(test)]
@@ -416,11 +426,11 @@ mod tests {
         let (entries, _) = reference;
         for (path, entry) in &entries {
             let start = entry.data_offset() as usize;
-            let data = &tar[start..start + entry.size as usize];
+            let data = &tar[start..start + entry.size() as usize];
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&sha2::Sha256::digest(data));
             assert_eq!(entry.content(), Some(hash), "{path:?}");
-            assert_eq!(entry.mode, 0o640);
+            assert_eq!(entry.mode(), 0o640);
         }
         assert!(entries
             .iter()

@@ -62,33 +62,136 @@ impl EntryKind {
 }
 
 /// One filesystem entry of a layer, as its tar header (and content) describe it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A million-file image holds a million entries, so an entry keeps its kind, permission bits,
+/// size and modification time packed in 11 bytes and takes 56 bytes in all. Read them with
+/// [`Self::kind`], [`Self::mode`], [`Self::size`] and [`Self::mtime`]; make one with
+/// [`Self::new`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// What the entry is.
-    pub kind: EntryKind,
-    /// Permission bits, including setuid/setgid/sticky (`0o7777` mask; type bits dropped).
-    pub mode: u16,
     /// Owner user id.
     pub uid: u32,
     /// Owner group id.
     pub gid: u32,
-    /// Content size for regular files; 0 for every other kind.
-    pub size: u64,
-    /// Modification time, seconds since the epoch (earlier times read as 0).
-    pub mtime: u64,
     /// A regular file's content digest or a link's target (see [`Self::content`] and
     /// [`Self::link_target`]).
     pub payload: Payload,
     /// Where the entry's data starts in the uncompressed tar, in 512-byte blocks (see
     /// [`Self::data_offset`]).
     pub(crate) data_block: u32,
+    /// Kind (bits 0–2), permission bits (3–14), size (15–54) and mtime (55–87), little-endian.
+    pub(crate) packed: [u8; 11],
 }
 
-// A million-file image holds a million entries: keep them at 64 bytes.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+const _: () = assert!(std::mem::size_of::<Entry>() == 56);
+
+/// The largest regular file an entry holds: 1 TiB − 1 byte (40 bits). A layer's tar is refused
+/// beyond 2 TiB anyway, and a file this big in a layer is refused too.
+pub const MAX_FILE_SIZE: u64 = (1 << 40) - 1;
+
+/// The latest modification time an entry holds, in seconds since the epoch: 8^11 − 1, the
+/// largest an ustar header's octal field can write (in the year 2242). Later times, which only
+/// PAX records or base-256 numbers can give, read as this one, as earlier ones read as 0.
+pub const MAX_MTIME: u64 = (1 << 33) - 1;
+
+/// The kinds in the order their numbers are packed.
+const KINDS: [EntryKind; 7] = [
+    EntryKind::File,
+    EntryKind::Dir,
+    EntryKind::Symlink,
+    EntryKind::Hardlink,
+    EntryKind::CharDevice,
+    EntryKind::BlockDevice,
+    EntryKind::Fifo,
+];
 
 impl Entry {
+    /// An entry of `kind` with permission bits `mode`, `size` bytes of content and the
+    /// modification time `mtime`, owned by root, with no payload and its data at the tar's
+    /// start (set the public fields for more). `None` when `mode` has bits beyond `0o7777` or
+    /// `size` exceeds [`MAX_FILE_SIZE`]; an `mtime` beyond [`MAX_MTIME`] reads as that.
+    pub fn new(kind: EntryKind, mode: u16, size: u64, mtime: u64) -> Option<Entry> {
+        Some(Entry {
+            uid: 0,
+            gid: 0,
+            payload: Payload::None,
+            data_block: 0,
+            packed: Self::pack(kind, mode, size, mtime)?,
+        })
+    }
+
+    /// The packed bytes of [`Self::new`]'s arguments (a `const fn`, for static entries).
+    pub(crate) const fn pack(
+        kind: EntryKind,
+        mode: u16,
+        size: u64,
+        mtime: u64,
+    ) -> Option<[u8; 11]> {
+        if mode & !0o7777 != 0 || size > MAX_FILE_SIZE {
+            return None;
+        }
+        let mtime = if mtime > MAX_MTIME { MAX_MTIME } else { mtime };
+        let kind_number = match kind {
+            EntryKind::File => 0,
+            EntryKind::Dir => 1,
+            EntryKind::Symlink => 2,
+            EntryKind::Hardlink => 3,
+            EntryKind::CharDevice => 4,
+            EntryKind::BlockDevice => 5,
+            EntryKind::Fifo => 6,
+        };
+        let bits = kind_number as u128
+            | (mode as u128) << 3
+            | (size as u128) << 15
+            | (mtime as u128) << 55;
+        let wide = bits.to_le_bytes();
+        let mut packed = [0u8; 11];
+        let mut i = 0;
+        while i < packed.len() {
+            packed[i] = wide[i];
+            i += 1;
+        }
+        Some(packed)
+    }
+
+    /// Eight packed bytes from `at` (at most 3), as a little-endian word.
+    #[inline]
+    fn packed_word(&self, at: usize) -> u64 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.packed[at..at + 8]);
+        u64::from_le_bytes(word)
+    }
+
+    /// What the entry is.
+    #[inline]
+    pub fn kind(&self) -> EntryKind {
+        // Only `new` writes these bits, with a number below 7.
+        KINDS
+            .get(usize::from(self.packed[0] & 7))
+            .copied()
+            .unwrap_or(EntryKind::Fifo)
+    }
+
+    /// Permission bits, including setuid/setgid/sticky (`0o7777` mask; type bits dropped).
+    #[inline]
+    pub fn mode(&self) -> u16 {
+        (u16::from_le_bytes([self.packed[0], self.packed[1]]) >> 3) & 0o7777
+    }
+
+    /// Content size for regular files; 0 for every other kind.
+    #[inline]
+    pub fn size(&self) -> u64 {
+        (self.packed_word(1) >> 7) & MAX_FILE_SIZE
+    }
+
+    /// Modification time, seconds since the epoch (earlier times read as 0, times beyond
+    /// [`MAX_MTIME`] as that).
+    #[inline]
+    pub fn mtime(&self) -> u64 {
+        (self.packed_word(3) >> 31) & MAX_MTIME
+    }
+
     /// SHA-256 of the content, for regular files only.
     pub fn content(&self) -> Option<[u8; 32]> {
         match &self.payload {
@@ -120,7 +223,7 @@ impl Entry {
 
     /// The block an entry's data starts at, for an offset in the tar: `None` unless the offset
     /// is on a block boundary, as every tar header ends on one, and within the first 2 TiB of
-    /// the tar. Storing blocks keeps an entry at 64 bytes; a layer of 2 TiB is refused.
+    /// the tar. Storing blocks keeps an entry at 56 bytes; a layer of 2 TiB is refused.
     pub(crate) fn block_at(data_offset: u64) -> Option<u32> {
         // Every tar header, and so every entry's data, starts on a block.
         if !data_offset.is_multiple_of(tar::BLOCK as u64) {
@@ -130,9 +233,24 @@ impl Entry {
     }
 }
 
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("kind", &self.kind())
+            .field("mode", &format_args!("{:o}", self.mode()))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("size", &self.size())
+            .field("mtime", &self.mtime())
+            .field("payload", &self.payload)
+            .field("data_offset", &self.data_offset())
+            .finish()
+    }
+}
+
 /// What an entry carries beyond its header: a regular file holds a content digest and a link
 /// holds a target, never both, so the two share their bytes. Every member has alignment 1,
-/// which keeps the payload at 33 bytes and an [`Entry`] at 64.
+/// which keeps the payload at 33 bytes and an [`Entry`] at 56.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Payload {
     /// Directories, devices and pipes.
@@ -587,7 +705,7 @@ impl LayerIndex {
 
     /// The kinds of the entries, in tar order.
     pub fn kinds(&self) -> impl ExactSizeIterator<Item = EntryKind> + '_ {
-        self.entries.iter().map(|entry| entry.kind)
+        self.entries.iter().map(|entry| entry.kind())
     }
 
     /// Paths deleted by whiteout markers, in tar order.
@@ -902,6 +1020,26 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_keeps_its_header_fields_exactly_up_to_their_limits() {
+        for kind in KINDS {
+            for mode in [0, 0o644, 0o4755, 0o7777] {
+                for size in [0, 1, 512, u64::from(u32::MAX) + 7, MAX_FILE_SIZE] {
+                    for mtime in [0, 1, 1_700_000_000, MAX_MTIME - 1, MAX_MTIME] {
+                        let entry = Entry::new(kind, mode, size, mtime).expect("in range");
+                        let read = (entry.kind(), entry.mode(), entry.size(), entry.mtime());
+                        assert_eq!(read, (kind, mode, size, mtime));
+                    }
+                }
+            }
+        }
+        // Beyond the limits: a size or mode is refused, a time reads as the latest.
+        assert!(Entry::new(EntryKind::File, 0o644, MAX_FILE_SIZE + 1, 0).is_none());
+        assert!(Entry::new(EntryKind::File, 0o10644, 1, 0).is_none());
+        let late = Entry::new(EntryKind::Dir, 0o755, 0, u64::MAX).expect("clamped");
+        assert_eq!((late.mtime(), late.mode()), (MAX_MTIME, 0o755));
+    }
+
+    #[test]
     fn an_entry_carries_a_digest_or_a_link_target_and_never_both() {
         let hash = [7u8; 32];
         let link = || Some(LinkTarget::from(&b"usr/lib"[..]));
@@ -918,14 +1056,9 @@ mod tests {
         );
         assert_eq!(Payload::from_parts(Some(hash), link()), None);
         let entry = Entry {
-            kind: EntryKind::Symlink,
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: 0,
             payload: Payload::Link(LinkTarget::from(&b"usr/lib"[..])),
             data_block: 1,
+            ..Entry::new(EntryKind::Symlink, 0o777, 0, 0).expect("a symlink")
         };
         assert_eq!(entry.link_target(), Some(&b"usr/lib"[..]));
         assert_eq!(entry.content(), None);

@@ -168,13 +168,17 @@ fn describe_differences(change: &FileChange) -> String {
     let d = change.differences;
     let mut parts = Vec::new();
     if d.kind {
-        parts.push(format!("type {}→{}", kind_name(a.kind), kind_name(b.kind)));
+        parts.push(format!(
+            "type {}→{}",
+            kind_name(a.kind()),
+            kind_name(b.kind())
+        ));
     }
     if d.content && !d.kind {
         parts.push("content".to_string());
     }
     if d.mode {
-        parts.push(format!("mode {:o}→{:o}", a.mode, b.mode));
+        parts.push(format!("mode {:o}→{:o}", a.mode(), b.mode()));
     }
     if d.uid {
         parts.push(format!("uid {}→{}", a.uid, b.uid));
@@ -332,7 +336,7 @@ pub fn write_text(
 }
 
 fn is_file(entry: Option<&Entry>) -> bool {
-    entry.is_some_and(|e| e.kind == EntryKind::File)
+    entry.is_some_and(|e| e.kind() == EntryKind::File)
 }
 
 /// What follows an added or removed path: `  1.5 kB` for a file, the type otherwise
@@ -345,10 +349,10 @@ fn entry_note(entry: Option<&Entry>, holds: Option<Holds>) -> String {
             if h.paths == 1 { "" } else { "s" },
             human_size(h.bytes)
         ),
-        (Some(e), None) if e.kind == EntryKind::File => format!("  {}", human_size(e.size)),
+        (Some(e), None) if e.kind() == EntryKind::File => format!("  {}", human_size(e.size())),
         (Some(e), None) => match e.link_target() {
-            Some(target) => format!("  {} → {}", kind_name(e.kind), escape_bytes(target)),
-            None => format!("  {}", kind_name(e.kind)),
+            Some(target) => format!("  {} → {}", kind_name(e.kind()), escape_bytes(target)),
+            None => format!("  {}", kind_name(e.kind())),
         },
         (None, None) => String::new(),
     }
@@ -550,9 +554,9 @@ pub struct SummaryJson {
 
 fn entry_json(entry: Option<&Entry>) -> Option<EntryJson> {
     entry.map(|e| EntryJson {
-        kind: kind_name(e.kind),
-        size_bytes: e.size,
-        mode: format!("{:o}", e.mode),
+        kind: kind_name(e.kind()),
+        size_bytes: e.size(),
+        mode: format!("{:o}", e.mode()),
         uid: e.uid,
         gid: e.gid,
         link_target: e.link_target().map(|t| display_path(t).into_owned()),

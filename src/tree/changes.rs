@@ -19,9 +19,9 @@ pub enum ChangeKind {
 
 /// Whether two versions of a path differ in what counts as a change (not mtime, not offset).
 fn differs(a: &Entry, b: &Entry) -> bool {
-    a.kind != b.kind
+    a.kind() != b.kind()
         || a.payload != b.payload
-        || a.mode != b.mode
+        || a.mode() != b.mode()
         || a.uid != b.uid
         || a.gid != b.gid
 }

@@ -36,7 +36,7 @@ impl Merge<'_> {
     fn kind(&self, layer: u32, index: u32) -> EntryKind {
         let written = self.tree.layers.get(layer as usize);
         match written.and_then(|l| l.entries.get(index as usize)) {
-            Some(entry) => entry.kind,
+            Some(entry) => entry.kind(),
             // A streamed entry; every index a version holds was streamed before it.
             None => self
                 .streamed_kinds
@@ -603,7 +603,7 @@ impl FileTree {
             };
             merge.tree.prefetch_ahead(&entry_nodes, i);
             let entry = &merge.tree.layers[layer as usize].entries[i];
-            let (kind, size) = (entry.kind, entry.size);
+            let (kind, size) = (entry.kind(), entry.size());
             let node = (node != NONE).then_some(node);
             walk.merge_entry(&mut merge, path, common, i as u32, kind, size, node);
             prefetch.after(path, &walk.prev_nodes, merge.tree);
@@ -698,8 +698,8 @@ impl FileTree {
             let kind = classify(before, after);
             marks[node as usize] = kind.map_or(1, |k| 2 + k as u8);
             let file_size = |e: Option<&super::Entry>| {
-                e.filter(|e| e.kind == EntryKind::File)
-                    .map_or(0, |e| e.size)
+                e.filter(|e| e.kind() == EntryKind::File)
+                    .map_or(0, |e| e.size())
             };
             if node == 0 {
                 if matches!(kind, Some(ChangeKind::Modified)) {

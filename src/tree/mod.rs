@@ -54,14 +54,14 @@ const IMPLICIT: u32 = u32::MAX - 1;
 
 /// What an implicit directory looks like.
 static IMPLICIT_DIR: Entry = Entry {
-    kind: EntryKind::Dir,
-    mode: 0o755,
     uid: 0,
     gid: 0,
-    size: 0,
-    mtime: 0,
     payload: crate::layer::Payload::None,
     data_block: 0,
+    packed: match Entry::pack(EntryKind::Dir, 0o755, 0, 0) {
+        Some(packed) => packed,
+        None => panic!("0o755 is a permission mode"),
+    },
 };
 
 /// Bits of [`Node::name`] that hold the name's length. Names come from tar paths, which an
@@ -527,13 +527,13 @@ impl FileTree {
         for _ in 0..=MAX_LINK_HOPS {
             let written = self.written_at(node, layer)?;
             let entry = self.entry_at(node, layer)?;
-            match entry.kind {
+            match entry.kind() {
                 EntryKind::File => {
                     return Some(ContentLocation {
                         layer: written,
                         span: FileSpan {
                             data_offset: entry.data_offset(),
-                            size: entry.size,
+                            size: entry.size(),
                             sha256: entry.content(),
                         },
                     })
@@ -837,8 +837,8 @@ mod tests {
         assert_eq!(via_alias, at0);
         // The version visible at each layer says who made it and what it is.
         let at = |layer| tree.version_at(tool, layer).map(|v| (v.layer, v.state));
-        assert!(matches!(at(1), Some((0, VersionState::Written(e))) if e.size == 2));
-        assert!(matches!(at(2), Some((2, VersionState::Written(e))) if e.size == 8));
+        assert!(matches!(at(1), Some((0, VersionState::Written(e))) if e.size() == 2));
+        assert!(matches!(at(2), Some((2, VersionState::Written(e))) if e.size() == 8));
         let bin = tree.lookup(b"/bin").unwrap_or(NodeId(0));
         assert_eq!(
             tree.version_at(bin, 2).map(|v| (v.layer, v.state)),
@@ -874,7 +874,7 @@ mod tests {
                     VersionState::Written(e) if e.content() == h.entry.content() => "same",
                     VersionState::Written(_) => "other",
                 };
-                (tree.path(h.node), h.layer, h.entry.size, h.by_layer, by)
+                (tree.path(h.node), h.layer, h.entry.size(), h.by_layer, by)
             })
             .collect();
         assert_eq!(

@@ -266,13 +266,13 @@ impl<R: Read> Input<R> {
 
 fn write_entry<W: Write>(out: &mut Output<W>, e: &Entry) -> io::Result<()> {
     let mut row = [0u8; ENTRY_ROW];
-    row[0] = kind_code(e.kind);
+    row[0] = kind_code(e.kind());
     row[1] = payload_flags(&e.payload);
-    row[2..6].copy_from_slice(&u32::from(e.mode).to_le_bytes());
+    row[2..6].copy_from_slice(&u32::from(e.mode()).to_le_bytes());
     row[6..10].copy_from_slice(&e.uid.to_le_bytes());
     row[10..14].copy_from_slice(&e.gid.to_le_bytes());
-    row[14..22].copy_from_slice(&e.size.to_le_bytes());
-    row[22..30].copy_from_slice(&e.mtime.to_le_bytes());
+    row[14..22].copy_from_slice(&e.size().to_le_bytes());
+    row[22..30].copy_from_slice(&e.mtime().to_le_bytes());
     row[30..38].copy_from_slice(&e.data_offset().to_le_bytes());
     out.put(&row)?;
     if let Payload::Content(hash) = &e.payload {
@@ -321,16 +321,15 @@ fn read_entry<R: Read>(r: &mut Input<R>) -> Result<Entry, DecodeError> {
     } else {
         None
     };
+    let header_fields =
+        Entry::new(kind, mode, size, mtime).ok_or_else(|| damaged("a file of 1 TiB or more"))?;
     Ok(Entry {
-        kind,
-        mode,
         uid,
         gid,
-        size,
-        mtime,
         payload: Payload::from_parts(content, link_target)
             .ok_or_else(|| damaged("an entry with both a content hash and a link target"))?,
         data_block,
+        ..header_fields
     })
 }
 

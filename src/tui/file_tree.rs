@@ -25,7 +25,7 @@ const WIDE_COLUMNS: usize = 56;
 pub fn permissions(entry: &Entry) -> String {
     let mut out = String::with_capacity(10);
     // A hard link is a regular file to `ls`; the `=>` after the name says it is a link.
-    out.push(match entry.kind {
+    out.push(match entry.kind() {
         EntryKind::Hardlink => '-',
         kind => kind.tag(),
     });
@@ -41,11 +41,11 @@ pub fn permissions(entry: &Entry) -> String {
         (0o001, 'x'),
     ];
     for (i, (bit, c)) in bits.iter().enumerate() {
-        let set = entry.mode & bit != 0;
+        let set = entry.mode() & bit != 0;
         let special = match i {
-            2 => entry.mode & 0o4000 != 0,
-            5 => entry.mode & 0o2000 != 0,
-            8 => entry.mode & 0o1000 != 0,
+            2 => entry.mode() & 0o4000 != 0,
+            5 => entry.mode() & 0o2000 != 0,
+            8 => entry.mode() & 0o1000 != 0,
             _ => false,
         };
         out.push(match (set, special, i) {
@@ -95,7 +95,7 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
         let wide = width >= WIDE_COLUMNS;
         match entry {
             Some(e) => {
-                let size = if e.kind == EntryKind::File || e.kind == EntryKind::Dir {
+                let size = if e.kind() == EntryKind::File || e.kind() == EntryKind::Dir {
                     human_size(app.view.size(row.node))
                 } else {
                     String::new()
@@ -119,7 +119,7 @@ fn row_line(row: &Row, tree: &FileTree, app: &App, width: usize, selected: bool)
         }
     }
     if let Some(target) = entry.and_then(|e| e.link_target()) {
-        let arrow = if entry.is_some_and(|e| e.kind == EntryKind::Hardlink) {
+        let arrow = if entry.is_some_and(|e| e.kind() == EntryKind::Hardlink) {
             " => "
         } else {
             " -> "

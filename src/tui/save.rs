@@ -48,7 +48,7 @@ pub fn start(app: &mut App) {
         app.notice = Some("removed at this layer: select a lower layer to save it".to_string());
         return;
     }
-    let is_dir = match tree.entry_at(row.node, layer).map(|e| e.kind) {
+    let is_dir = match tree.entry_at(row.node, layer).map(|e| e.kind()) {
         Some(EntryKind::Dir) => true,
         Some(EntryKind::File | EntryKind::Hardlink)
             if tree.content_location(row.node, layer).is_some() =>

@@ -697,9 +697,9 @@ impl Marks {
                 None => base.and_then(|b| tree.entry_at(node, b)),
             };
             if let Some(e) = entry {
-                match e.kind {
+                match e.kind() {
                     EntryKind::Dir => dirs[id] = true,
-                    EntryKind::File if id > 0 => sizes[id] = e.size,
+                    EntryKind::File if id > 0 => sizes[id] = e.size(),
                     _ => {}
                 }
             }

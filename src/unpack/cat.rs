@@ -113,7 +113,7 @@ pub async fn run(source: Arc<Source>, loaded: Loaded, args: &CatArgs) -> Result<
                 .err()
                 .map_or_else(|| Error::Other("not found".to_string()), Error::from));
         };
-        let location = match entry.kind {
+        let location = match entry.kind() {
             EntryKind::Dir => return Err(UnpackError::IsDirectory { path: shown(&path) }.into()),
             EntryKind::File | EntryKind::Hardlink => tree
                 .content_location(node, layer)

@@ -140,7 +140,7 @@ pub fn resolve(
         let Some(entry) = tree.entry_at(child, layer) else {
             continue;
         };
-        if entry.kind == EntryKind::Symlink {
+        if entry.kind() == EntryKind::Symlink {
             followed += 1;
             if followed > MAX_SYMLINKS {
                 return Err(UnpackError::BrokenLink {
@@ -156,7 +156,7 @@ pub fn resolve(
             pending.extend(components_reversed(&target));
             continue;
         }
-        if !pending.is_empty() && entry.kind != EntryKind::Dir {
+        if !pending.is_empty() && entry.kind() != EntryKind::Dir {
             return Err(UnpackError::BrokenLink {
                 path: shown(&start),
                 why: format!("{} is not a directory", shown(&next)),
@@ -230,7 +230,7 @@ mod tests {
         ] {
             let (node, resolved) = resolve(&tree, path, 0).unwrap();
             assert_eq!(resolved, b"usr/lib/libc.so", "{path}");
-            assert_eq!(tree.entry_at(node, 0).unwrap().size, 3);
+            assert_eq!(tree.entry_at(node, 0).unwrap().size(), 3);
         }
         let err = resolve(&tree, "/loop", 0).unwrap_err().to_string();
         assert!(err.contains("too many levels"), "{err}");

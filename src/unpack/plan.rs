@@ -206,12 +206,12 @@ pub fn plan(
         };
         if mark == 1 {
             // A parent of a filter: the directory itself, not what else it holds.
-            if mode == Mode::View && entry.kind == EntryKind::Dir {
+            if mode == Mode::View && entry.kind() == EntryKind::Dir {
                 out.dirs.push(node);
             }
             continue;
         }
-        match entry.kind {
+        match entry.kind() {
             EntryKind::Dir => out.dirs.push(node),
             EntryKind::Symlink => out.tail.push(Tail::Symlink(node)),
             EntryKind::Fifo => out.tail.push(Tail::Fifo(node)),
@@ -223,7 +223,7 @@ pub fn plan(
                 Some(location) => out.content.push(Content {
                     layer: location.layer as u32,
                     offset: location.span.data_offset,
-                    rank: u8::from(entry.kind != EntryKind::File),
+                    rank: u8::from(entry.kind() != EntryKind::File),
                     node,
                 }),
                 None => out.skipped.dangling_links += 1,

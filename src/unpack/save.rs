@@ -135,7 +135,7 @@ fn save_blocking(
             .map_or_else(|| Error::Other("not there".to_string()), Error::from));
     };
     let cancel = blobs.cancel.clone();
-    match entry.kind {
+    match entry.kind() {
         EntryKind::Dir => {
             let filters = [path.clone()];
             let plan = plan(tree, layer, Mode::View, Links::Resolved, &filters, None)?;
@@ -174,7 +174,7 @@ fn save_blocking(
         }
         _ => Err(UnpackError::NoContent {
             path: shown(&path),
-            what: super::cat::kind_words(entry.kind),
+            what: super::cat::kind_words(entry.kind()),
         }
         .into()),
     }

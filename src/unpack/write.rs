@@ -196,10 +196,10 @@ pub type Consequence = &'static str;
 /// The metadata of `node` as of `layer`.
 fn meta_of(entry: &Entry) -> Meta {
     Meta {
-        mode: u32::from(entry.mode),
+        mode: u32::from(entry.mode()),
         uid: entry.uid,
         gid: entry.gid,
-        mtime: entry.mtime,
+        mtime: entry.mtime(),
     }
 }
 
