@@ -36,8 +36,9 @@ const BATCHES_IN_FLIGHT: usize = 8;
 enum Obtained {
     /// Its index, merged once every layer below it is.
     Index(LayerIndex),
-    /// The first layer, already merged while it streamed into a model of its own.
-    Base(FileTree),
+    /// The first layer, already merged while it streamed into a model of its own, and its
+    /// index on its way into the cache.
+    Base(FileTree, CacheWrite),
 }
 
 /// What the pipeline tells its views.
@@ -116,33 +117,56 @@ pub struct Loaded {
     pub cache_write: CacheWrite,
 }
 
-/// A merged model being written to the cache on a thread of its own, so that the figures,
-/// findings and reports need not wait for it: on a million-file image that write is 190 MB.
-/// Dropping this waits for the write (and the cache's eviction after it) to finish, so a
-/// command does not exit in the middle of it.
+/// Writes to the cache running on threads of their own, so that the merge, the figures,
+/// findings and reports need not wait for them: on a million-file image the merged model is
+/// 190 MB and the first layer's index 100 MB. Dropping this waits for every write (and the
+/// cache's eviction after them) to finish, so a command does not exit in the middle of one.
 #[derive(Default)]
-pub struct CacheWrite(Option<std::thread::JoinHandle<()>>);
+pub struct CacheWrite(Vec<std::thread::JoinHandle<()>>);
 
 impl CacheWrite {
-    /// Store `tree` under `chain` in `cache`, then keep the cache within its limit; a failure
-    /// costs nothing but time next run, or disk space. Done here and now when no thread can
-    /// be started.
-    fn start(cache: Arc<Cache>, chain: Digest, tree: Arc<RwLock<FileTree>>) -> CacheWrite {
-        fn write(cache: &Cache, chain: &Digest, tree: &RwLock<FileTree>) {
-            let _ = cache.store_tree(chain, &tree.read().unwrap_or_else(|p| p.into_inner()));
-            cache.evict();
-        }
-        let (on_thread, key, model) = (Arc::clone(&cache), chain.clone(), Arc::clone(&tree));
-        match std::thread::Builder::new()
-            .name("cache-model".to_string())
-            .spawn(move || write(&on_thread, &key, &model))
-        {
-            Ok(handle) => CacheWrite(Some(handle)),
+    /// Run `write` on a thread called `name`; here and now when no thread can be started.
+    fn spawn(name: &str, write: impl FnOnce() + Send + 'static) -> CacheWrite {
+        // The closure comes back when the thread cannot start, so it can run here instead.
+        let write = Arc::new(std::sync::Mutex::new(Some(write)));
+        let on_thread = Arc::clone(&write);
+        let started = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                if let Some(write) = on_thread.lock().ok().and_then(|mut w| w.take()) {
+                    write();
+                }
+            });
+        match started {
+            Ok(handle) => CacheWrite(vec![handle]),
             Err(_) => {
-                write(&cache, &chain, &tree);
-                CacheWrite(None)
+                if let Some(write) = write.lock().ok().and_then(|mut w| w.take()) {
+                    write();
+                }
+                CacheWrite::default()
             }
         }
+    }
+
+    /// Store `tree` under `chain` in `cache`, then, once the `earlier` writes are done too,
+    /// keep the cache within its limit. A failure costs nothing but time next run, or disk
+    /// space.
+    fn start(
+        cache: Arc<Cache>,
+        chain: Digest,
+        tree: Arc<RwLock<FileTree>>,
+        earlier: CacheWrite,
+    ) -> CacheWrite {
+        CacheWrite::spawn("cache-model", move || {
+            let _ = cache.store_tree(&chain, &tree.read().unwrap_or_else(|p| p.into_inner()));
+            drop(earlier);
+            cache.evict();
+        })
+    }
+
+    /// Wait for `other` as well.
+    fn add(&mut self, mut other: CacheWrite) {
+        self.0.append(&mut other.0);
     }
 
     /// Wait for the write from async code: the join runs on a blocking thread, not on the
@@ -154,7 +178,7 @@ impl CacheWrite {
 
 impl Drop for CacheWrite {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
+        for handle in self.0.drain(..) {
             let _ = handle.join();
         }
     }
@@ -231,6 +255,8 @@ pub async fn load(
 
     let mut pending: BTreeMap<usize, Obtained> = BTreeMap::new();
     let mut next = 0usize;
+    // Layer indexes still being written to the cache; joined before this returns or fails.
+    let mut index_writes = CacheWrite::default();
     while let Some(joined) = tasks.join_next().await {
         let (index, obtained) = match joined {
             Ok(result) => result?,
@@ -241,7 +267,10 @@ pub async fn load(
             match ready {
                 Obtained::Index(layer_index) => merge(&tree, layer_index).await?,
                 // Only the first layer comes merged, and the model is empty until it does.
-                Obtained::Base(model) => *tree.write().unwrap_or_else(|p| p.into_inner()) = model,
+                Obtained::Base(model, write) => {
+                    *tree.write().unwrap_or_else(|p| p.into_inner()) = model;
+                    index_writes.add(write);
+                }
             }
             progress.layers_done.fetch_add(1, Ordering::Relaxed);
             let _ = events.send(Event::LayerMerged(next));
@@ -250,8 +279,8 @@ pub async fn load(
     }
     // The model is stored for the next run while this one goes on with it.
     let cache_write = match source.cache().cloned() {
-        Some(cache) => CacheWrite::start(cache, chain, Arc::clone(&tree)),
-        None => CacheWrite::default(),
+        Some(cache) => CacheWrite::start(cache, chain, Arc::clone(&tree), index_writes),
+        None => index_writes,
     };
     let _ = events.send(Event::Finished);
     Ok(Loaded {
@@ -369,21 +398,34 @@ async fn obtain_index(
             }
         }
     };
-    let index = match cache {
-        Some(cache) => tokio::task::spawn_blocking(move || {
-            // A cache that cannot be written only costs the next run a download.
-            let _ = cache.store_index(&index);
-            index
-        })
-        .await
-        .map_err(|e| Error::Other(format!("caching layer {} failed: {e}", layer.index)))?,
-        None => index,
+    // A cache that cannot be written only costs the next run a download.
+    let (index, index_write) = match (cache, &base) {
+        // The first layer's model needs only the entries, which it shares with the index
+        // being written: on a million-file layer the write (100 MB) then runs beside the
+        // later layers' merge instead of before it.
+        (Some(cache), Some(base)) if base.merged_all(&index) => {
+            let (for_model, for_cache) = index.share_entries();
+            let write = CacheWrite::spawn("cache-index", move || {
+                let _ = cache.store_index(&for_cache);
+            });
+            (for_model, write)
+        }
+        (Some(cache), _) => {
+            let index = tokio::task::spawn_blocking(move || {
+                let _ = cache.store_index(&index);
+                index
+            })
+            .await
+            .map_err(|e| Error::Other(format!("caching layer {} failed: {e}", layer.index)))?;
+            (index, CacheWrite::default())
+        }
+        (None, _) => (index, CacheWrite::default()),
     };
     match base {
         Some(base) => tokio::task::spawn_blocking(move || base.finish(index))
             .await
             .map_err(|e| Error::Other(format!("merging layer {} failed: {e}", layer.index)))?
-            .map(Obtained::Base)
+            .map(|model| Obtained::Base(model, index_write))
             .map_err(|source| Error::Layer {
                 index: layer.index,
                 digest: layer.digest.clone(),

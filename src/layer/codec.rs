@@ -186,7 +186,7 @@ impl LayerIndex {
         }
         p.put(&self.arena)?;
         p.put(&(self.entries.len() as u64).to_le_bytes())?;
-        for (path, e) in self.paths.iter().zip(&self.entries) {
+        for (path, e) in self.paths.iter().zip(self.entries.iter()) {
             p.put(&path.shared.to_le_bytes())?;
             p.put(&path.len.to_le_bytes())?;
             p.put(&[kind_code(e.kind())])?;
@@ -343,7 +343,7 @@ impl LayerIndex {
         }
         let [whiteouts, opaque_dirs] = lists;
         Ok(LayerIndex {
-            entries,
+            entries: std::sync::Arc::new(entries),
             paths,
             arena,
             markers: Markers {

@@ -20,6 +20,7 @@ mod tar;
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
 use crate::digest::{Algorithm, Digest};
 
@@ -663,7 +664,9 @@ impl std::error::Error for LayerError {}
 /// directory (`a/.wh..wh..opq` is stored as `a`).
 #[derive(Clone, Debug)]
 pub struct LayerIndex {
-    entries: Vec<Entry>,
+    /// Shared, so that a first layer's index can be written to the cache while the model
+    /// that holds the same entries goes on merging (see [`Self::share_entries`]).
+    entries: Arc<Vec<Entry>>,
     paths: Vec<PathRef>,
     arena: Vec<u8>,
     markers: Markers,
@@ -757,6 +760,22 @@ impl LayerIndex {
         self
     }
 
+    /// The index twice over, with one copy of the entries between them: one without the
+    /// entries' paths or the markers, for a model that merged those already while the layer
+    /// streamed, and the whole index, for the cache. Whichever is dropped last frees the
+    /// entries.
+    pub fn share_entries(self) -> (LayerIndex, LayerIndex) {
+        let without_paths = LayerIndex {
+            entries: Arc::clone(&self.entries),
+            paths: Vec::new(),
+            arena: Vec::new(),
+            markers: Markers::default(),
+            diff_id: self.diff_id.clone(),
+            ..self
+        };
+        (without_paths, self)
+    }
+
     /// Take the index apart for the tree: entries, their paths and the markers (each dropped
     /// by the caller once merged).
     pub(crate) fn into_parts(self) -> LayerParts {
@@ -796,7 +815,7 @@ pub struct LayerMeta {
 
 /// An index taken apart (see [`LayerIndex::into_parts`]).
 pub(crate) struct LayerParts {
-    pub entries: Vec<Entry>,
+    pub entries: Arc<Vec<Entry>>,
     paths: Vec<PathRef>,
     arena: Vec<u8>,
     markers: Markers,
@@ -811,7 +830,7 @@ impl LayerParts {
 
     /// The entries and what is known of the layer, with the paths and markers freed now: for
     /// a layer whose paths were merged while it streamed.
-    pub fn into_entries(self) -> (Vec<Entry>, LayerMeta) {
+    pub fn into_entries(self) -> (Arc<Vec<Entry>>, LayerMeta) {
         (self.entries, self.meta)
     }
 
@@ -948,7 +967,7 @@ fn index<R: Read + Send>(
         }
     }
     Ok(LayerIndex {
-        entries: collected.entries,
+        entries: Arc::new(collected.entries),
         paths: collected.paths,
         arena: collected.arena,
         markers: collected.markers,

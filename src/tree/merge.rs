@@ -488,15 +488,19 @@ impl BaseLayerMerge {
         *touched = merge.touched;
     }
 
+    /// Whether every entry of `index` reached the merge, so that [`Self::finish`] needs no
+    /// more of the index than its entries.
+    pub fn merged_all(&self, index: &LayerIndex) -> bool {
+        index.len() == self.kinds.len() && index.kinds().eq(self.kinds.iter().copied())
+    }
+
     /// The model with its first layer complete. `index` is the layer's whole index, as the walk
     /// that sent the batches returned it; if it holds other entries than were merged (it
     /// cannot when both come from one walk, unless the merge stopped listening), the layer is
     /// merged again from the index. An index kept without its entry paths cannot be merged
     /// again: that case is an error.
     pub fn finish(mut self, index: LayerIndex) -> Result<FileTree, LayerError> {
-        let streamed_all =
-            index.len() == self.kinds.len() && index.kinds().eq(self.kinds.iter().copied());
-        if !streamed_all {
+        if !self.merged_all(&index) {
             if !index.has_entry_paths() {
                 return Err(LayerError::Read(format!(
                     "{} of its {} entries reached the merge, and the index kept no paths to \

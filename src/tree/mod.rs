@@ -23,6 +23,7 @@ mod snapshot;
 mod visits;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::layer::extract::FileSpan;
 use crate::layer::path::{components, normalize_into};
@@ -203,7 +204,8 @@ enum PathPrefetch {
 
 /// One merged layer.
 struct Layer {
-    entries: Vec<Entry>,
+    /// Shared with the layer's index while that is written to the cache.
+    entries: Arc<Vec<Entry>>,
     stats: LayerStats,
     meta: LayerMeta,
 }

@@ -24,6 +24,7 @@
 //! damaged file is an error, never a panic, a hang or a wrong tree.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use super::lookup::ChildTable;
 use super::visits::VisitTable;
@@ -382,7 +383,7 @@ fn read_layers<R: Read>(r: &mut Input<R>) -> Result<Vec<Layer>, DecodeError> {
             entries.push(read_entry(r)?);
         }
         layers.push(Layer {
-            entries,
+            entries: Arc::new(entries),
             stats,
             meta,
         });
@@ -499,7 +500,7 @@ impl FileTree {
                 out.u64(v)?;
             }
             out.u64(layer.entries.len() as u64)?;
-            for e in &layer.entries {
+            for e in layer.entries.iter() {
                 write_entry(&mut out, e)?;
             }
         }
