@@ -24,7 +24,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use sha2::Digest as _;
 
 use super::{
-    Compression, Entry, EntryKind, LayerIndex, Markers, PathRef, Payload as EntryPayload, Span,
+    Compression, Entry, EntryKind, FrontCoded, LayerIndex, Markers, Payload as EntryPayload, Span,
 };
 use crate::digest::Digest;
 
@@ -158,13 +158,29 @@ impl LayerIndex {
     /// million-entry index is about 60 MB of payload, which is never held in memory.
     /// An index without its entry paths ([`LayerIndex::has_entry_paths`]) is refused: read
     /// back, it would describe another layer.
-    pub fn write_to<W: Write + Seek>(&self, mut out: W) -> io::Result<()> {
+    pub fn write_to<W: Write + Seek>(&self, out: W) -> io::Result<()> {
         if !self.has_entry_paths() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a layer index without its entry paths is not stored",
             ));
         }
+        let paths = || {
+            self.paths
+                .parts()
+                .map(|(shared, suffix)| (shared, suffix.len(), suffix))
+        };
+        self.write_with_paths(out, paths)
+    }
+
+    /// [`Self::write_to`] with the paths given as (shared length, suffix length, suffix):
+    /// the suffixes make the arena, the lengths go with each entry. Tests give lengths that
+    /// disagree with the arena, as a damaged file would.
+    fn write_with_paths<'p, W, P>(&self, mut out: W, paths: impl Fn() -> P) -> io::Result<()>
+    where
+        W: Write + Seek,
+        P: Iterator<Item = (usize, usize, &'p [u8])>,
+    {
         let start = out.stream_position()?;
         out.write_all(&[0u8; HEADER_LEN])?;
         let mut p = Payload {
@@ -181,14 +197,19 @@ impl LayerIndex {
             p.put(&v.to_le_bytes())?;
         }
         p.put(&[compression_code(self.compression)])?;
-        for v in [self.size_bytes, self.skipped, self.arena.len() as u64] {
+        // The suffixes first, as one arena, then each entry with the two lengths of its path
+        // (each within a tar path, which an index keeps under 16 MiB, so within u32).
+        let arena_len: usize = paths().map(|(_, _, suffix)| suffix.len()).sum();
+        for v in [self.size_bytes, self.skipped, arena_len as u64] {
             p.put(&v.to_le_bytes())?;
         }
-        p.put(&self.arena)?;
+        for (_, _, suffix) in paths() {
+            p.put(suffix)?;
+        }
         p.put(&(self.entries.len() as u64).to_le_bytes())?;
-        for (path, e) in self.paths.iter().zip(self.entries.iter()) {
-            p.put(&path.shared.to_le_bytes())?;
-            p.put(&path.len.to_le_bytes())?;
+        for ((shared, len, _), e) in paths().zip(self.entries.iter()) {
+            p.put(&(shared as u32).to_le_bytes())?;
+            p.put(&(len as u32).to_le_bytes())?;
             p.put(&[kind_code(e.kind())])?;
             for v in [u32::from(e.mode()), e.uid, e.gid] {
                 p.put(&v.to_le_bytes())?;
@@ -262,14 +283,18 @@ impl LayerIndex {
         let size_bytes = r.u64()?;
         let skipped = r.u64()?;
         let arena_len = r.len()?;
-        let arena = r.take(arena_len)?.to_vec();
+        let arena = r.take(arena_len)?;
         let count = r.len()?;
         // Each entry takes at least 46 bytes: refuse counts the payload cannot hold before
         // allocating for them.
         if count > r.remaining() / 46 {
             return Err(bad("entry count exceeds the payload"));
         }
-        let mut paths = Vec::with_capacity(count);
+        let mut paths = FrontCoded::default();
+        // The suffixes and, for most paths, two bytes of lengths each.
+        paths
+            .bytes
+            .reserve(arena.len().saturating_add(count.saturating_mul(2)));
         let mut entries = Vec::with_capacity(count);
         // Length of the previous entry's path: what the next one may share of it.
         let mut previous_len = 0u64;
@@ -281,12 +306,16 @@ impl LayerIndex {
             if u64::from(shared) > previous_len {
                 return Err(bad("a path shares more than the previous path holds"));
             }
+            let start = offset;
             offset += u64::from(len);
             if offset > arena.len() as u64 {
                 return Err(bad("a path lies outside the name arena"));
             }
             previous_len = u64::from(shared) + u64::from(len);
-            paths.push(PathRef { shared, len });
+            // Both within the arena, just checked.
+            paths
+                .push(shared as usize, &arena[start as usize..offset as usize])
+                .map_err(|_| bad("the paths exceed 4 GiB"))?;
             let kind = kind_of(r.u8()?).ok_or_else(|| bad("unknown entry kind"))?;
             let mode = r.u32()?;
             let uid = r.u32()?;
@@ -345,7 +374,6 @@ impl LayerIndex {
         Ok(LayerIndex {
             entries: std::sync::Arc::new(entries),
             paths,
-            arena,
             markers: Markers {
                 arena: marker_arena,
                 whiteouts,
@@ -563,37 +591,56 @@ mod tests {
             paths,
             [&b"etc"[..], b"etc/hosts", b"etc/link", b"etc/hard"].map(<[u8]>::to_vec)
         );
-        let shared: Vec<u32> = index.paths.iter().map(|p| p.shared).collect();
+        let shared: Vec<usize> = index.paths.parts().map(|(shared, _)| shared).collect();
         assert_eq!(shared, [0, 3, 4, 4]);
         // The arena holds each path's rest once, not each whole path.
-        assert_eq!(&index.arena[..], &b"etc/hostslinkhard"[..]);
+        let arena: Vec<u8> = index.paths.parts().flat_map(|(_, s)| s.to_vec()).collect();
+        assert_eq!(arena, b"etc/hostslinkhard");
         assert_eq!(&index.markers.arena[..], &b"var/cacheopt"[..]);
+    }
+
+    /// The sample encoded with entry `at`'s path lengths changed by `change`.
+    fn encoded_with_lengths(at: usize, change: impl Fn(usize, usize) -> (usize, usize)) -> Vec<u8> {
+        let index = sample();
+        let paths = || {
+            index
+                .paths
+                .parts()
+                .enumerate()
+                .map(|(i, (shared, suffix))| {
+                    let (shared, len) = if i == at {
+                        change(shared, suffix.len())
+                    } else {
+                        (shared, suffix.len())
+                    };
+                    (shared, len, suffix)
+                })
+        };
+        let mut out = io::Cursor::new(Vec::new());
+        index
+            .write_with_paths(&mut out, paths)
+            .expect("writes to memory");
+        out.into_inner()
     }
 
     #[test]
     fn a_path_that_shares_more_than_the_previous_one_holds_is_refused() {
-        let mut index = sample();
-        index.paths[1].shared = 4; // the previous path, "etc", has 3 bytes
-        let error = LayerIndex::decode(&index.encode()).map(|_| ()).unwrap_err();
+        // The previous path, "etc", has 3 bytes.
+        let bytes = encoded_with_lengths(1, |_, len| (4, len));
+        let error = LayerIndex::decode(&bytes).map(|_| ()).unwrap_err();
         assert!(error.to_string().contains("shares more"), "{error}");
     }
 
     #[test]
     fn paths_that_leave_or_overrun_the_arena_are_refused() {
-        let mut longer = sample();
-        longer.paths[3].len += 1;
-        let error = LayerIndex::decode(&longer.encode())
-            .map(|_| ())
-            .unwrap_err();
+        let longer = encoded_with_lengths(3, |shared, len| (shared, len + 1));
+        let error = LayerIndex::decode(&longer).map(|_| ()).unwrap_err();
         assert!(
             error.to_string().contains("outside the name arena"),
             "{error}"
         );
-        let mut shorter = sample();
-        shorter.paths[3].len -= 1;
-        let error = LayerIndex::decode(&shorter.encode())
-            .map(|_| ())
-            .unwrap_err();
+        let shorter = encoded_with_lengths(3, |shared, len| (shared, len - 1));
+        let error = LayerIndex::decode(&shorter).map(|_| ()).unwrap_err();
         assert!(error.to_string().contains("do not fill"), "{error}");
     }
 

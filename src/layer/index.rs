@@ -7,7 +7,7 @@ use super::path::{common_prefix, join_into, normalize_into, split_last};
 use super::stream::{BlockRead, ChunkSource, TarStream};
 use super::tar::{gnu_long_name, is_zero_block, parse_pax, PaxOverrides, RawHeader, BLOCK};
 use super::{
-    Entry, EntryKind, EntryTap, LayerError, Markers, PathRef, Payload, Span, MAX_FILE_SIZE,
+    Entry, EntryKind, EntryTap, FrontCoded, LayerError, Markers, Payload, Span, MAX_FILE_SIZE,
 };
 
 /// Extended headers (PAX, GNU long names) larger than this are refused: real ones are a few
@@ -31,8 +31,7 @@ const EMPTY_CONTENT: [u8; 32] = [
 #[derive(Default)]
 pub struct Collected {
     pub entries: Vec<Entry>,
-    pub paths: Vec<PathRef>,
-    pub arena: Vec<u8>,
+    pub paths: FrontCoded,
     pub markers: Markers,
     pub size_bytes: u64,
     pub skipped: u64,
@@ -312,13 +311,7 @@ pub fn walk<S: ChunkSource>(
             }
         }
         if keep_paths {
-            // Appended after the previous entry's suffix, as `PathRef` counts on.
-            let suffix = Span::store(&mut out.arena, &path[shared..])?;
-            out.paths.push(PathRef {
-                // Within `path`, whose length `store` has just checked against u32.
-                shared: shared as u32,
-                len: suffix.len,
-            });
+            out.paths.push(shared, &path[shared..])?;
         }
         std::mem::swap(&mut previous, &mut path);
         let data_block = Entry::block_at(data_offset)
@@ -385,7 +378,7 @@ mod tests {
         let mut stream = TarStream::new(source);
         let collected = walk(&mut stream, None, true).expect("valid tar");
         let (size, _) = stream.finish();
-        let mut paths = crate::layer::PathCursor::new(&collected.paths, &collected.arena);
+        let mut paths = collected.paths.cursor();
         let entries = collected
             .entries
             .into_iter()

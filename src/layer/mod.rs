@@ -384,47 +384,114 @@ impl Span {
     }
 }
 
-/// An entry's path: the first `shared` bytes of the previous entry's path, then the next
-/// `len` bytes of the arena. The entries' suffixes lie in the arena one after another in
-/// entry order, so where one starts is where the previous one ended: 8 bytes an entry, not 12
-/// (4 MB on a layer of a million files, while its index waits beside the model).
-#[derive(Clone, Copy, Debug)]
-struct PathRef {
-    shared: u32,
-    len: u32,
+/// The entries' paths, front-coded one after another in one buffer: for each path, how many
+/// bytes it shares with the previous one and how many follow (both LEB128), then those bytes.
+/// A tar lists a directory's files one after another, so the two lengths take two bytes where
+/// two `u32` took eight (6 MB on a layer of a million files, while its index waits to be
+/// merged or written to the cache).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FrontCoded {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl FrontCoded {
+    /// Append a path that shares `shared` bytes with the previous one and then has `suffix`.
+    pub fn push(&mut self, shared: usize, suffix: &[u8]) -> Result<(), LayerError> {
+        // As when suffixes were counted in u32: a bound on what one layer's names may take.
+        if self.bytes.len() + suffix.len() + 2 * MAX_LEB128 > u32::MAX as usize {
+            return Err(LayerError::TooLarge(
+                "the layer's path names exceed 4 GiB".to_string(),
+            ));
+        }
+        push_leb128(&mut self.bytes, shared);
+        push_leb128(&mut self.bytes, suffix.len());
+        self.bytes.extend_from_slice(suffix);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// How many paths it holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Each path as what it shares with the previous one and the rest, in order. A malformed
+    /// buffer (never built here) ends the sequence early instead of panicking.
+    pub fn parts(&self) -> FrontCodedParts<'_> {
+        FrontCodedParts { rest: &self.bytes }
+    }
+
+    /// The paths themselves, in order.
+    pub fn cursor(&self) -> PathCursor<'_> {
+        PathCursor {
+            parts: self.parts(),
+            current: Vec::new(),
+        }
+    }
+}
+
+/// The most bytes LEB128 takes for a `usize`.
+const MAX_LEB128: usize = 10;
+
+fn push_leb128(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A LEB128 number at the start of `bytes`, and the bytes after it.
+fn read_leb128(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut value = 0usize;
+    for (i, &byte) in bytes.iter().enumerate().take(MAX_LEB128) {
+        let bits = usize::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        value |= bits;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// The (shared length, suffix) pairs of a [`FrontCoded`].
+pub(crate) struct FrontCodedParts<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for FrontCodedParts<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (shared, rest) = read_leb128(self.rest)?;
+        let (len, rest) = read_leb128(rest)?;
+        if len > rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let (suffix, rest) = rest.split_at(len);
+        self.rest = rest;
+        Some((shared, suffix))
+    }
 }
 
 /// Rebuilds front-coded paths in order, each in the same buffer.
 pub(crate) struct PathCursor<'a> {
-    refs: std::slice::Iter<'a, PathRef>,
-    arena: &'a [u8],
-    /// Where the next suffix starts in the arena.
-    offset: usize,
+    parts: FrontCodedParts<'a>,
     current: Vec<u8>,
 }
 
-impl<'a> PathCursor<'a> {
-    fn new(refs: &'a [PathRef], arena: &'a [u8]) -> Self {
-        PathCursor {
-            refs: refs.iter(),
-            arena,
-            offset: 0,
-            current: Vec::new(),
-        }
-    }
-
+impl PathCursor<'_> {
     /// The next entry's path, and how many of its first bytes it shares with the previous
     /// path (0 for the first).
     pub fn next_path(&mut self) -> Option<(&[u8], usize)> {
-        let PathRef { shared, len } = *self.refs.next()?;
-        // Indexes are built and decoded with `shared` within the previous path and the
-        // suffixes within the arena; `min` only keeps a broken invariant from panicking.
-        let shared = (shared as usize).min(self.current.len());
+        let (shared, suffix) = self.parts.next()?;
+        // Paths are pushed and decoded with `shared` within the previous path; `min` only
+        // keeps a broken invariant from panicking.
+        let shared = shared.min(self.current.len());
         self.current.truncate(shared);
-        let end = (self.offset + len as usize).min(self.arena.len());
-        self.current
-            .extend_from_slice(&self.arena[self.offset.min(end)..end]);
-        self.offset = end;
+        self.current.extend_from_slice(suffix);
         Some((&self.current, shared))
     }
 }
@@ -667,8 +734,7 @@ pub struct LayerIndex {
     /// Shared, so that a first layer's index can be written to the cache while the model
     /// that holds the same entries goes on merging (see [`Self::share_entries`]).
     entries: Arc<Vec<Entry>>,
-    paths: Vec<PathRef>,
-    arena: Vec<u8>,
+    paths: FrontCoded,
     markers: Markers,
     size_bytes: u64,
     skipped: u64,
@@ -699,7 +765,7 @@ impl LayerIndex {
     /// Entries in tar order with their normalised paths (empty paths in an index without
     /// them, see [`Self::has_entry_paths`]).
     pub fn entries(&self) -> impl ExactSizeIterator<Item = (Vec<u8>, &Entry)> + '_ {
-        let mut paths = PathCursor::new(&self.paths, &self.arena);
+        let mut paths = self.paths.cursor();
         self.entries.iter().map(move |entry| {
             let path = paths.next_path().map(|(path, _)| path.to_vec());
             (path.unwrap_or_default(), entry)
@@ -767,8 +833,7 @@ impl LayerIndex {
     pub fn share_entries(self) -> (LayerIndex, LayerIndex) {
         let without_paths = LayerIndex {
             entries: Arc::clone(&self.entries),
-            paths: Vec::new(),
-            arena: Vec::new(),
+            paths: FrontCoded::default(),
             markers: Markers::default(),
             diff_id: self.diff_id.clone(),
             ..self
@@ -782,7 +847,6 @@ impl LayerIndex {
         LayerParts {
             entries: self.entries,
             paths: self.paths,
-            arena: self.arena,
             markers: self.markers,
             meta: LayerMeta {
                 diff_id: self.diff_id,
@@ -816,8 +880,7 @@ pub struct LayerMeta {
 /// An index taken apart (see [`LayerIndex::into_parts`]).
 pub(crate) struct LayerParts {
     pub entries: Arc<Vec<Entry>>,
-    paths: Vec<PathRef>,
-    arena: Vec<u8>,
+    paths: FrontCoded,
     markers: Markers,
     pub meta: LayerMeta,
 }
@@ -825,7 +888,7 @@ pub(crate) struct LayerParts {
 impl LayerParts {
     /// The entries' paths, in order.
     pub fn paths(&self) -> PathCursor<'_> {
-        PathCursor::new(&self.paths, &self.arena)
+        self.paths.cursor()
     }
 
     /// The entries and what is known of the layer, with the paths and markers freed now: for
@@ -969,7 +1032,6 @@ fn index<R: Read + Send>(
     Ok(LayerIndex {
         entries: Arc::new(collected.entries),
         paths: collected.paths,
-        arena: collected.arena,
         markers: collected.markers,
         size_bytes: collected.size_bytes,
         skipped: collected.skipped,
@@ -1036,6 +1098,46 @@ mod tests {
         // threads.
         let sent = std::thread::spawn(move || copy.len()).join();
         assert_eq!(sent.ok(), Some(100_000));
+    }
+
+    #[test]
+    fn front_coded_paths_come_back_as_pushed_across_every_length_width() {
+        let mut paths = FrontCoded::default();
+        let mut expected = Vec::new();
+        let mut previous: Vec<u8> = Vec::new();
+        for (shared, suffix_len) in [
+            (0, 0),
+            (0, 1),
+            (1, 126),
+            (127, 1),
+            (128, 128),
+            (200, 16_384),
+        ] {
+            let suffix: Vec<u8> = (0..suffix_len).map(|i| (i % 251) as u8).collect();
+            let shared = shared.min(previous.len());
+            paths.push(shared, &suffix).expect("small");
+            previous.truncate(shared);
+            previous.extend_from_slice(&suffix);
+            expected.push((previous.clone(), shared));
+        }
+        assert_eq!(paths.len(), expected.len());
+        let mut cursor = paths.cursor();
+        for (path, shared) in &expected {
+            assert_eq!(cursor.next_path(), Some((&path[..], *shared)));
+        }
+        assert_eq!(cursor.next_path(), None);
+        let suffix_bytes: usize = paths.parts().map(|(_, suffix)| suffix.len()).sum();
+        assert_eq!(suffix_bytes, 1 + 126 + 1 + 128 + 16_384);
+        // A buffer cut anywhere ends the paths early, never with a panic.
+        for cut in 0..paths.bytes.len() {
+            let damaged = FrontCoded {
+                bytes: paths.bytes[..cut].to_vec(),
+                count: paths.count,
+            };
+            assert!(damaged.parts().count() < expected.len());
+        }
+        assert_eq!(read_leb128(&[0xff; 11]), None);
+        assert_eq!(read_leb128(&[0x80, 0x01]), Some((128, &[][..])));
     }
 
     #[test]
