@@ -278,7 +278,7 @@ impl Payload {
 /// A link's target bytes, owned through an address kept as plain bytes.
 ///
 /// A pointer has alignment 8, and beside the 32-byte digest it shares [`Payload`] with it
-/// would round an [`Entry`] up from 64 bytes to 72 (11 MB on a million-file image). Kept as
+/// would round an [`Entry`] up from 56 bytes to 64 (11 MB on a million-file image). Kept as
 /// bytes, the address has alignment 1. Only this type turns it back into the allocation it
 /// came from. Dereferences to the bytes.
 pub struct LinkTarget {
