@@ -101,7 +101,8 @@ pub(crate) fn payload_flags(payload: &EntryPayload) -> u8 {
     }
 }
 
-pub(crate) fn kind_code(kind: EntryKind) -> u8 {
+/// The number that stands for `kind` in the stored formats and in a packed entry.
+pub(crate) const fn kind_code(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::File => 0,
         EntryKind::Dir => 1,
@@ -113,6 +114,7 @@ pub(crate) fn kind_code(kind: EntryKind) -> u8 {
     }
 }
 
+/// The kind that [`kind_code`] gives `code`.
 pub(crate) fn kind_of(code: u8) -> Option<EntryKind> {
     Some(match code {
         0 => EntryKind::File,

@@ -96,17 +96,6 @@ pub const MAX_FILE_SIZE: u64 = (1 << 40) - 1;
 /// PAX records or base-256 numbers can give, read as this one, as earlier ones read as 0.
 pub const MAX_MTIME: u64 = (1 << 33) - 1;
 
-/// The kinds in the order their numbers are packed.
-const KINDS: [EntryKind; 7] = [
-    EntryKind::File,
-    EntryKind::Dir,
-    EntryKind::Symlink,
-    EntryKind::Hardlink,
-    EntryKind::CharDevice,
-    EntryKind::BlockDevice,
-    EntryKind::Fifo,
-];
-
 impl Entry {
     /// An entry of `kind` with permission bits `mode`, `size` bytes of content and the
     /// modification time `mtime`, owned by root, with no payload and its data at the tar's
@@ -133,16 +122,7 @@ impl Entry {
             return None;
         }
         let mtime = if mtime > MAX_MTIME { MAX_MTIME } else { mtime };
-        let kind_number = match kind {
-            EntryKind::File => 0,
-            EntryKind::Dir => 1,
-            EntryKind::Symlink => 2,
-            EntryKind::Hardlink => 3,
-            EntryKind::CharDevice => 4,
-            EntryKind::BlockDevice => 5,
-            EntryKind::Fifo => 6,
-        };
-        let bits = kind_number as u128
+        let bits = codec::kind_code(kind) as u128
             | (mode as u128) << 3
             | (size as u128) << 15
             | (mtime as u128) << 55;
@@ -167,11 +147,8 @@ impl Entry {
     /// What the entry is.
     #[inline]
     pub fn kind(&self) -> EntryKind {
-        // Only `new` writes these bits, with a number below 7.
-        KINDS
-            .get(usize::from(self.packed[0] & 7))
-            .copied()
-            .unwrap_or(EntryKind::Fifo)
+        // Only `pack` writes these bits, with a kind's code.
+        codec::kind_of(self.packed[0] & 7).unwrap_or(EntryKind::Fifo)
     }
 
     /// Permission bits, including setuid/setgid/sticky (`0o7777` mask; type bits dropped).
@@ -1142,7 +1119,7 @@ mod tests {
 
     #[test]
     fn an_entry_keeps_its_header_fields_exactly_up_to_their_limits() {
-        for kind in KINDS {
+        for kind in (0..8).filter_map(codec::kind_of) {
             for mode in [0, 0o644, 0o4755, 0o7777] {
                 for size in [0, 1, 512, u64::from(u32::MAX) + 7, MAX_FILE_SIZE] {
                     for mtime in [0, 1, 1_700_000_000, MAX_MTIME - 1, MAX_MTIME] {
