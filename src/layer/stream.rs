@@ -527,14 +527,6 @@ pub fn run_decoder_thread<R: Read>(mut decoder: Decoder<R>, ends: DecoderThreadE
     }
 }
 
-/// Result of reading one header block.
-pub enum BlockRead {
-    /// A whole block was read.
-    Full,
-    /// The stream ended exactly at a block boundary.
-    End,
-}
-
 /// The uncompressed tar as a byte stream with an absolute offset (the source hashes it).
 pub struct TarStream<S: ChunkSource> {
     source: S,
@@ -589,21 +581,25 @@ impl<S: ChunkSource> TarStream<S> {
         }
     }
 
-    /// Read one block. A stream ending before the block starts is [`BlockRead::End`]; one
-    /// ending inside it is an error.
-    pub fn read_block(&mut self, out: &mut Block) -> Result<BlockRead, LayerError> {
+    /// The next block: where it lies in the current chunk when it lies there whole (nearly
+    /// always: chunks are whole blocks), else copied into `spare`. `None` when the stream ends
+    /// before the block starts; a stream ending inside it is an error.
+    pub fn next_block<'s>(
+        &'s mut self,
+        spare: &'s mut Block,
+    ) -> Result<Option<&'s Block>, LayerError> {
         if self.len - self.pos >= BLOCK {
-            out.copy_from_slice(&self.chunk[self.pos..self.pos + BLOCK]);
+            let start = self.pos;
             self.pos += BLOCK;
             self.offset += BLOCK as u64;
-            return Ok(BlockRead::Full);
+            return Ok(self.chunk[start..].first_chunk::<BLOCK>());
         }
         let start = self.offset;
         let mut got = 0;
         while got < BLOCK {
             if !self.refill()? {
                 if got == 0 {
-                    return Ok(BlockRead::End);
+                    return Ok(None);
                 }
                 return Err(LayerError::Tar {
                     offset: start,
@@ -611,12 +607,12 @@ impl<S: ChunkSource> TarStream<S> {
                 });
             }
             let n = (BLOCK - got).min(self.len - self.pos);
-            out[got..got + n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+            spare[got..got + n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
             got += n;
             self.pos += n;
             self.offset += n as u64;
         }
-        Ok(BlockRead::Full)
+        Ok(Some(spare))
     }
 
     /// Pass the next `n` bytes to `sink`. Returns `false` if the stream ends first.

@@ -15,7 +15,7 @@ pub struct RawHeader<'a> {
 }
 
 /// Why a header block could not be decoded.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderError {
     /// The checksum does not match: not a tar stream, or corrupt.
     Checksum,
@@ -175,6 +175,36 @@ impl<'a> RawHeader<'a> {
     pub fn mtime(&self) -> Result<u64, HeaderError> {
         numeric(&self.block[136..148], "mtime", true)
     }
+
+    /// The type flag and every numeric field, read out of the block: the walk reads a header
+    /// where it lies in the stream's buffer, and lets go of it before the entry's data.
+    pub fn fields(&self) -> HeaderFields {
+        HeaderFields {
+            typeflag: self.typeflag(),
+            size: self.size(),
+            mode: self.mode(),
+            uid: self.uid(),
+            gid: self.gid(),
+            mtime: self.mtime(),
+        }
+    }
+}
+
+/// A header's type flag and numeric fields, each as [`RawHeader`]'s method gives it; an error
+/// counts only where the field is used.
+pub struct HeaderFields {
+    /// [`RawHeader::typeflag`].
+    pub typeflag: u8,
+    /// [`RawHeader::size`].
+    pub size: Result<u64, HeaderError>,
+    /// [`RawHeader::mode`].
+    pub mode: Result<u32, HeaderError>,
+    /// [`RawHeader::uid`].
+    pub uid: Result<u64, HeaderError>,
+    /// [`RawHeader::gid`].
+    pub gid: Result<u64, HeaderError>,
+    /// [`RawHeader::mtime`].
+    pub mtime: Result<u64, HeaderError>,
 }
 
 /// The PAX keys an index uses; others are ignored.
