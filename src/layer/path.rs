@@ -32,8 +32,8 @@ pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
 
 /// Whether `path` is surely normal: no component is empty, `.` or `..`, so there is no
 /// leading, trailing or doubled slash. Such a component comes first or after a slash, and
-/// begins with a slash, a dot or the path's end; a name that begins with a dot (`.bashrc`)
-/// is left to the slower component walk too, eight bytes are checked at a time.
+/// begins with a slash, a dot or the path's end, which is what is looked for, eight bytes at
+/// a time; a name that begins with a dot (`.bashrc`) is left to the slower component walk.
 fn is_normal(path: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
