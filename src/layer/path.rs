@@ -15,6 +15,12 @@ pub fn normalize_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(trimmed);
         return true;
     }
+    normalize_by_components(raw, out)
+}
+
+/// [`normalize_into`] one component at a time, for any path (`out` cleared first).
+fn normalize_by_components(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
     for component in raw.split(|&b| b == b'/') {
         match component {
             b"" | b"." => {}
@@ -185,19 +191,7 @@ mod tests {
                 let mut raw = b"x".repeat(lead);
                 raw.extend_from_slice(tail);
                 let mut walked = Vec::new();
-                let mut ok = true;
-                for component in raw.split(|&b| b == b'/') {
-                    match component {
-                        b"" | b"." => {}
-                        b".." => ok = false,
-                        name => {
-                            if !walked.is_empty() {
-                                walked.push(b'/');
-                            }
-                            walked.extend_from_slice(name);
-                        }
-                    }
-                }
+                let ok = normalize_by_components(&raw, &mut walked);
                 let mut out = Vec::new();
                 let normalised = normalize_into(&raw, &mut out);
                 assert_eq!(normalised, ok, "{raw:?}");
