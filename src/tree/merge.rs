@@ -685,6 +685,46 @@ impl FileTree {
         }
     }
 
+    /// Start loading what [`Self::stats_for`] reads of the nodes a few places after `i` in
+    /// `touched`: the node (16 ahead), its newest version (8 ahead, by then the node is
+    /// loaded), the version before it and the newest one's entry (4 ahead), and that earlier
+    /// version's entry (2 ahead). A later layer touches nodes all over the model, and without
+    /// this each one waited on three or four loads in turn.
+    fn prefetch_for_stats(&self, touched: &[u32], i: usize) {
+        use crate::allocator::prefetch;
+        let node_at = |ahead: usize| {
+            touched
+                .get(i + ahead)
+                .and_then(|&n| self.nodes.get(n as usize))
+        };
+        let latest_at =
+            |ahead: usize| node_at(ahead).and_then(|node| self.versions.get(node.latest as usize));
+        let entry_of = |v: &VersionRecord| {
+            self.layers
+                .get(v.layer as usize)?
+                .entries
+                .get(v.state as usize)
+        };
+        if let Some(node) = node_at(16) {
+            prefetch(node);
+        }
+        if let Some(latest) = latest_at(8) {
+            prefetch(latest);
+        }
+        if let Some(latest) = latest_at(4) {
+            if let Some(previous) = self.versions.get(latest.prev as usize) {
+                prefetch(previous);
+            }
+            if let Some(entry) = entry_of(latest) {
+                prefetch(entry);
+            }
+        }
+        let previous = latest_at(2).and_then(|latest| self.versions.get(latest.prev as usize));
+        if let Some(entry) = previous.and_then(entry_of) {
+            prefetch(entry);
+        }
+    }
+
     /// Statistics of `layer`, from the nodes it touched (and their ancestors).
     fn stats_for(&self, layer: usize, touched: &[u32]) -> LayerStats {
         /// Per-node marks: 0 = not seen, else 1 + the classification, or `PROPAGATED`.
@@ -693,7 +733,12 @@ impl FileTree {
         let mut marks = vec![0u8; self.nodes.len()];
         let base = layer.checked_sub(1);
         let mut changed = Vec::new();
-        for &node in touched {
+        for (i, &node) in touched.iter().enumerate() {
+            // The first layer creates its nodes in the order it touches them: its reads are
+            // in order already.
+            if base.is_some() {
+                self.prefetch_for_stats(touched, i);
+            }
             if marks[node as usize] != 0 {
                 continue;
             }
