@@ -267,7 +267,10 @@ impl LayerIndex {
         if payload.len() as u64 != len {
             return Err(bad("truncated"));
         }
-        if sha2::Sha256::digest(payload).as_slice() != checksum {
+        // Tens of megabytes just read from a file: hashed with loads ahead, as a layer is.
+        let mut hasher = sha2::Sha256::new();
+        crate::digest::update_ahead(&mut hasher, payload);
+        if hasher.finalize().as_slice() != checksum {
             return Err(bad("checksum mismatch"));
         }
         let mut r = Reader {
