@@ -61,6 +61,7 @@ pub fn analyse(tree: &FileTree) -> Figures {
     let mut inefficient = Vec::new();
     for index in 0..tree.node_count() {
         let node = NodeId(index as u32);
+        tree.prefetch_scan_ahead(node);
         let visits = tree.visits(node);
         sum_all += visits.sum;
         min_all += visits.min;

@@ -627,6 +627,7 @@ fn duplicate_groups(tree: &FileTree, last: usize, claimed: &NodeSet, groups: &mu
     let hashes = || {
         (1..tree.node_count()).filter_map(|index| {
             let node = NodeId(index as u32);
+            tree.prefetch_scan_ahead(node);
             let entry = tree.entry_at(node, last)?;
             if entry.kind() != EntryKind::File || entry.size() == 0 || claimed.contains(node) {
                 return None;

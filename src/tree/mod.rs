@@ -352,6 +352,31 @@ impl FileTree {
         }
     }
 
+    /// For a pass over every node in id order that reads each one's newest version and its
+    /// entry ([`Self::entry_at`] at the last layer): start loading the version of the node 8
+    /// ids after `node` and the entry of the one 4 after. The nodes come in order, but a later
+    /// layer's versions and entries do not, and a scan of a million nodes otherwise waited on
+    /// them one by one.
+    pub fn prefetch_scan_ahead(&self, node: NodeId) {
+        use crate::allocator::prefetch;
+        let latest = |ahead: usize| {
+            let node = self.nodes.get(node.index() + ahead)?;
+            self.versions.get(node.latest as usize)
+        };
+        if let Some(version) = latest(8) {
+            prefetch(version);
+        }
+        let entry = latest(4).and_then(|v| {
+            self.layers
+                .get(v.layer as usize)?
+                .entries
+                .get(v.state as usize)
+        });
+        if let Some(entry) = entry {
+            prefetch(entry);
+        }
+    }
+
     /// One step of [`Self::prefetch_paths_ahead`] for `node`.
     fn prefetch_path(&self, node: NodeId, step: PathPrefetch) {
         let Some(record) = self.nodes.get(node.index()) else {
