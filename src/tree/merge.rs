@@ -674,12 +674,7 @@ impl FileTree {
         }
         let entry = node_at(2)
             .and_then(|(_, node)| self.versions.get(node.latest as usize))
-            .and_then(|v| {
-                self.layers
-                    .get(v.layer as usize)?
-                    .entries
-                    .get(v.state as usize)
-            });
+            .and_then(|v| self.stored_entry(v));
         if let Some(entry) = entry {
             prefetch(entry);
         }
@@ -699,12 +694,6 @@ impl FileTree {
         };
         let latest_at =
             |ahead: usize| node_at(ahead).and_then(|node| self.versions.get(node.latest as usize));
-        let entry_of = |v: &VersionRecord| {
-            self.layers
-                .get(v.layer as usize)?
-                .entries
-                .get(v.state as usize)
-        };
         if let Some(node) = node_at(16) {
             prefetch(node);
         }
@@ -715,12 +704,12 @@ impl FileTree {
             if let Some(previous) = self.versions.get(latest.prev as usize) {
                 prefetch(previous);
             }
-            if let Some(entry) = entry_of(latest) {
+            if let Some(entry) = self.stored_entry(latest) {
                 prefetch(entry);
             }
         }
         let previous = latest_at(2).and_then(|latest| self.versions.get(latest.prev as usize));
-        if let Some(entry) = previous.and_then(entry_of) {
+        if let Some(entry) = previous.and_then(|v| self.stored_entry(v)) {
             prefetch(entry);
         }
     }

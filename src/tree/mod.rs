@@ -366,15 +366,18 @@ impl FileTree {
         if let Some(version) = latest(8) {
             prefetch(version);
         }
-        let entry = latest(4).and_then(|v| {
-            self.layers
-                .get(v.layer as usize)?
-                .entries
-                .get(v.state as usize)
-        });
-        if let Some(entry) = entry {
+        if let Some(entry) = latest(4).and_then(|v| self.stored_entry(v)) {
             prefetch(entry);
         }
+    }
+
+    /// The entry a version record names; `None` for a removal or an implicit directory (their
+    /// states lie past every layer's entries).
+    fn stored_entry(&self, version: &VersionRecord) -> Option<&Entry> {
+        self.layers
+            .get(version.layer as usize)?
+            .entries
+            .get(version.state as usize)
     }
 
     /// One step of [`Self::prefetch_paths_ahead`] for `node`.
