@@ -684,12 +684,14 @@ impl FileTree {
     /// `touched`: the node (16 ahead), its newest version (8 ahead, by then the node is
     /// loaded), the version before it and the newest one's entry (4 ahead), and that earlier
     /// version's entry (2 ahead). A later layer touches nodes all over the model, and without
-    /// this each one waited on three or four loads in turn.
-    fn prefetch_for_stats(&self, touched: &[u32], i: usize) {
+    /// this each one waited on three or four loads in turn. Only nodes in `range` are
+    /// loaded: the others are another thread's.
+    fn prefetch_for_stats(&self, touched: &[u32], i: usize, range: &std::ops::Range<u32>) {
         use crate::allocator::prefetch;
         let node_at = |ahead: usize| {
             touched
                 .get(i + ahead)
+                .filter(|n| range.contains(n))
                 .and_then(|&n| self.nodes.get(n as usize))
         };
         let latest_at =
@@ -715,52 +717,42 @@ impl FileTree {
     }
 
     /// Statistics of `layer`, from the nodes it touched (and their ancestors).
+    ///
+    /// Each touched node is classified on its own, so a big later layer's nodes are split
+    /// between two threads by node id, each owning its part of the marks; the directories
+    /// above the changes are then marked in one pass. A later layer's nodes lie all over the
+    /// model and each waits on loads, which two threads overlap (on the million-file image,
+    /// 18–23 ms instead of 25–33). The first layer's nodes are read in order, and halving
+    /// them saved nothing.
     fn stats_for(&self, layer: usize, touched: &[u32]) -> LayerStats {
-        /// Per-node marks: 0 = not seen, else 1 + the classification, or `PROPAGATED`.
-        const PROPAGATED: u8 = 10;
-        let mut stats = self.layers[layer].stats.clone();
+        /// Below this, a second thread costs more than it saves. Unit tests split small layers
+        /// too, so that both parts are checked.
+        const SPLIT_FROM: usize = if cfg!(test) { 2 } else { 16_384 };
         let mut marks = vec![0u8; self.nodes.len()];
-        let base = layer.checked_sub(1);
+        let mut counts = self.layers[layer].stats.clone();
         let mut changed = Vec::new();
-        for (i, &node) in touched.iter().enumerate() {
-            // The first layer creates its nodes in the order it touches them: its reads are
-            // in order already.
-            if base.is_some() {
-                self.prefetch_for_stats(touched, i);
-            }
-            if marks[node as usize] != 0 {
-                continue;
-            }
-            let before = base.and_then(|b| self.entry_at(NodeId(node), b));
-            let after = self.entry_at(NodeId(node), layer);
-            let kind = classify(before, after);
-            marks[node as usize] = kind.map_or(1, |k| 2 + k as u8);
-            let file_size = |e: Option<&super::Entry>| {
-                e.filter(|e| e.kind() == EntryKind::File)
-                    .map_or(0, |e| e.size())
-            };
-            if node == 0 {
-                if matches!(kind, Some(ChangeKind::Modified)) {
-                    changed.push(node);
-                }
-                continue;
-            }
-            match kind {
-                Some(ChangeKind::Added) => {
-                    stats.added += 1;
-                    stats.added_bytes += file_size(after);
-                }
-                Some(ChangeKind::Modified) => {
-                    stats.modified += 1;
-                    stats.modified_bytes += file_size(after);
-                }
-                Some(ChangeKind::Removed) => {
-                    stats.removed += 1;
-                    stats.removed_bytes += file_size(before);
-                }
-                Some(ChangeKind::Unmodified) | None => continue,
-            }
-            changed.push(node);
+        if layer == 0 || touched.len() < SPLIT_FROM {
+            let all = 0..self.nodes.len() as u32;
+            self.classify_touched(layer, touched, all, &mut marks, &mut counts, &mut changed);
+        } else {
+            let split = median_node(touched).min(self.nodes.len() as u32);
+            let (low, high) = marks.split_at_mut(split as usize);
+            let (mut high_counts, mut high_changed) = (LayerStats::default(), Vec::new());
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let range = split..self.nodes.len() as u32;
+                    let (counts, changed) = (&mut high_counts, &mut high_changed);
+                    self.classify_touched(layer, touched, range, high, counts, changed);
+                });
+                self.classify_touched(layer, touched, 0..split, low, &mut counts, &mut changed);
+            });
+            counts.added += high_counts.added;
+            counts.added_bytes += high_counts.added_bytes;
+            counts.modified += high_counts.modified;
+            counts.modified_bytes += high_counts.modified_bytes;
+            counts.removed += high_counts.removed;
+            counts.removed_bytes += high_counts.removed_bytes;
+            changed.append(&mut high_changed);
         }
         // A directory is modified when anything below it changed.
         let unmodified = 2 + ChangeKind::Unmodified as u8;
@@ -773,13 +765,88 @@ impl FileTree {
                 }
                 *mark = PROPAGATED;
                 if up != 0 {
-                    stats.modified += 1;
+                    counts.modified += 1;
                 }
                 up = self.nodes[up as usize].parent;
             }
         }
-        stats
+        counts
     }
+
+    /// Classify the nodes of `touched` that lie in `range` (each once), adding them to
+    /// `counts` and the changed ones to `changed`. `marks` holds the marks of `range`'s
+    /// nodes, from its start: 0 = not seen, else 1 + the classification.
+    fn classify_touched(
+        &self,
+        layer: usize,
+        touched: &[u32],
+        range: std::ops::Range<u32>,
+        marks: &mut [u8],
+        counts: &mut LayerStats,
+        changed: &mut Vec<u32>,
+    ) {
+        let base = layer.checked_sub(1);
+        for (i, &node) in touched.iter().enumerate() {
+            // The first layer creates its nodes in the order it touches them: its reads are
+            // in order already.
+            if base.is_some() {
+                self.prefetch_for_stats(touched, i, &range);
+            }
+            if !range.contains(&node) {
+                continue;
+            }
+            let mark = &mut marks[(node - range.start) as usize];
+            if *mark != 0 {
+                continue;
+            }
+            let before = base.and_then(|b| self.entry_at(NodeId(node), b));
+            let after = self.entry_at(NodeId(node), layer);
+            let kind = classify(before, after);
+            *mark = kind.map_or(1, |k| 2 + k as u8);
+            let file_size = |e: Option<&super::Entry>| {
+                e.filter(|e| e.kind() == EntryKind::File)
+                    .map_or(0, |e| e.size())
+            };
+            if node == 0 {
+                if matches!(kind, Some(ChangeKind::Modified)) {
+                    changed.push(node);
+                }
+                continue;
+            }
+            match kind {
+                Some(ChangeKind::Added) => {
+                    counts.added += 1;
+                    counts.added_bytes += file_size(after);
+                }
+                Some(ChangeKind::Modified) => {
+                    counts.modified += 1;
+                    counts.modified_bytes += file_size(after);
+                }
+                Some(ChangeKind::Removed) => {
+                    counts.removed += 1;
+                    counts.removed_bytes += file_size(before);
+                }
+                Some(ChangeKind::Unmodified) | None => continue,
+            }
+            changed.push(node);
+        }
+    }
+}
+
+/// Marks of [`FileTree::stats_for`] for a directory marked because something below it changed.
+const PROPAGATED: u8 = 10;
+
+/// A node id that about half of `touched` lies below: the median of an even sample of it.
+fn median_node(touched: &[u32]) -> u32 {
+    const SAMPLE: usize = 255;
+    let step = (touched.len() / SAMPLE).max(1);
+    let mut sample: Vec<u32> = touched.iter().step_by(step).copied().collect();
+    if sample.is_empty() {
+        return 0;
+    }
+    let middle = sample.len() / 2;
+    sample.select_nth_unstable(middle);
+    sample[middle]
 }
 
 #[cfg(test)]
