@@ -24,11 +24,50 @@ enum Current {
 struct Merge<'t> {
     tree: &'t mut FileTree,
     layer: u32,
-    /// Nodes that got a version at this layer (may repeat).
+    /// Nodes that got a version at this layer (may repeat), for a later layer's statistics.
+    /// The first layer touches every node it has and counts its statistics as it goes, so it
+    /// keeps none (4 MB fewer on a million-file layer while it streams).
     touched: Vec<u32>,
     /// The kinds of this layer's entries while they are merged before the layer's index is
     /// complete ([`BaseLayerMerge`]); empty otherwise, when the entries are in the tree.
     streamed_kinds: &'t [EntryKind],
+    /// What the first layer's statistics are made of, counted as versions come and go.
+    counts: FirstLayerCounts,
+}
+
+/// The first layer's statistics, kept up as it merges, so that they need no pass over its
+/// nodes once its last byte is in: on a million-file layer that pass read 100 MB of nodes,
+/// versions and entries, 14 ms while nothing else could run. Below the first layer nothing
+/// can be modified or removed, so a path it leaves present is added, with its file's bytes.
+/// Kept by every merge; only the first layer's are read.
+#[derive(Default)]
+struct FirstLayerCounts {
+    /// Nodes other than the root whose version at this layer is not a removal.
+    present: u64,
+    /// Sizes of the regular-file entries written.
+    file_bytes: u64,
+    /// Regular-file entries of this layer that a later entry of the same layer replaced (a
+    /// path written twice, a file turned into a directory or hidden below one): their bytes
+    /// are not the layer's to show. Rare, so their sizes are looked up at the end.
+    replaced_files: Vec<u32>,
+}
+
+impl FirstLayerCounts {
+    /// The first layer's statistics: `stats` (its size and entry count) with what was
+    /// counted; `entries` are the layer's.
+    fn stats(&self, stats: LayerStats, entries: &[super::Entry]) -> LayerStats {
+        let replaced: u64 = self
+            .replaced_files
+            .iter()
+            .filter_map(|&index| entries.get(index as usize))
+            .map(|entry| entry.size())
+            .sum();
+        LayerStats {
+            added: self.present,
+            added_bytes: self.file_bytes.saturating_sub(replaced),
+            ..stats
+        }
+    }
 }
 
 impl Merge<'_> {
@@ -72,13 +111,27 @@ impl Merge<'_> {
         let latest = self.tree.nodes[node as usize].latest;
         self.record_hidden(node, latest, state);
         if latest != NONE && self.tree.versions[latest as usize].layer == self.layer {
+            let replaced = self.tree.versions[latest as usize].state;
+            if replaced != REMOVED
+                && replaced != IMPLICIT
+                && self.kind(self.layer, replaced) == EntryKind::File
+            {
+                self.counts.replaced_files.push(replaced);
+            }
             let prev = self.tree.versions[latest as usize].prev;
             let absent_below = prev == NONE || self.tree.versions[prev as usize].state == REMOVED;
-            if state == REMOVED && absent_below && node != 0 {
+            let now_present = if state == REMOVED && absent_below && node != 0 {
                 // Written and hidden within this layer, absent below: no change at all.
                 self.tree.nodes[node as usize].latest = prev;
+                false
             } else {
                 self.tree.versions[latest as usize].state = state;
+                state != REMOVED
+            };
+            if node != 0 {
+                let counts = &mut self.counts;
+                counts.present =
+                    counts.present + u64::from(now_present) - u64::from(replaced != REMOVED);
             }
             return;
         }
@@ -89,7 +142,12 @@ impl Merge<'_> {
             prev: latest,
         });
         self.tree.nodes[node as usize].latest = id;
-        self.touched.push(node);
+        if self.layer > 0 {
+            self.touched.push(node);
+        }
+        if node != 0 && state != REMOVED {
+            self.counts.present += 1;
+        }
     }
 
     /// When the node's current version is a regular file, `state` hides it: remember which
@@ -199,6 +257,9 @@ impl Merge<'_> {
             self.hide_children(node, stack);
         }
         self.set(node, index);
+        if kind == EntryKind::File {
+            self.counts.file_bytes += size;
+        }
         let visit = if kind == EntryKind::File { size } else { 0 };
         self.tree.visits.add(node, visit);
     }
@@ -424,7 +485,7 @@ pub struct BaseLayerMerge {
     tree: FileTree,
     /// The kinds of the entries merged so far (their index in the layer is their position).
     kinds: Vec<EntryKind>,
-    touched: Vec<u32>,
+    counts: FirstLayerCounts,
     walk: PathWalk,
     path: Vec<u8>,
 }
@@ -441,7 +502,7 @@ impl BaseLayerMerge {
         BaseLayerMerge {
             tree: FileTree::new(),
             kinds: Vec::new(),
-            touched: Vec::new(),
+            counts: FirstLayerCounts::default(),
             walk: PathWalk::default(),
             path: Vec::new(),
         }
@@ -462,7 +523,7 @@ impl BaseLayerMerge {
         let BaseLayerMerge {
             tree,
             kinds,
-            touched,
+            counts,
             walk,
             path,
         } = self;
@@ -476,8 +537,9 @@ impl BaseLayerMerge {
         let mut merge = Merge {
             tree,
             layer: 0,
-            touched: std::mem::take(touched),
+            touched: Vec::new(),
             streamed_kinds: kinds,
+            counts: std::mem::take(counts),
         };
         let mut prefetch = SlotPrefetch::new(batch.paths(path));
         batch.replay(path, |path, common, kind, size| {
@@ -485,7 +547,7 @@ impl BaseLayerMerge {
             prefetch.after(path, &walk.prev_nodes, merge.tree);
             index += 1;
         });
-        *touched = merge.touched;
+        *counts = merge.counts;
     }
 
     /// Whether every entry of `index` reached the merge, so that [`Self::finish`] needs no
@@ -524,7 +586,7 @@ impl BaseLayerMerge {
             entries,
             meta,
         });
-        self.tree.layers[0].stats = self.tree.stats_for(0, &self.touched);
+        self.tree.set_first_layer_stats(&self.counts);
         Ok(self.tree)
     }
 }
@@ -560,6 +622,7 @@ impl FileTree {
             layer,
             touched: Vec::new(),
             streamed_kinds: &[],
+            counts: FirstLayerCounts::default(),
         };
         let mut stack = Vec::new();
 
@@ -615,8 +678,14 @@ impl FileTree {
 
         drop((paths, prefetch, entry_nodes));
         let touched = std::mem::take(&mut merge.touched);
+        let counts = std::mem::take(&mut merge.counts);
         drop(parts);
-        self.layers[layer as usize].stats = self.stats_for(layer as usize, &touched);
+        let layer = layer as usize;
+        if layer == 0 {
+            self.set_first_layer_stats(&counts);
+        } else {
+            self.layers[layer].stats = self.stats_for(layer, &touched);
+        }
     }
 
     /// The node of each of `count` paths (`NONE` for one that never existed), where
@@ -680,6 +749,18 @@ impl FileTree {
         }
     }
 
+    /// The first layer's statistics, from what its merge counted (checked against the pass
+    /// over its nodes, all of which it touched, in debug builds).
+    fn set_first_layer_stats(&mut self, counts: &FirstLayerCounts) {
+        let counted = counts.stats(self.layers[0].stats.clone(), &self.layers[0].entries);
+        #[cfg(debug_assertions)]
+        {
+            let every_node: Vec<u32> = (0..self.nodes.len() as u32).collect();
+            debug_assert_eq!(counted, self.stats_for(0, &every_node));
+        }
+        self.layers[0].stats = counted;
+    }
+
     /// Start loading what [`Self::stats_for`] reads of the nodes a few places after `i` in
     /// `touched`: the node (16 ahead), its newest version (8 ahead, by then the node is
     /// loaded), the version before it and the newest one's entry (4 ahead), and that earlier
@@ -716,7 +797,9 @@ impl FileTree {
         }
     }
 
-    /// Statistics of `layer`, from the nodes it touched (and their ancestors).
+    /// Statistics of a later `layer`, from the nodes it touched (and their ancestors); the
+    /// first layer's are counted while it merges ([`FirstLayerCounts`]) and checked against
+    /// this in debug builds.
     ///
     /// Each touched node is classified on its own, so a big later layer's nodes are split
     /// between two threads by node id, each owning its part of the marks; the directories
@@ -862,6 +945,74 @@ mod tests {
             .map(|(path, data)| (path.as_str(), EntryKind::File, data.as_slice()))
             .collect();
         super::super::tests::layer(&entries)
+    }
+
+    /// A first layer that replaces its own entries: a path written twice, a file that a
+    /// later path makes a directory, and a directory whose files go when a file takes its
+    /// place; with an empty file and a link.
+    fn self_replacing_layer() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let files: [(&str, &[u8]); 8] = [
+            ("etc/a", b"12345"),
+            ("etc/b", b""),
+            ("etc/a", b"xy"),
+            ("var/x", b"abc"),
+            ("var/x/inner", b"1234"),
+            ("opt/d/f1", b"1"),
+            ("opt/d/f2", b"22"),
+            ("opt/d", b"dfile"),
+        ];
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append_data(&mut header, name, data).ok();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_size(0);
+        builder.append_link(&mut header, "lnk", "etc/a").ok();
+        builder.into_inner().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_first_layers_statistics_count_what_it_leaves_present() {
+        // Present: etc, etc/a, etc/b, var, var/x (now a directory), var/x/inner, opt, opt/d
+        // (now a file) and lnk. Their file bytes: 2 + 0 + 4 + 5; the replaced 5, 3, 1 and 2
+        // bytes are not the layer's to show.
+        let expected = LayerStats {
+            size_bytes: 22,
+            entry_count: 9,
+            added: 9,
+            added_bytes: 11,
+            ..LayerStats::default()
+        };
+        let tar = self_replacing_layer();
+        let index = crate::layer::index_layer(tar.as_slice(), None).expect("the layer indexes");
+        let mut merged = FileTree::new();
+        merged.push_layer(index);
+        assert_eq!(*merged.layer_stats(0), expected);
+
+        // The same layer merged while it streams.
+        let (tap, batches) = std::sync::mpsc::sync_channel(4);
+        let streamed = std::thread::scope(|scope| {
+            let merge = scope.spawn(|| BaseLayerMerge::from_batches(batches));
+            let options = crate::layer::IndexOptions::default();
+            let index = crate::layer::index_layer_tapped(tar.as_slice(), None, options, tap)
+                .expect("the layer indexes");
+            let merge = merge.join().expect("the merge ends");
+            merge.finish(index).expect("the merge finishes")
+        });
+        assert_eq!(*streamed.layer_stats(0), expected);
+        // And as the pass over the layer's nodes counts them.
+        let every_node: Vec<u32> = (0..streamed.node_count() as u32).collect();
+        let mut recounted = streamed.layer_stats(0).clone();
+        (recounted.added, recounted.added_bytes) = (0, 0);
+        let mut tree = streamed;
+        tree.layers[0].stats = recounted;
+        assert_eq!(tree.stats_for(0, &every_node), expected);
     }
 
     #[test]
