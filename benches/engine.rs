@@ -102,7 +102,13 @@ fn child(name: &str, threaded: bool, dir: &Path) {
                         .finish(index)
                         .expect("every entry was streamed"))
                 } else {
-                    Err(index_layer_with(file, Some(diff_id), options).expect("index layer"))
+                    // As the pipeline does: nothing waits for a later layer while the first
+                    // one streams, so its threads run below normal priority.
+                    let later = IndexOptions {
+                        background: true,
+                        ..options
+                    };
+                    Err(index_layer_with(file, Some(diff_id), later).expect("index layer"))
                 };
                 if tx.send((n, obtained, t.elapsed())).is_err() {
                     return;

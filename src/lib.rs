@@ -33,6 +33,7 @@ pub mod layer;
 pub mod manpage;
 pub mod output_file;
 pub mod pipeline;
+pub mod priority;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -1468,11 +1468,18 @@ fn a_first_layer_merged_while_it_streams_gives_the_same_model_as_merged_after() 
         .file("site-packages/pkg5/module2/file700.py", b"changed");
     let built = base.build(Compress::Gzip);
 
-    // Threaded and inline; with the paths kept in the index (to cache it) and without.
-    for (decompress_thread, entry_paths) in [(true, true), (false, true), (true, false)] {
+    // Threaded and inline; with the paths kept in the index (to cache it) and without; and
+    // with the threads below normal priority, each stage then on a thread of its own.
+    for (decompress_thread, entry_paths, background) in [
+        (true, true, false),
+        (false, true, false),
+        (true, false, false),
+        (true, true, true),
+    ] {
         let options = IndexOptions {
             decompress_thread,
             entry_paths,
+            background,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let merger = std::thread::spawn(move || {

@@ -914,6 +914,9 @@ pub struct IndexOptions {
     /// index itself is not cached: a million-entry layer then holds about 19 MB less while
     /// it is read. Such an index has no entry paths ([`LayerIndex::has_entry_paths`]).
     pub entry_paths: bool,
+    /// Run the layer's threads below normal priority ([`crate::priority`]): for a layer the
+    /// model does not wait for while another streams. Off by default.
+    pub background: bool,
 }
 
 impl Default for IndexOptions {
@@ -921,6 +924,7 @@ impl Default for IndexOptions {
         IndexOptions {
             decompress_thread: true,
             entry_paths: true,
+            background: false,
         }
     }
 }
@@ -983,13 +987,33 @@ fn index<R: Read + Send>(
     let (collected, diff_id, tar_size, compressed_size) = if options.decompress_thread {
         std::thread::scope(|scope| {
             let (ends, hash_stage, source) = stream::threaded_channels(algorithm);
-            scope.spawn(move || stream::run_decoder_thread(decoder, ends));
-            scope.spawn(move || hash_stage.run());
-            let mut tar = stream::TarStream::new(source);
-            let collected = index::walk(&mut tar, tap, keep_paths)?;
-            let (tar_size, source) = tar.finish();
-            let (diff_id, compressed_size) = source.finish()?;
-            Ok::<_, LayerError>((collected, diff_id, tar_size, compressed_size))
+            // Every stage on a thread of its own, so that a background layer lowers only
+            // threads that end with it, never the caller (a runtime's pooled thread).
+            let background = options.background;
+            let lower = move || {
+                if background {
+                    crate::priority::lower_this_thread();
+                }
+            };
+            scope.spawn(move || {
+                lower();
+                stream::run_decoder_thread(decoder, ends)
+            });
+            scope.spawn(move || {
+                lower();
+                hash_stage.run()
+            });
+            let walker = scope.spawn(move || {
+                lower();
+                let mut tar = stream::TarStream::new(source);
+                let collected = index::walk(&mut tar, tap, keep_paths)?;
+                let (tar_size, source) = tar.finish();
+                let (diff_id, compressed_size) = source.finish()?;
+                Ok::<_, LayerError>((collected, diff_id, tar_size, compressed_size))
+            });
+            walker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?
     } else {
         let mut tar = stream::TarStream::new(stream::InlineSource::new(decoder, algorithm));
