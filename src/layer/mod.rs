@@ -915,7 +915,8 @@ pub struct IndexOptions {
     /// it is read. Such an index has no entry paths ([`LayerIndex::has_entry_paths`]).
     pub entry_paths: bool,
     /// Run the layer's threads below normal priority ([`crate::priority`]): for a layer the
-    /// model does not wait for while another streams. Off by default.
+    /// model does not wait for while another streams. Off by default. Only with
+    /// `decompress_thread`: inline, everything runs on the caller's thread, left as it is.
     pub background: bool,
 }
 
