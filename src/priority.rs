@@ -6,8 +6,10 @@
 //! cores out evenly, so the later layers took half of them from the layer the model was
 //! waiting for. A later layer's threads run below normal priority instead: they take what the
 //! first layer's threads leave idle (a stage waiting on the one before it), and the cores
-//! when it is done. Nice values only weigh threads against each other within one session's
-//! group on kernels that group by session (the default), so other programs are not affected.
+//! when it is done. Where the kernel groups threads by session (autogroup, on in Debian's
+//! kernels), nice values only weigh a thread against the others of its session: lowering
+//! these costs other programs nothing and concedes them nothing. Without that grouping,
+//! other programs' threads may also come before a background layer's.
 
 /// How far below the thread's current priority a background thread runs: Linux weighs a
 /// thread at nice 10 about a tenth of one at nice 0.
