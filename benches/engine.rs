@@ -102,12 +102,12 @@ fn child(name: &str, threaded: bool, dir: &Path) {
                         .finish(index)
                         .expect("every entry was streamed"))
                 } else {
-                    // As the pipeline does: a later layer at most a quarter of the first's size
-                    // runs below normal priority while the first one streams.
+                    // As the pipeline does: a small later layer runs below normal priority
+                    // while the first one streams.
                     let first = layers.first().map_or(0, GeneratedLayer::compressed_len);
                     let size = layers[n].compressed_len();
                     let later = IndexOptions {
-                        background: size.saturating_mul(4) <= first,
+                        background: layerscope::pipeline::small_beside_first(size, first),
                         ..options
                     };
                     Err(index_layer_with(file, Some(diff_id), later).expect("index layer"))

@@ -38,6 +38,12 @@ pub const CONCURRENT_LAYERS: usize = 3;
 /// similar layers took 2–3 % longer.
 const SMALL_LAYER_RATIO: u64 = 4;
 
+/// Whether a later layer of `size` blob bytes is small enough beside a first layer of
+/// `first_size` to be indexed below normal priority while the first one streams.
+pub fn small_beside_first(size: u64, first_size: u64) -> bool {
+    size.saturating_mul(SMALL_LAYER_RATIO) <= first_size
+}
+
 /// Entry batches buffered between the first layer's walk and its merge.
 const BATCHES_IN_FLIGHT: usize = 8;
 
@@ -255,7 +261,7 @@ pub async fn load(
                 .map_err(|_| Error::Other("layer scheduler closed".to_string()))?;
             let _ = events.send(Event::LayerStarted(index));
             let merge_while_streaming = stream_first && index == 0;
-            let small = layer.compressed_size.saturating_mul(SMALL_LAYER_RATIO) <= first_size;
+            let small = small_beside_first(layer.compressed_size, first_size);
             let urgency = match (merge_while_streaming, stream_first && index > 0 && small) {
                 (true, _) => Urgency::MergedWhileStreaming,
                 (false, true) => Urgency::Background,
