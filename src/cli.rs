@@ -617,7 +617,7 @@ async fn run_ci(
     };
     if let Some(export) = json_export {
         to_stderr();
-        crate::toolbox::stream_json_stdout(&export)?;
+        crate::toolbox::write_stdout_with(|out| export.write_json(out))?;
     } else if let Some(bytes) = &delivery.stdout {
         to_stderr();
         crate::toolbox::write_stdout(bytes)?;
@@ -1005,7 +1005,7 @@ async fn load_with_progress(
 /// The `--json` report, to standard output for `-`, else into the file `target`.
 fn write_json(target: &str, export: &Export) -> Result<(), Error> {
     if target == "-" {
-        return crate::toolbox::stream_json_stdout(export);
+        return crate::toolbox::write_stdout_with(|out| export.write_json(out));
     }
     // Streamed into the file: the text is not held in memory beside the model.
     output_file::write_with(Path::new(target), |out| export.write_json(out))

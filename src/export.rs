@@ -129,69 +129,116 @@ impl std::fmt::Debug for InefficiencyList<'_> {
     }
 }
 
-/// Inefficient paths built per batch by [`InefficiencyList`]'s path thread.
+/// Inefficient paths rendered per batch by [`InefficiencyList::write_pretty`]'s threads.
 const PATH_BATCH: usize = 4096;
 
-/// The paths of a run of items, one after another, with where each ends.
-struct PathBatch {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+/// Threads that build and render the batches of [`InefficiencyList::write_pretty`] (the
+/// writer only copies their text out).
+const RENDER_THREADS: usize = 2;
+
+/// The elements of `items` as [`Export::write_json`] lays them out, each one after a comma
+/// (the writer drops the very first one's).
+fn render_batch(tree: &FileTree, items: &[Inefficiency]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(items.len() * 128);
+    let mut chain = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        // The items are in order of wasted bytes: their nodes lie anywhere in the model.
+        tree.prefetch_paths_ahead(items, i, |item| item.node);
+        text.extend_from_slice(b",\n    {\n      \"path\": \"");
+        // The path goes straight into the text; the rare one with something to escape is
+        // written again through the serialiser.
+        let path_start = text.len();
+        tree.append_path(item.node, &mut text, &mut chain);
+        if !text[path_start..]
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            let path = text.split_off(path_start);
+            text.pop();
+            // A string is written alike at any depth; writing to a vector cannot fail.
+            let _ = crate::escape::write_json_pretty(&mut text, &*display_path(&path));
+        } else {
+            text.push(b'"');
+        }
+        text.extend_from_slice(b",\n      \"count\": ");
+        push_decimal(&mut text, u64::from(item.count));
+        text.extend_from_slice(b",\n      \"wastedBytes\": ");
+        push_decimal(&mut text, item.wasted_bytes);
+        text.extend_from_slice(b"\n    }");
+    }
+    text
 }
 
-impl PathBatch {
-    fn of(tree: &FileTree, items: &[Inefficiency]) -> Self {
-        let mut batch = PathBatch {
-            bytes: Vec::new(),
-            ends: Vec::with_capacity(items.len()),
-        };
-        let mut chain = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            // The items are in order of wasted bytes: their nodes lie anywhere in the model.
-            tree.prefetch_paths_ahead(items, i, |item| item.node);
-            tree.append_path(item.node, &mut batch.bytes, &mut chain);
-            batch.ends.push(batch.bytes.len());
+/// `n` in decimal, as the serialiser writes an integer.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        batch
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+impl InefficiencyList<'_> {
+    /// The list as pretty JSON one level deep (the value of a key of the export's object),
+    /// as serde_json's pretty layout would write it.
+    ///
+    /// Building a path walks the node's ancestors in a model of a million nodes, and writing
+    /// an element through the serialiser cost about as much again: [`RENDER_THREADS`]
+    /// threads build and render alternate batches, and this one only writes their text, in
+    /// order.
+    fn write_pretty(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        if self.items.is_empty() {
+            return out.write_all(b"[]");
+        }
+        out.write_all(b"[")?;
+        let tree = self.tree;
+        std::thread::scope(|scope| {
+            let mut rendered = Vec::with_capacity(RENDER_THREADS);
+            for first in 0..RENDER_THREADS {
+                let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+                let chunks = self.items.chunks(PATH_BATCH);
+                scope.spawn(move || {
+                    for chunk in chunks.skip(first).step_by(RENDER_THREADS) {
+                        // A closed channel means the writer stopped (a write failed).
+                        if batches.send(render_batch(tree, chunk)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rendered.push(received);
+            }
+            for (i, chunk) in self.items.chunks(PATH_BATCH).enumerate() {
+                // Each thread sends one batch per chunk of its own unless it panicked (which
+                // the scope passes on when it ends); until then the batches are made here.
+                let text = rendered[i % RENDER_THREADS]
+                    .recv()
+                    .unwrap_or_else(|_| render_batch(tree, chunk));
+                // The first element has no comma before it.
+                out.write_all(text.get(usize::from(i == 0)..).unwrap_or_default())?;
+            }
+            out.write_all(b"\n  ]")
+        })
     }
 }
 
 impl Serialize for InefficiencyList<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        // Building a path walks the node's ancestors in a model of a million nodes, which
-        // costs as much as writing the element. A second thread builds them a few batches
-        // ahead, so the two halves of the work overlap on two cores.
-        std::thread::scope(|scope| {
-            let (batches, received) = std::sync::mpsc::sync_channel::<PathBatch>(2);
-            let tree = self.tree;
-            let items = self.items;
-            scope.spawn(move || {
-                for chunk in items.chunks(PATH_BATCH) {
-                    // A closed channel means the writer stopped (a write failed).
-                    if batches.send(PathBatch::of(tree, chunk)).is_err() {
-                        return;
-                    }
-                }
-            });
-            let mut seq = serializer.serialize_seq(Some(items.len()))?;
-            for chunk in items.chunks(PATH_BATCH) {
-                // The thread sends one batch per chunk unless it panicked (which the scope
-                // passes on when it ends); until then the paths are built here.
-                let batch = received
-                    .recv()
-                    .unwrap_or_else(|_| PathBatch::of(tree, chunk));
-                let mut start = 0;
-                for (item, &end) in chunk.iter().zip(&batch.ends) {
-                    seq.serialize_element(&InefficiencySection {
-                        path: display_path(&batch.bytes[start..end]),
-                        count: item.count,
-                        wasted_bytes: item.wasted_bytes,
-                    })?;
-                    start = end;
-                }
-            }
-            seq.end()
-        })
+        let mut seq = serializer.serialize_seq(Some(self.items.len()))?;
+        for item in self.items {
+            seq.serialize_element(&InefficiencySection {
+                path: display_path(&self.tree.path(item.node)).into_owned().into(),
+                count: item.count,
+                wasted_bytes: item.wasted_bytes,
+            })?;
+        }
+        seq.end()
     }
 }
 
@@ -489,13 +536,47 @@ impl<'a> Export<'a> {
         });
     }
 
-    /// The export as pretty JSON, newline-terminated, written to `out` as it is serialised
-    /// (the text of a million-file image is tens of megabytes); no string holds a raw control
-    /// character ([`crate::escape::json_pretty`]).
+    /// The export as pretty JSON, newline-terminated, written to `out` as it is made (the text
+    /// of a million-file image is tens of megabytes); no string holds a raw control character
+    /// ([`crate::escape::json_pretty`]). The same text as serialising the export with that
+    /// layout, written section by section so that the inefficient paths, most of it, are
+    /// rendered on threads of their own ([`InefficiencyList::write_pretty`]).
     pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        crate::escape::write_json_pretty(&mut *out, self)?;
-        out.write_all(b"\n")
+        use std::io::Write as _;
+        // Large enough that the file sees few writes; the sections are written in pieces.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+        write!(out, "{{\n  \"schemaVersion\": {}", self.schema_version)?;
+        write_section(&mut out, "image", &self.image)?;
+        write_section(&mut out, "layers", &self.layers)?;
+        write_section(&mut out, "history", &self.history)?;
+        out.write_all(b",\n  \"inefficiencies\": ")?;
+        self.inefficiencies.write_pretty(&mut out)?;
+        write_section(&mut out, "findings", &self.findings)?;
+        if let Some(ci) = &self.ci {
+            write_section(&mut out, "ci", ci)?;
+        }
+        out.write_all(b"\n}\n")?;
+        out.flush()
     }
+}
+
+/// `,` and the key `name` with `value`, one level deep in the export's pretty object. The
+/// serialiser lays out `value` at the top level; every line break in pretty JSON is layout
+/// (strings hold them escaped), so each is followed by one more level of indentation.
+fn write_section<T: Serialize>(
+    out: &mut dyn std::io::Write,
+    name: &str,
+    value: &T,
+) -> std::io::Result<()> {
+    let text = crate::escape::json_pretty(value).map_err(std::io::Error::from)?;
+    write!(out, ",\n  \"{name}\": ")?;
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.write_all(b"\n  ")?;
+        }
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -504,11 +585,88 @@ mod tests {
     use super::*;
     use crate::tui::testing::tree_from;
 
+    /// An export of `tree` with every section filled, strings to escape included.
+    fn export_of<'a>(tree: &'a FileTree, figures: &'a Figures, ci: bool) -> Export<'a> {
+        Export {
+            schema_version: SCHEMA_VERSION,
+            image: ImageSection {
+                reference: "registry:5000/app:\"1\"\u{1b}[2J".to_string(),
+                digest: "sha256:ab".to_string(),
+                manifest_digest: "sha256:ab".to_string(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+                platform: None,
+                size_bytes: figures.size_bytes,
+                compressed_size_bytes: 12,
+                efficiency: figures.efficiency,
+                wasted_bytes: figures.wasted_bytes,
+                user_wasted_percent: figures.user_wasted_percent,
+                shadowed_bytes: figures.shadowed_bytes,
+                file_count: figures.file_count,
+                file_bytes: figures.file_bytes,
+                reclaimable_bytes: 7,
+            },
+            layers: vec![LayerSection {
+                index: 0,
+                digest: "sha256:cd".to_string(),
+                diff_id: "sha256:ef".to_string(),
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_string(),
+                compressed_size_bytes: 12,
+                size_bytes: 3,
+                created_by: Some("RUN echo \"a\\b\"\n\tdone \u{85}".to_string()),
+                created: None,
+                added: 3,
+                modified: 0,
+                removed: 0,
+            }],
+            history: Vec::new(),
+            inefficiencies: InefficiencyList {
+                tree,
+                items: &figures.inefficiencies,
+            },
+            findings: vec![FindingSection {
+                kind: "overwritten".to_string(),
+                bytes: 2,
+                files: 1,
+                layers: vec![0, 1],
+                steps: vec!["a".to_string(), String::new()],
+                paths: vec!["/d0/f\u{7f}".to_string()],
+                paths_omitted: 0,
+                hint: "change it".to_string(),
+            }],
+            ci: ci.then(|| CiSection {
+                pass: false,
+                rules: vec![CiRuleSection {
+                    name: "lowestEfficiency".to_string(),
+                    threshold: Some(0.9),
+                    value: None,
+                    unit: "ratio",
+                    status: "FAIL".to_string(),
+                }],
+                ignored: None,
+                baseline: None,
+            }),
+        }
+    }
+
+    fn written(export: &Export) -> String {
+        let mut out = Vec::new();
+        export.write_json(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
-    fn inefficiencies_over_several_path_batches_are_written_in_order_with_their_own_paths() {
-        // Written twice each: one inefficient path per file, over three batches.
+    fn the_export_is_written_as_its_serialiser_lays_it_out() {
+        // Written twice each: one inefficient path per file, over three batches, some with
+        // a quote, a backslash or a control character to escape.
         let names: Vec<String> = (0..2 * PATH_BATCH + 17)
-            .map(|i| format!("d{}/f{i}", i % 7))
+            .map(|i| match i % 97 {
+                0 => format!("d{}/q\"{i}", i % 7),
+                1 => format!("d{}/b\\{i}", i % 7),
+                2 => format!("d{}/e\u{1b}]0;{i}\u{7}", i % 7),
+                3 => format!("d{}/c1\u{9b}{i}", i % 7),
+                4 => format!("d{}/caf\u{e9}{i}", i % 7),
+                _ => format!("d{}/f{i}", i % 7),
+            })
             .collect();
         let layer: Vec<(&str, Option<&[u8]>)> = names
             .iter()
@@ -517,18 +675,35 @@ mod tests {
         let tree = tree_from(&[&layer, &layer]);
         let figures = crate::analysis::analyse(&tree);
         assert_eq!(figures.inefficiencies.len(), names.len());
-        let list = InefficiencyList {
-            tree: &tree,
-            items: &figures.inefficiencies,
-        };
-        let written = serde_json::to_value(&list).unwrap();
-        let written = written.as_array().unwrap();
-        assert_eq!(written.len(), names.len());
-        for (json, item) in written.iter().zip(&figures.inefficiencies) {
-            let path = String::from_utf8(tree.path(item.node)).unwrap();
-            assert_eq!(json["path"], path.as_str());
-            assert_eq!(json["count"], 2);
-            assert_eq!(json["wastedBytes"], 2);
+        for ci in [true, false] {
+            let export = export_of(&tree, &figures, ci);
+            let text = written(&export);
+            let serialised = crate::escape::json_pretty(&export).unwrap() + "\n";
+            assert_eq!(text, serialised);
+            // In order, each with its own path, and no raw control character anywhere.
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let list = value["inefficiencies"].as_array().unwrap();
+            assert_eq!(list.len(), names.len());
+            for (json, item) in list.iter().zip(&figures.inefficiencies) {
+                let path = String::from_utf8(tree.path(item.node)).unwrap();
+                assert_eq!(json["path"], path.as_str());
+                assert_eq!(json["count"], 2);
+                assert_eq!(json["wastedBytes"], 2);
+            }
+            assert!(!text.contains(['\u{1b}', '\u{7}', '\u{7f}', '\u{85}', '\u{9b}']));
+            assert_eq!(value.get("ci").is_some(), ci);
         }
+    }
+
+    #[test]
+    fn an_export_without_inefficiencies_is_written_as_its_serialiser_lays_it_out() {
+        let layer: Vec<(&str, Option<&[u8]>)> = vec![("a", Some(&b"x"[..]))];
+        let tree = tree_from(&[&layer]);
+        let figures = crate::analysis::analyse(&tree);
+        assert!(figures.inefficiencies.is_empty());
+        let export = export_of(&tree, &figures, false);
+        let text = written(&export);
+        assert!(text.contains("\"inefficiencies\": [],"));
+        assert_eq!(text, crate::escape::json_pretty(&export).unwrap() + "\n");
     }
 }

@@ -99,12 +99,19 @@ pub fn stream_stdout(
 /// Write `value` to standard output as [`json_text`] formats it, without building the text in
 /// memory first.
 pub fn stream_json_stdout<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Error> {
+    write_stdout_with(|out| {
+        crate::escape::write_json_pretty(&mut *out, value)?;
+        out.write_all(b"\n")
+    })
+}
+
+/// Write to standard output (buffered) what `write` writes; a reader that went away (a closed
+/// pipe) is not an error.
+pub fn write_stdout_with(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = crate::escape::write_json_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match written {
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Error::io("writing to standard output", e)),
