@@ -137,9 +137,10 @@ const PATH_BATCH: usize = 4096;
 const RENDER_THREADS: usize = 2;
 
 /// The elements of `items` as [`Export::write_json`] lays them out, each one after a comma
-/// (the writer drops the very first one's).
-fn render_batch(tree: &FileTree, items: &[Inefficiency]) -> Vec<u8> {
-    let mut text = Vec::with_capacity(items.len() * 128);
+/// (the writer drops the very first one's), into `text` (cleared first).
+fn render_batch(tree: &FileTree, items: &[Inefficiency], mut text: Vec<u8>) -> Vec<u8> {
+    text.clear();
+    text.reserve(items.len() * 128);
     let mut chain = Vec::new();
     for (i, item) in items.iter().enumerate() {
         // The items are in order of wasted bytes: their nodes lie anywhere in the model.
@@ -202,25 +203,33 @@ impl InefficiencyList<'_> {
             let mut rendered = Vec::with_capacity(RENDER_THREADS);
             for first in 0..RENDER_THREADS {
                 let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+                // Written batches come back to be filled again: a batch's text is about half
+                // a megabyte, which the allocator maps afresh each time (page faults and all).
+                let (give_back, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
                 let chunks = self.items.chunks(PATH_BATCH);
                 scope.spawn(move || {
                     for chunk in chunks.skip(first).step_by(RENDER_THREADS) {
+                        let text =
+                            render_batch(tree, chunk, returned.try_recv().unwrap_or_default());
                         // A closed channel means the writer stopped (a write failed).
-                        if batches.send(render_batch(tree, chunk)).is_err() {
+                        if batches.send(text).is_err() {
                             return;
                         }
                     }
                 });
-                rendered.push(received);
+                rendered.push((received, give_back));
             }
             for (i, chunk) in self.items.chunks(PATH_BATCH).enumerate() {
+                let (received, give_back) = &rendered[i % RENDER_THREADS];
                 // Each thread sends one batch per chunk of its own unless it panicked (which
                 // the scope passes on when it ends); until then the batches are made here.
-                let text = rendered[i % RENDER_THREADS]
+                let text = received
                     .recv()
-                    .unwrap_or_else(|_| render_batch(tree, chunk));
+                    .unwrap_or_else(|_| render_batch(tree, chunk, Vec::new()));
                 // The first element has no comma before it.
                 out.write_all(text.get(usize::from(i == 0)..).unwrap_or_default())?;
+                // A thread that has ended needs it no more.
+                let _ = give_back.try_send(text);
             }
             out.write_all(b"\n  ]")
         })
