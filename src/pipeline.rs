@@ -260,12 +260,14 @@ pub async fn load(
                 .await
                 .map_err(|_| Error::Other("layer scheduler closed".to_string()))?;
             let _ = events.send(Event::LayerStarted(index));
-            let merge_while_streaming = stream_first && index == 0;
-            let small = small_beside_first(layer.compressed_size, first_size);
-            let urgency = match (merge_while_streaming, stream_first && index > 0 && small) {
-                (true, _) => Urgency::MergedWhileStreaming,
-                (false, true) => Urgency::Background,
-                (false, false) => Urgency::Normal,
+            let urgency = if !stream_first {
+                Urgency::Normal
+            } else if index == 0 {
+                Urgency::MergedWhileStreaming
+            } else if small_beside_first(layer.compressed_size, first_size) {
+                Urgency::Background
+            } else {
+                Urgency::Normal
             };
             let result = obtain_index(&source, &layer, &progress, urgency).await;
             if result.is_ok() {
