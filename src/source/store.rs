@@ -9,9 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
 use futures_util::stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::LayerStream;
 use crate::digest::{Digest, Verifier};
@@ -238,96 +236,228 @@ pub fn hash_place(place: &Place) -> Result<Digest, Error> {
     Ok(hasher.finish())
 }
 
+/// Chunks read ahead of the one the pipeline is taking.
+const CHUNKS_AHEAD: usize = 2;
+
 /// Stream a byte range of a file as a layer blob, verified against `expected` (digest and the
 /// range's size) when given: a mismatch is the stream's last item, as for a registry blob.
+///
+/// One blocking thread reads the range straight into buffers that come back to it once the
+/// pipeline has let go of them. A docker archive's layers are uncompressed, so a big image is
+/// a gigabyte or more of reads: through the runtime's file type each read took a trip to a
+/// blocking thread (two context switches), a copy out of its buffer, and a fresh, zeroed
+/// allocation that the allocator often gave back to the kernel and faulted in again.
 pub fn stream_place(place: Place, expected: Option<Digest>) -> LayerStream {
-    struct State {
-        file: Option<tokio::fs::File>,
-        place: Place,
-        left: u64,
-        verifier: Option<Verifier>,
-        expected: Option<Digest>,
-        done: bool,
+    enum State {
+        Start(Place, Option<Digest>),
+        Reading(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, Error>>),
     }
-    let state = State {
-        file: None,
-        left: place.size,
-        verifier: expected
-            .as_ref()
-            .map(|d| Verifier::new(d, Some(place.size))),
-        expected,
-        place,
-        done: false,
-    };
-    Box::pin(stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
-        let io = |s: &State, e| Error::io(format!("reading {}", s.place.file.display()), e);
-        if s.file.is_none() {
-            let opened = async {
-                let mut f = tokio::fs::File::open(&s.place.file).await?;
-                f.seek(SeekFrom::Start(s.place.offset)).await?;
-                Ok::<_, std::io::Error>(f)
-            }
-            .await;
-            match opened {
-                Ok(f) => s.file = Some(f),
-                Err(e) => {
-                    s.done = true;
-                    let err = io(&s, e);
-                    return Some((Err(err), s));
+    Box::pin(stream::unfold(
+        State::Start(place, expected),
+        |state| async move {
+            let mut chunks = match state {
+                State::Reading(chunks) => chunks,
+                State::Start(place, expected) => {
+                    let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+                    tokio::task::spawn_blocking(move || read_place(&place, expected, &sender));
+                    chunks
                 }
-            }
-        }
-        if s.left == 0 {
-            s.done = true;
-            let verdict = s.verifier.take().map(Verifier::finish);
-            return match (verdict, &s.expected) {
-                (Some(Err(e)), Some(digest)) => {
-                    let err = Error::Blob {
-                        origin: s.place.file.display().to_string(),
-                        digest: digest.clone(),
-                        source: e,
-                    };
-                    Some((Err(err), s))
-                }
-                _ => None,
             };
+            let item = chunks.recv().await?;
+            Some((item, State::Reading(chunks)))
+        },
+    ))
+}
+
+/// A chunk's buffer, handed back to the reader when the last view of the chunk is dropped.
+struct PooledChunk {
+    bytes: Vec<u8>,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PooledChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for PooledChunk {
+    fn drop(&mut self) {
+        // The reader may be gone (the layer is read): the buffer is then simply freed.
+        let _ = self.home.send(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Read `place` in chunks into `chunks`, ending with an error if it cannot be read whole or
+/// does not match `expected`. Stops early when the stream is dropped.
+fn read_place(
+    place: &Place,
+    expected: Option<Digest>,
+    chunks: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, Error>>,
+) {
+    let io = |e| Error::io(format!("reading {}", place.file.display()), e);
+    let opened = File::open(&place.file).and_then(|mut file| {
+        file.seek(SeekFrom::Start(place.offset))?;
+        Ok(file)
+    });
+    let mut range = match opened {
+        Ok(file) => file.take(place.size),
+        Err(e) => {
+            let _ = chunks.blocking_send(Err(io(e)));
+            return;
         }
-        let want = usize::try_from(s.left.min(CHUNK as u64)).unwrap_or(CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let read = match s.file.as_mut() {
-            Some(f) => f.read(&mut buf).await,
-            None => Ok(0),
-        };
-        match read {
-            Ok(0) => {
-                s.done = true;
-                let err = archive_error(&s.place.file, "the file ends inside a layer (truncated?)");
-                Some((Err(err), s))
-            }
+    };
+    let mut verifier = expected
+        .as_ref()
+        .map(|d| Verifier::new(d, Some(place.size)));
+    let (home, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut left = place.size;
+    while left > 0 {
+        let want = left.min(CHUNK as u64);
+        let mut buf = returned
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        buf.clear();
+        // Reads into the buffer's spare room: nothing is zeroed first.
+        let read = range.by_ref().take(want).read_to_end(&mut buf);
+        let item = match read {
+            Ok(0) => Err(archive_error(
+                &place.file,
+                "the file ends inside a layer (truncated?)",
+            )),
             Ok(n) => {
-                buf.truncate(n);
-                s.left -= n as u64;
-                if let Some(v) = s.verifier.as_mut() {
+                left -= n as u64;
+                if let Some(v) = verifier.as_mut() {
                     // The range has exactly the promised size, so it cannot run long.
                     let _ = v.update(&buf);
                 }
-                Some((Ok(buf.freeze()), s))
+                Ok(bytes::Bytes::from_owner(PooledChunk {
+                    bytes: buf,
+                    home: home.clone(),
+                }))
             }
-            Err(e) => {
-                s.done = true;
-                let err = io(&s, e);
-                Some((Err(err), s))
-            }
+            Err(e) => Err(io(e)),
+        };
+        let failed = item.is_err();
+        if chunks.blocking_send(item).is_err() || failed {
+            return;
         }
-    }))
+    }
+    if let (Some(Err(source)), Some(digest)) = (verifier.map(Verifier::finish), expected) {
+        let _ = chunks.blocking_send(Err(Error::Blob {
+            origin: place.file.display().to_string(),
+            digest,
+            source,
+        }));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+
+    /// A file of `bytes` in the temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, bytes: &[u8]) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let path = std::env::temp_dir().join(format!(
+                "layerscope-store-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::write(&path, bytes).expect("temp file");
+            TempFile(path)
+        }
+
+        fn place(&self, offset: u64, size: u64) -> Place {
+            Place {
+                file: self.0.clone(),
+                offset,
+                size,
+            }
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// Every item of a stream: the bytes of the chunks before the first error, and that error.
+    async fn drain(mut stream: LayerStream) -> (Vec<u8>, usize, Option<Error>) {
+        let (mut bytes, mut chunks) = (Vec::new(), 0);
+        while let Some(item) = stream.next().await {
+            match item {
+                // Each chunk is let go of before the next is taken, so buffers go back.
+                Ok(chunk) => {
+                    bytes.extend_from_slice(&chunk);
+                    chunks += 1;
+                }
+                Err(e) => {
+                    assert!(stream.next().await.is_none(), "nothing after an error");
+                    return (bytes, chunks, Some(e));
+                }
+            }
+        }
+        (bytes, chunks, None)
+    }
+
+    fn numbered(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_range_streams_whole_and_verified_in_chunks() {
+        let data = numbered(9 * CHUNK + 1000);
+        let mut file = b"before".to_vec();
+        file.extend_from_slice(&data);
+        file.extend_from_slice(b"after");
+        let file = TempFile::new("whole", &file);
+        let place = file.place(6, data.len() as u64);
+        let (bytes, chunks, error) =
+            drain(stream_place(place, Some(Digest::sha256_of(&data)))).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(chunks, 10);
+        assert!(bytes == data, "the range's bytes, in order");
+    }
+
+    #[tokio::test]
+    async fn a_range_past_the_end_or_with_other_bytes_ends_in_an_error() {
+        let data = numbered(2 * CHUNK + 10);
+        let file = TempFile::new("short", &data);
+
+        let (bytes, _, error) =
+            drain(stream_place(file.place(0, data.len() as u64 + 1), None)).await;
+        assert_eq!(bytes.len(), data.len());
+        let error = error.expect("an error").to_string();
+        assert!(error.contains("truncated"), "{error}");
+
+        let other = Digest::sha256_of(b"other bytes");
+        let (bytes, _, error) =
+            drain(stream_place(file.place(0, data.len() as u64), Some(other))).await;
+        assert_eq!(bytes.len(), data.len());
+        assert!(matches!(error, Some(Error::Blob { .. })), "{error:?}");
+
+        let missing = file.0.with_extension("missing");
+        let (bytes, _, error) = drain(stream_place(
+            Place {
+                file: missing,
+                offset: 0,
+                size: 1,
+            },
+            None,
+        ))
+        .await;
+        assert!(bytes.is_empty());
+        let error = error.expect("an error").to_string();
+        assert!(error.contains("reading"), "{error}");
+    }
 
     #[test]
     fn normalises_member_paths() {
