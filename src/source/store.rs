@@ -361,15 +361,10 @@ mod tests {
     struct TempFile(PathBuf);
 
     impl TempFile {
+        /// `tag` tells the tests of one run apart.
         fn new(tag: &str, bytes: &[u8]) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let path = std::env::temp_dir().join(format!(
-                "layerscope-store-{tag}-{}-{nanos}",
-                std::process::id()
-            ));
+            let name = format!("layerscope-store-{tag}-{}", std::process::id());
+            let path = std::env::temp_dir().join(name);
             std::fs::write(&path, bytes).expect("temp file");
             TempFile(path)
         }
