@@ -174,6 +174,13 @@ pub fn error_line(message: &str) -> String {
     excerpt(message, MAX_ERROR_CHARS)
 }
 
+/// Whether `bytes` go into a JSON string as they are: printable ASCII, neither `"` nor `\`.
+pub fn is_plain_json_text(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// A serde_json formatter: the pretty layout, with DEL and C1 controls inside strings written
 /// as `\u00XX` escapes too (serde_json escapes only C0, `"` and `\`). Still exact JSON: the
 /// strings decode to the same text.
@@ -186,8 +193,9 @@ impl serde_json::ser::Formatter for SafeJson<'_> {
         fragment: &str,
     ) -> io::Result<()> {
         // Almost every string is printable ASCII: one byte scan finds that, where looking for
-        // a control character decodes the string char by char.
-        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        // a control character decodes the string char by char. (A fragment never holds a
+        // quote or a backslash: the serialiser writes those as escapes of their own.)
+        if is_plain_json_text(fragment.as_bytes()) {
             return writer.write_all(fragment.as_bytes());
         }
         let mut rest = fragment;

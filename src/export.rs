@@ -150,10 +150,7 @@ fn render_batch(tree: &FileTree, items: &[Inefficiency], mut text: Vec<u8>) -> V
         // written again through the serialiser.
         let path_start = text.len();
         tree.append_path(item.node, &mut text, &mut chain);
-        if !text[path_start..]
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-        {
+        if !crate::escape::is_plain_json_text(&text[path_start..]) {
             let path = text.split_off(path_start);
             text.pop();
             // A string is written alike at any depth; writing to a vector cannot fail.
